@@ -1,0 +1,37 @@
+#!/usr/bin/env bun
+/**
+ * crumb's command line: `generate` today; `serve`, `info` and `pull` arrive with their
+ * issues. Errors print one clear line (the CrumbError message) and exit non-zero.
+ */
+import process from "node:process";
+import { CrumbError } from "./errors.ts";
+import { runGenerate } from "./cli/generate.ts";
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
+  generate: (argv) =>
+    runGenerate(argv, {
+      stdout: (text) => void process.stdout.write(text),
+      stderr: (text) => void process.stderr.write(text),
+    }),
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const run = command === undefined ? undefined : COMMANDS[command];
+  if (run === undefined) {
+    process.stderr.write(`usage: crumb <${Object.keys(COMMANDS).join(" | ")}> ...\n`);
+    return 2;
+  }
+  try {
+    await run(rest);
+    return 0;
+  } catch (error) {
+    if (error instanceof CrumbError) {
+      process.stderr.write(`crumb ${command}: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,135 @@
+/**
+ * Loads crumb's WASM kernels (kernels-wasm/pkg/crumb_kernels.wasm) into a shared
+ * WebAssembly.Memory and hands out 64-byte aligned regions of it with a bump arena.
+ * One module instance per thread: the main thread uses the instance made here; pool
+ * workers instantiate the same module over the same memory, each with its own stack.
+ */
+import { readFileSync } from "node:fs";
+import { KernelError } from "../errors.ts";
+
+export const KERNELS_ABI_VERSION = 1;
+/** wasm32 addresses 4 GiB at most; the binary is linked with this maximum. */
+export const WASM_MAX_BYTES = 4 * 1024 * 1024 * 1024;
+const PAGE_BYTES = 65536;
+/** Stack given to each instance (main thread and every worker). */
+export const STACK_BYTES = 1024 * 1024;
+
+const WASM_URL = new URL("../../kernels-wasm/pkg/crumb_kernels.wasm", import.meta.url);
+
+let cachedModule: WebAssembly.Module | undefined;
+
+/** Compiles the kernel binary once per process (workers receive the compiled module). */
+export function kernelModule(): WebAssembly.Module {
+  if (cachedModule === undefined) {
+    let bytes: Uint8Array;
+    try {
+      bytes = readFileSync(WASM_URL);
+    } catch (cause) {
+      throw new KernelError(
+        `cannot read the kernel binary at ${WASM_URL.pathname}; run 'npm run build:kernels' or reinstall crumb`,
+        { cause },
+      );
+    }
+    cachedModule = new WebAssembly.Module(bytes);
+  }
+  return cachedModule;
+}
+
+/** Raw exports: every kernel takes byte offsets into the shared memory and plain numbers. */
+// deno-lint-ignore no-explicit-any
+export type KernelExports = Record<string, any> & {
+  __stack_pointer: WebAssembly.Global;
+  __heap_base: WebAssembly.Global;
+  kernels_abi_version(): number;
+};
+
+export interface KernelInstance {
+  readonly exports: KernelExports;
+  readonly memory: WebAssembly.Memory;
+}
+
+/**
+ * Instantiates the module over `memory` and points its stack at [stackBase, stackBase+STACK_BYTES).
+ * The caller owns the stack region (allocated from the arena).
+ */
+export function instantiateKernels(
+  memory: WebAssembly.Memory,
+  stackTop: number | undefined,
+  module: WebAssembly.Module = kernelModule(),
+): KernelInstance {
+  const instance = new WebAssembly.Instance(module, { env: { memory } });
+  const exports = instance.exports as unknown as KernelExports;
+  const version = exports.kernels_abi_version();
+  if (version !== KERNELS_ABI_VERSION) {
+    throw new KernelError(
+      `kernel binary ABI version ${version} does not match the runtime's ${KERNELS_ABI_VERSION}; rebuild with 'npm run build:kernels'`,
+    );
+  }
+  if (stackTop !== undefined) exports.__stack_pointer.value = stackTop;
+  return { exports, memory };
+}
+
+/** Bump allocator over the shared memory; regions are 64-byte aligned and never move. */
+export class Arena {
+  readonly memory: WebAssembly.Memory;
+  private top: number;
+
+  constructor(memory: WebAssembly.Memory, start: number) {
+    this.memory = memory;
+    this.top = alignUp(start, 64);
+  }
+
+  /** Current end of allocated memory; pass to `release` to free everything allocated after. */
+  mark(): number {
+    return this.top;
+  }
+
+  release(mark: number): void {
+    if (mark > this.top) throw new KernelError(`arena release to ${mark} beyond its top ${this.top}`);
+    this.top = mark;
+  }
+
+  /** Allocates `bytes` (aligned to `align`), growing the memory when needed. */
+  alloc(bytes: number, align = 64): number {
+    if (!Number.isInteger(bytes) || bytes < 0) throw new KernelError(`arena alloc of ${bytes} bytes: not a byte count`);
+    const offset = alignUp(this.top, align);
+    const end = offset + bytes;
+    if (end > WASM_MAX_BYTES) {
+      throw new KernelError(
+        `WASM heap needs ${formatBytes(end)}, but wasm32 memory is capped at 4 GiB; use fewer bits per weight, a compressed KV cache (--kv q4) or a shorter context`,
+      );
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
+    this.top = end;
+    return offset;
+  }
+}
+
+export interface Kernels extends KernelInstance {
+  readonly arena: Arena;
+}
+
+let sharedKernels: Kernels | undefined;
+
+/** The process-wide kernel instance (main thread) with its arena. */
+export function loadKernels(): Kernels {
+  if (sharedKernels !== undefined) return sharedKernels;
+  const module = kernelModule();
+  const memory = new WebAssembly.Memory({ initial: 32, maximum: WASM_MAX_BYTES / PAGE_BYTES, shared: true });
+  // The linker places its own stack and static data below __heap_base; keep that stack.
+  const instance = instantiateKernels(memory, undefined, module);
+  const arena = new Arena(memory, Number(instance.exports.__heap_base.value));
+  sharedKernels = { ...instance, arena };
+  return sharedKernels;
+}
+
+export function alignUp(value: number, align: number): number {
+  return Math.ceil(value / align) * align;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${bytes} bytes`;
+}

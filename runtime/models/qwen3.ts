@@ -1,0 +1,16 @@
+/**
+ * Qwen3 dense: the Llama decoder plus an RMSNorm over each head of q and k before RoPE
+ * (q_norm, k_norm of size head_dim), no q/k/v bias by default, and an explicit head_dim that
+ * may differ from hidden_size / num_heads (transformers' modeling_qwen3.py).
+ */
+import type { RawConfig } from "./types.ts";
+import { type DecoderArgs, decoderForward, expectedTensors, normalizeDecoderConfig } from "./llama.ts";
+
+export type Qwen3Args = DecoderArgs;
+
+export function normalizeConfig(raw: RawConfig): Qwen3Args {
+  return normalizeDecoderConfig(raw, { attentionBias: false, qkNorm: true, defaultTheta: 1000000, defaultEps: 1e-6 });
+}
+
+export { expectedTensors };
+export const forward = decoderForward;
