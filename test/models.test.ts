@@ -23,6 +23,7 @@ const CASES: Array<[string, RandomModelSpec]> = [
     ropeScaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
   }],
   ["mistral alias", { ...BASE, arch: "mistral", heads: 4, kvHeads: 1 }],
+  ["mistral sliding window 4", { ...BASE, arch: "mistral", heads: 4, kvHeads: 2, slidingWindow: 4 }],
   ["qwen2 biases GQA tied", { ...BASE, arch: "qwen2", heads: 4, kvHeads: 2, tieEmbeddings: true }],
   ["qwen3 q/k norm, head_dim 32", { ...BASE, arch: "qwen3", heads: 4, kvHeads: 2, headDim: 32 }],
 ];
@@ -66,6 +67,16 @@ describe("architectures", () => {
     engine.reset();
     const b = engine.forward([6, 9]);
     expect(maxAbsDiff(a, b)).toBeGreaterThan(1e-3);
+  });
+
+  test("a sliding window limits what late positions see", () => {
+    const spec: RandomModelSpec = { ...BASE, arch: "mistral", heads: 4, kvHeads: 2 };
+    const windowed = createReferenceEngine(createRandomModel({ ...spec, slidingWindow: 4 })).forward(TOKENS, { allLogits: true });
+    const full = createReferenceEngine(createRandomModel(spec)).forward(TOKENS, { allLogits: true });
+    const v = spec.vocab!;
+    // Positions 0..3 see the same keys either way; the last one does not.
+    expect(maxAbsDiff(windowed.subarray(0, 4 * v), full.subarray(0, 4 * v))).toBeLessThan(1e-5);
+    expect(maxAbsDiff(windowed.subarray(-v), full.subarray(-v))).toBeGreaterThan(1e-3);
   });
 
   test("a fixed seed reproduces sampled output; another seed differs", () => {

@@ -6,7 +6,7 @@ import { ContextLengthError } from "../errors.ts";
 import type { ModelSource } from "../models/types.ts";
 import { checkTensors, type ModelArgs, resolveModel } from "../models/registry.ts";
 import { createReferenceWeights, referenceOps } from "../ops/reference.ts";
-import type { ForwardContext } from "../ops/types.ts";
+import type { ForwardContext, ForwardOptions } from "../ops/types.ts";
 import { createReferenceCache, type ReferenceCache } from "./kv-cache/reference-cache.ts";
 
 export interface ReferenceEngine {
@@ -18,7 +18,9 @@ export interface ReferenceEngine {
    * Feeds tokens at the cache's current end and returns the logits of the last one
    * (vocab), or of every one (n, vocab) with allLogits.
    */
-  forward(tokens: readonly number[], options?: { allLogits?: boolean }): Float32Array;
+  forward(tokens: readonly number[], options?: ForwardOptions): Float32Array;
+  /** Drops cached positions from `pos` on. */
+  truncate(pos: number): void;
   /** Empties the KV cache. */
   reset(): void;
 }
@@ -38,6 +40,7 @@ export function createReferenceEngine(source: ModelSource, options: ReferenceEng
     numKvHeads: args.numKvHeads,
     headDim: args.headDim,
     contextLength,
+    slidingWindow: args.slidingWindow,
   });
   const ctx: ForwardContext = { ops: referenceOps, weights: createReferenceWeights(source), attention: cache };
 
@@ -50,6 +53,9 @@ export function createReferenceEngine(source: ModelSource, options: ReferenceEng
       const startPos = cache.length();
       if (startPos + tokens.length > contextLength) throw new ContextLengthError(startPos + tokens.length, 0, contextLength);
       return arch.forward(args, ctx, tokens, startPos, forwardOptions);
+    },
+    truncate(pos) {
+      cache.truncate(pos);
     },
     reset() {
       cache.truncate(0);

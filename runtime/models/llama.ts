@@ -40,6 +40,8 @@ export interface DecoderArgs {
   readonly attentionBias: boolean;
   /** RMSNorm over each head of q and k before RoPE (qwen3). */
   readonly qkNorm: boolean;
+  /** Each query attends to at most this many most recent positions (Mistral); undefined = all. */
+  readonly slidingWindow: number | undefined;
 }
 
 export type LlamaArgs = DecoderArgs;
@@ -83,7 +85,15 @@ export function normalizeDecoderConfig(
     eosTokenIds: tokenIdList(raw, "eos_token_id"),
     attentionBias: optionalBool(raw, "attention_bias", features.attentionBias),
     qkNorm: features.qkNorm,
+    slidingWindow: slidingWindow(raw),
   };
+}
+
+/** Mistral sets sliding_window; Qwen2 sets it too but only uses it when use_sliding_window is true. */
+function slidingWindow(raw: RawConfig): number | undefined {
+  if (raw.use_sliding_window === false) return undefined;
+  const window = raw.sliding_window;
+  return window === undefined || window === null ? undefined : requireInt(raw, "sliding_window");
 }
 
 export function normalizeConfig(raw: RawConfig): LlamaArgs {
@@ -118,7 +128,8 @@ function inverseFrequencies(args: DecoderArgs): Float32Array {
 
 /**
  * Runs n tokens starting at startPos through the decoder; returns the last position's logits
- * (vocab) or, with allLogits, every position's (n, vocab).
+ * (vocab) or, with allLogits, every position's (n, vocab); with output "hidden", the final
+ * normalised hidden states instead.
  */
 export function decoderForward(
   args: DecoderArgs,
@@ -156,6 +167,7 @@ export function decoderForward(
   const rows = options.allLogits ? n : 1;
   const last = options.allLogits ? x : x.subarray((n - 1) * args.hiddenSize, n * args.hiddenSize);
   const normed = ops.rmsNorm(last, rows, weights.vector("model.norm.weight"), args.rmsNormEps);
+  if (options.output === "hidden") return normed; // (rows, hidden)
   const head = args.tieWordEmbeddings && !weights.has("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
   return ops.linear(normed, rows, weights.matrix(head)); // (rows, vocab)
 }

@@ -68,6 +68,8 @@ export interface ForwardContext<M extends MatrixHandle = MatrixHandle> {
 }
 
 export interface ForwardOptions {
-  /** Return logits for every input position (n, vocab) instead of only the last (vocab). */
+  /** Return results for every input position (n, width) instead of only the last (width). */
   readonly allLogits?: boolean;
+  /** "hidden": the final normalised hidden states (for embeddings) instead of logits. */
+  readonly output?: "logits" | "hidden";
 }

@@ -13,6 +13,8 @@ export interface CacheShape {
   readonly headDim: number;
   /** Positions the cache can hold. */
   readonly contextLength: number;
+  /** Attend to at most this many most recent positions (Mistral's sliding window). */
+  readonly slidingWindow?: number;
 }
 
 export interface ReferenceCache extends AttentionState {
@@ -57,25 +59,26 @@ export function createReferenceCache(shape: CacheShape): ReferenceCache {
       const out = new Float32Array(n * numHeads * headDim);
       const scores = new Float64Array(startPos + n);
       for (let t = 0; t < n; t++) {
-        const pos = startPos + t; // attends to positions 0..pos
+        const pos = startPos + t; // attends to positions first..pos
+        const first = shape.slidingWindow === undefined ? 0 : Math.max(0, pos - shape.slidingWindow + 1);
         for (let h = 0; h < numHeads; h++) {
           const qOff = (t * numHeads + h) * headDim;
           const kvOff = Math.floor(h / group) * headDim;
           let max = -Infinity;
-          for (let p = 0; p <= pos; p++) {
+          for (let p = first; p <= pos; p++) {
             let dot = 0;
             for (let i = 0; i < headDim; i++) dot += q[qOff + i] * keys[layer][p * kvDim + kvOff + i];
             scores[p] = dot * scale;
             if (scores[p] > max) max = scores[p];
           }
           let total = 0;
-          for (let p = 0; p <= pos; p++) {
+          for (let p = first; p <= pos; p++) {
             scores[p] = Math.exp(scores[p] - max);
             total += scores[p];
           }
           for (let i = 0; i < headDim; i++) {
             let acc = 0;
-            for (let p = 0; p <= pos; p++) acc += scores[p] * values[layer][p * kvDim + kvOff + i];
+            for (let p = first; p <= pos; p++) acc += scores[p] * values[layer][p * kvDim + kvOff + i];
             out[qOff + i] = acc / total;
           }
         }

@@ -1,0 +1,147 @@
+/**
+ * createEngine: a loaded model behind the `Engine` contract. One sequence runs at a time
+ * (a FIFO lock); its KV cache is kept between requests so a prompt that extends the previous
+ * one (a chat turn) only prefills the new tokens.
+ */
+import { basename } from "node:path";
+import { InvalidArgumentError, TokenizerError } from "../errors.ts";
+import type { ModelSource } from "../models/types.ts";
+import { renderChat, selectChatTemplate } from "../tokenizer/chat-template.ts";
+import { createTokenizer } from "../tokenizer/tokenizer.ts";
+import { createReferenceEngine } from "./reference-engine.ts";
+import { type CachedSequence, startGeneration } from "./generate.ts";
+import type { ChatMessage, Engine, GenerateEvent, GenerateOptions, Pooling } from "./types.ts";
+
+export interface EngineOptions {
+  /** Positions per sequence; default the model's maximum, capped at 4096. */
+  readonly contextLength?: number;
+  /** Name reported by /v1/models; default the file or directory name. */
+  readonly modelId?: string;
+}
+
+/** A FIFO mutex: `acquire` resolves with the release function once the caller's turn comes. */
+function createLock() {
+  let tail = Promise.resolve();
+  return {
+    acquire(): Promise<() => void> {
+      let release!: () => void;
+      const turn = new Promise<void>((resolve) => (release = resolve));
+      const ready = tail.then(() => release);
+      tail = tail.then(() => turn);
+      return ready;
+    },
+  };
+}
+
+export function createEngine(source: ModelSource, options: EngineOptions = {}): Engine {
+  if (source.tokenizer === undefined) {
+    throw new TokenizerError(`${source.path} carries no tokenizer; pass one with --tokenizer <tokenizer.json | tokenizer.bin | tokenizer.model>`);
+  }
+  const tokenizer = createTokenizer(source.tokenizer);
+  const backend = createReferenceEngine(source, { contextLength: options.contextLength });
+  const cached: CachedSequence = { tokens: [] };
+  const lock = createLock();
+  const stopTokenIds = new Set<number>([...backend.args.eosTokenIds, ...tokenizer.eosTokenIds, ...eosFrom(source.generationConfig)]);
+
+  const applyChatTemplate: Engine["applyChatTemplate"] = (messages, chatOptions = {}) => {
+    const tools = chatOptions.tools;
+    const template = selectChatTemplate(source.chatTemplates, chatOptions.chatTemplate, tools !== undefined && tools.length > 0);
+    return renderChat(template, {
+      messages,
+      addGenerationPrompt: true,
+      tools,
+      bosToken: tokenizer.bosToken,
+      eosToken: tokenizer.eosToken,
+    });
+  };
+
+  const promptIds = (prompt: string | readonly number[] | readonly ChatMessage[], generateOptions: GenerateOptions): number[] => {
+    if (typeof prompt === "string") {
+      const ids = tokenizer.encode(prompt, { addSpecialTokens: true });
+      const bos = tokenizer.bosTokenId ?? backend.args.bosTokenId;
+      return ids.length === 0 && bos !== undefined ? [bos] : ids;
+    }
+    if (prompt.length > 0 && typeof prompt[0] === "number") {
+      const ids = prompt as readonly number[];
+      for (const id of ids) {
+        if (!Number.isInteger(id) || id < 0 || id >= backend.args.vocabSize) {
+          throw new InvalidArgumentError("prompt", `token id ${id} is outside the vocabulary [0, ${backend.args.vocabSize})`);
+        }
+      }
+      return [...ids];
+    }
+    const text = applyChatTemplate(prompt as readonly ChatMessage[], { tools: generateOptions.tools, chatTemplate: generateOptions.chatTemplate });
+    // Templates write their own BOS, as transformers' apply_chat_template(tokenize=True) assumes.
+    return tokenizer.encode(text, { addSpecialTokens: false });
+  };
+
+  return {
+    modelId: options.modelId ?? basename(source.path),
+    args: backend.args,
+    tokenizer,
+    contextLength: backend.contextLength,
+    applyChatTemplate,
+
+    generate(prompt, generateOptions = {}) {
+      const ids = promptIds(prompt, generateOptions);
+      const events = startGeneration(backend, cached, tokenizer, ids, generateOptions, stopTokenIds);
+      return (async function* locked(): AsyncGenerator<GenerateEvent> {
+        const release = await lock.acquire();
+        try {
+          yield* events;
+        } finally {
+          release();
+        }
+      })();
+    },
+
+    async embed(inputs, embedOptions = {}) {
+      const pooling: Pooling = embedOptions.pooling ?? "mean";
+      const encoded = inputs.map((text, i) => {
+        const ids = tokenizer.encode(text, { addSpecialTokens: true });
+        if (ids.length === 0) throw new InvalidArgumentError(`input[${i}]`, `input ${i} is empty; embeddings need some text`);
+        if (ids.length > backend.contextLength) {
+          throw new InvalidArgumentError(`input[${i}]`, `input ${i} has ${ids.length} tokens, more than the context length ${backend.contextLength}`);
+        }
+        return ids;
+      });
+      const release = await lock.acquire();
+      try {
+        return encoded.map((ids) => {
+          backend.truncate(0);
+          cached.tokens.length = 0;
+          const hidden = backend.forward(ids, { allLogits: pooling === "mean", output: "hidden" });
+          return normalize(pool(hidden, pooling === "mean" ? ids.length : 1, backend.args.hiddenSize));
+        });
+      } finally {
+        backend.truncate(0);
+        release();
+      }
+    },
+
+    dispose() {
+      backend.reset();
+      cached.tokens.length = 0;
+    },
+  };
+}
+
+/** Mean of `rows` hidden vectors (one row is the last token's). */
+function pool(hidden: Float32Array, rows: number, width: number): Float32Array {
+  const out = new Float32Array(width);
+  for (let r = 0; r < rows; r++) for (let i = 0; i < width; i++) out[i] += hidden[r * width + i] / rows;
+  return out;
+}
+
+function normalize(v: Float32Array): Float32Array {
+  let norm = 0;
+  for (const x of v) norm += x * x;
+  norm = Math.sqrt(norm) || 1;
+  return v.map((x) => x / norm);
+}
+
+function eosFrom(config: Readonly<Record<string, unknown>>): number[] {
+  const value = config.eos_token_id;
+  const list = Array.isArray(value) ? value : value === undefined ? [] : [value];
+  return list.filter((id): id is number => Number.isInteger(id));
+}

@@ -1,0 +1,6 @@
+/**
+ * The kernels' plain TypeScript twins (the oracle of every parity test), one module per kernel
+ * family: elementwise/attention here, LUT and dense matmul in ./reference/matmul.ts.
+ */
+export * from "./reference/elementwise.ts";
+export * from "./reference/matmul.ts";
