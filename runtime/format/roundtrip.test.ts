@@ -17,6 +17,7 @@ import {
   verifyTensor,
   writeCheckpoint,
 } from "./index.ts";
+import { packF16, packF32, unpackF16, unpackF32 } from "./pack-f16.ts";
 import { SAMPLE_HEADER, sampleInput } from "./testing.ts";
 
 describe("checkpoint round trip", () => {
@@ -105,6 +106,20 @@ describe("checkpoint round trip", () => {
     expect(progress.at(-1)).toBe(record.byteLength);
     expect(progress.every((d, i) => i === 0 || d > progress[i - 1])).toBe(true);
     await expect(readTensorInto(file, record, new Uint8Array(3))).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
+  test("tensors packed by the pack-* modules unpack to the same values after a round trip", async () => {
+    const values = Float32Array.from({ length: 48 }, (_, i) => Math.sin(i) * 3);
+    const packed = serializeCheckpoint({
+      header: SAMPLE_HEADER,
+      tensors: [
+        { name: "w32", shape: [6, 8], encoding: { kind: "f32" }, bytes: packF32(values) },
+        { name: "w16", shape: [48], encoding: { kind: "f16" }, bytes: packF16(values) },
+      ],
+    });
+    const [w32, w16] = parseCheckpointHeader(packed).tensors;
+    expect(unpackF32(await readTensorBytes(packed, w32), 48)).toEqual(values);
+    expect(unpackF16(await readTensorBytes(packed, w16), 48)).toEqual(unpackF16(packF16(values), 48));
   });
 
   test("a checkpoint without tensors round-trips", () => {

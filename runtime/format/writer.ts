@@ -55,6 +55,7 @@ function checkTensor(t: TensorInput, index: number, names: Set<string>): Encodin
   const bad = (message: string): never => {
     throw new InvalidArgumentError("tensors", `${label}: ${message}`);
   };
+  if (typeof t !== "object" || t === null) bad("must be an object {name, shape, encoding, bytes}");
   if (typeof t.name !== "string" || t.name.length === 0) bad("name must be a non-empty string");
   if (new TextEncoder().encode(t.name).length > 0xffff) bad("name is longer than 65535 UTF-8 bytes");
   if (names.has(t.name)) bad("duplicate tensor name; every tensor needs a unique name");
