@@ -69,7 +69,9 @@ function addChatTemplates(metadata: Map<string, unknown>, config: Record<string,
 function fromLlama(metadata: Map<string, unknown>, tokens: string[]): TokenizerFiles {
   const n = tokens.length;
   const scores = numberArray(metadata, "tokenizer.ggml.scores", n) ?? tokens.map((_, i) => -i);
-  const types = numberArray(metadata, "tokenizer.ggml.token_type", n) ?? tokens.map(() => PieceType.NORMAL);
+  const types =
+    numberArray(metadata, "tokenizer.ggml.token_type", n) ??
+    tokens.map((t) => (/^<0x[0-9A-F]{2}>$/.test(t) ? PieceType.BYTE : PieceType.NORMAL));
   const pieces: Piece[] = tokens.map((piece, i) => ({ piece, score: scores[i], type: types[i] }));
   const byteFallback = pieces.some((p) => p.type === PieceType.BYTE);
   const addDummyPrefix = optionalBool(metadata, "tokenizer.ggml.add_space_prefix") ?? true;
@@ -80,6 +82,7 @@ function fromLlama(metadata: Map<string, unknown>, tokens: string[]): TokenizerF
     eosId: optionalId(metadata, "tokenizer.ggml.eos_token_id", n),
     padId: optionalId(metadata, "tokenizer.ggml.padding_token_id", n),
     addDummyPrefix,
+    removeExtraWhitespaces: optionalBool(metadata, "tokenizer.ggml.remove_extra_whitespaces") ?? false,
     byteFallback,
     addBosToken: optionalBool(metadata, "tokenizer.ggml.add_bos_token") ?? true,
     addEosToken: optionalBool(metadata, "tokenizer.ggml.add_eos_token") ?? false,

@@ -50,6 +50,10 @@ describe("stories260K tok512.model", () => {
         expect(fromModel.encode(text)).toEqual(ids);
         expect(fromBin.encode(text)).toEqual(ids);
       }
+      // tok512.model sets remove_extra_whitespaces (spaces only); llama2.c's run.c does not.
+      expect(fromModel.encode("  Once   upon a time ")).toEqual(examples[0].ids);
+      expect(fromModel.encode("Once\n\nupon")).not.toEqual(fromModel.encode("Once upon"));
+      expect(fromBin.encode("  Once")).not.toEqual(fromBin.encode("Once"));
     },
   );
 });

@@ -10,7 +10,7 @@
 
 import { TokenizerError } from "../errors.ts";
 import type { TokenizerFiles } from "../models/types.ts";
-import { type Piece, PieceType, SPACE_MARKER, spmBpeToFiles } from "./spm-bpe.ts";
+import { type Piece, PieceType, removeExtraWhitespaces, SPACE_MARKER, spmBpeToFiles } from "./spm-bpe.ts";
 
 const MODEL_UNIGRAM = 1;
 const MODEL_BPE = 2;
@@ -168,9 +168,7 @@ function unigramToFiles(model: SentencePieceModel): TokenizerFiles {
   if (model.precompiledCharsmap !== undefined && model.precompiledCharsmap.length > 0) {
     normalizers.push({ type: "Precompiled", precompiled_charsmap: base64(model.precompiledCharsmap) });
   }
-  if (model.removeExtraWhitespaces) {
-    normalizers.push({ type: "Replace", pattern: { Regex: " {2,}" }, content: " " });
-  }
+  if (model.removeExtraWhitespaces) normalizers.push(...removeExtraWhitespaces());
   const piece = (id: number) => (id >= 0 && id < model.pieces.length ? model.pieces[id].piece : undefined);
   const bos = piece(model.bosId);
   const eos = piece(model.eosId);

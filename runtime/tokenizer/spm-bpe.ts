@@ -79,6 +79,17 @@ export function mergesByScore(pieces: readonly Piece[]): [string, string][] {
   return found.map((m) => [m.left, m.right]);
 }
 
+/**
+ * SentencePiece remove_extra_whitespaces: trim spaces at both ends and collapse runs.
+ * Spaces only (tabs and newlines stay), so this is not a Strip normalizer.
+ */
+export function removeExtraWhitespaces(): Record<string, unknown>[] {
+  return [
+    { type: "Replace", pattern: { Regex: "\\A +| +\\z" }, content: "" },
+    { type: "Replace", pattern: { Regex: " {2,}" }, content: " " },
+  ];
+}
+
 function addedToken(id: number, content: string, special: boolean) {
   return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special };
 }
@@ -105,12 +116,7 @@ export function spmBpeToFiles(options: SpmBpeOptions): {
   const bos = pieceAt(options.bosId);
   const eos = pieceAt(options.eosId);
 
-  const normalizers: Record<string, unknown>[] = [];
-  if (options.removeExtraWhitespaces) {
-    // Spaces only (SentencePiece leaves tabs and newlines alone), so no Strip normalizer.
-    normalizers.push({ type: "Replace", pattern: { Regex: "\\A +| +\\z" }, content: "" });
-    normalizers.push({ type: "Replace", pattern: { Regex: " {2,}" }, content: " " });
-  }
+  const normalizers = options.removeExtraWhitespaces ? removeExtraWhitespaces() : [];
   if (options.addDummyPrefix) normalizers.push({ type: "Prepend", prepend: SPACE_MARKER });
   normalizers.push({ type: "Replace", pattern: { String: " " }, content: SPACE_MARKER });
 

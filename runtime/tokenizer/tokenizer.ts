@@ -37,6 +37,10 @@ export interface CrumbTokenizer {
 /** End-of-turn markers that chat models emit in place of (or besides) their EOS. */
 const END_OF_TURN_TOKENS = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|eom_id|>"];
 
+/** BOS / EOS spellings looked up among the added tokens when tokenizer_config names none. */
+const BOS_FALLBACKS = ["<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"];
+const EOS_FALLBACKS = ["</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>"];
+
 /** Reads a token string from a tokenizer_config entry: "x" or {content: "x"}. */
 export function tokenContent(value: unknown): string | undefined {
   if (typeof value === "string") return value;
@@ -95,10 +99,14 @@ export function createTokenizer(files: TokenizerFiles): CrumbTokenizer {
   const vocabSize = maxId + 1;
 
   const special = new Set<number>();
-  for (const [id, token] of inner.get_added_tokens_decoder()) if (token.special) special.add(id);
-
-  const bosToken = tokenContent(config.bos_token);
-  const eosToken = tokenContent(config.eos_token);
+  const addedNames = new Set<string>();
+  for (const [id, token] of inner.get_added_tokens_decoder()) {
+    addedNames.add(token.content);
+    if (token.special) special.add(id);
+  }
+  const knownAdded = (names: readonly string[]) => names.find((name) => addedNames.has(name));
+  const bosToken = tokenContent(config.bos_token) ?? knownAdded(BOS_FALLBACKS);
+  const eosToken = tokenContent(config.eos_token) ?? knownAdded(EOS_FALLBACKS);
   const bosTokenId = bosToken === undefined ? undefined : inner.token_to_id(bosToken);
   const eosIds: number[] = [];
   const addEos = (id: number | undefined) => {
