@@ -10,23 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const MODELS_DIR = fileURLToPath(new URL("../../../shared/models/", import.meta.url));
-
-export function modelPath(relative: string): string {
-  return path.join(MODELS_DIR, relative);
-}
-
-/** A test over shared model files: runs when they exist, fails under CI when they do not, else skips. */
-export function testShared(name: string, files: readonly string[], fn: (...paths: string[]) => unknown): void {
-  const paths = files.map(modelPath);
-  const missing = paths.filter((p) => !fs.existsSync(p));
-  if (missing.length === 0) test(name, () => fn(...paths));
-  else if (process.env.CI === "true") {
-    test(name, () => {
-      throw new Error(`shared test data missing: ${missing.join(", ")}`);
-    });
-  } else test.skip(name, () => {});
-}
+export { modelPath, testShared } from "../../test/shared-data.ts";
 
 export function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "crumb-import-"));

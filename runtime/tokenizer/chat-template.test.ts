@@ -6,8 +6,8 @@
 
 import { describe, expect, test } from "bun:test";
 import { InvalidArgumentError, TokenizerError } from "../errors.ts";
-import { chatTemplatesFromConfig, renderChat, selectChatTemplate, strftime } from "./chat-template.ts";
-import { haveFiles, readJson, readText } from "./test-data.ts";
+import { renderChat, selectChatTemplate, strftime } from "./chat-template.ts";
+import { haveFiles, readJson, readText } from "../../test/shared-data.ts";
 
 const MESSAGES = [
   { role: "system", content: "You are a helpful assistant." },
@@ -210,13 +210,4 @@ describe("errors and helpers", () => {
     expect(() => selectChatTemplate({})).toThrow(/has no chat template; use \/v1\/completions/);
   });
 
-  test.skipIf(!haveFiles("hf-tokenizers/qwen2.5/tokenizer_config.json"))("chatTemplatesFromConfig reads string and list forms", () => {
-    const qwen = readJson("hf-tokenizers/qwen2.5/tokenizer_config.json");
-    expect(chatTemplatesFromConfig(qwen).default).toBe(qwen.chat_template as string);
-    expect(chatTemplatesFromConfig({ chat_template: [{ name: "default", template: "a" }, { name: "tool_use", template: "b" }] })).toEqual({
-      default: "a",
-      tool_use: "b",
-    });
-    expect(chatTemplatesFromConfig({})).toEqual({});
-  });
 });

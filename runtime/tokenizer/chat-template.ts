@@ -125,26 +125,6 @@ export function renderChat(template: string, options: RenderChatOptions): string
 }
 
 /**
- * Reads the chat templates of a tokenizer_config.json: `chat_template` is either one
- * template string or a list of {name, template}. Returns name → template ("default" first).
- */
-export function chatTemplatesFromConfig(config: Record<string, unknown>): Record<string, string> {
-  const value = config.chat_template;
-  if (typeof value === "string") return { default: value };
-  const out: Record<string, string> = {};
-  if (Array.isArray(value)) {
-    for (const entry of value) {
-      const { name, template } = (entry ?? {}) as { name?: unknown; template?: unknown };
-      if (typeof name !== "string" || typeof template !== "string") {
-        throw new TokenizerError('tokenizer_config.json chat_template list entries must be {"name", "template"} strings');
-      }
-      out[name] = template;
-    }
-  }
-  return out;
-}
-
-/**
  * Picks the template to use: the one named, else "tool_use" when tools are given and the
  * model has one, else "default".
  */

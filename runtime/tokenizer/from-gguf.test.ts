@@ -1,18 +1,19 @@
 /**
  * GGUF embedded tokenizers: llama.cpp's vocab-only GGUFs (SentencePiece, GPT-2 BPE, BERT
- * WordPiece, Phi-3) reproduce their .inp/.out vectors; metadata reading is test-only.
+ * WordPiece, Phi-3) reproduce their .inp/.out vectors; metadata comes from the real GGUF reader.
  */
 
 import { describe, expect, test } from "bun:test";
 import { TokenizerError, UnsupportedModelError } from "../errors.ts";
 import { tokenizerFromGguf } from "./from-gguf.ts";
-import { haveFiles, readBytes, readGgufMetadata, readJson, readVocabVectors } from "./test-data.ts";
+import { readGguf } from "../../quantizer/import/gguf.ts";
+import { haveFiles, modelPath, readBytes, readJson, readVocabVectors } from "../../test/shared-data.ts";
 import { createTokenizer } from "./tokenizer.ts";
 
 const vocabPath = (name: string) => `gguf-vocab/ggml-vocab-${name}.gguf`;
 const present = (name: string) => haveFiles(vocabPath(name), `${vocabPath(name)}.inp`, `${vocabPath(name)}.out`);
 const load = (name: string) => {
-  const files = tokenizerFromGguf(readGgufMetadata(readBytes(vocabPath(name))));
+  const files = tokenizerFromGguf(readGguf(modelPath(vocabPath(name))).metadata);
   if (files === undefined) throw new Error(`${name} has no tokenizer`);
   return files;
 };

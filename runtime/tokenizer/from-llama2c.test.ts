@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { TokenizerError } from "../errors.ts";
 import { llama2cTokenizerToFiles, readLlama2cTokenizer } from "./from-llama2c.ts";
-import { haveFiles, readBytes, readJson, readVocabVectors } from "./test-data.ts";
+import { haveFiles, readBytes, readJson, readVocabVectors } from "../../test/shared-data.ts";
 import { createTokenizer } from "./tokenizer.ts";
 
 const TOK512 = "stories260K/tok512.bin";

@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { TokenizerError } from "../errors.ts";
 import { llama2cTokenizerToFiles } from "./from-llama2c.ts";
 import { readSentencePieceModel, sentencePieceModelToFiles } from "./from-sentencepiece.ts";
-import { haveFiles, readBytes, readJson, readVocabVectors } from "./test-data.ts";
+import { haveFiles, readBytes, readJson, readVocabVectors } from "../../test/shared-data.ts";
 import { createTokenizer } from "./tokenizer.ts";
 
 const LLAMA2 = "sentencepiece/llama2/tokenizer.model";

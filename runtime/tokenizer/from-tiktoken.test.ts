@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { TokenizerError } from "../errors.ts";
 import { tiktokenToFiles } from "./from-tiktoken.ts";
-import { haveFiles, readJson, readText, readVocabVectors } from "./test-data.ts";
+import { haveFiles, readJson, readText, readVocabVectors } from "../../test/shared-data.ts";
 import { createTokenizer, type CrumbTokenizer } from "./tokenizer.ts";
 
 const MODEL = "tiktoken/llama3/tokenizer.model";

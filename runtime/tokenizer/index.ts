@@ -13,7 +13,6 @@ export { readSentencePieceModel, sentencePieceModelToFiles, type SentencePieceMo
 export { tokenizerFromGguf } from "./from-gguf.ts";
 export { tiktokenToFiles } from "./from-tiktoken.ts";
 export {
-  chatTemplatesFromConfig,
   renderChat,
   selectChatTemplate,
   strftime,

@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { TokenizerError } from "../errors.ts";
 import { createDetokenizer } from "./detokenizer.ts";
 import { llama2cTokenizerToFiles } from "./from-llama2c.ts";
-import { haveFiles, readBytes, readJson } from "./test-data.ts";
+import { haveFiles, readBytes, readJson } from "../../test/shared-data.ts";
 import { createTokenizer, type CrumbTokenizer, tokenContent } from "./tokenizer.ts";
 
 const TOK512 = "stories260K/tok512.bin";

@@ -5,7 +5,7 @@
  */
 
 import { describe, expect, test } from "bun:test";
-import { haveFiles, readJson, readVocabVectors } from "./test-data.ts";
+import { haveFiles, readJson, readVocabVectors } from "../../test/shared-data.ts";
 import { createTokenizer, type CrumbTokenizer } from "./tokenizer.ts";
 
 // all-MiniLM-L6-v2 ships no tokenizer_config.json here; these are its published values.
