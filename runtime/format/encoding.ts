@@ -12,10 +12,11 @@
  *   w = scale * q.
  * - bitplane{bits b, group G, scales} and ternary{group G, planes}: rows padded to a tile of
  *   16 and K to the group. For each row tile (16 rows), for each group, one block:
- *     indices: for each pair of 4-column quads (G/8 pairs), for each plane p, 16 bytes; byte j
- *       holds row j's 4-bit index for the even quad in its low nibble and for the odd quad in
- *       its high nibble (index bit i = bit p of the code of column 4*quad+i);
- *     scales (f16, 16 per row tile each): zero-point: 16 d then 16 z (w = d*(q - z));
+ *     indices: for each pair of 4-column quads (G/8 pairs), for each plane p, 16 bytes; byte
+ *       2j (2j+1) holds row j's (row 8+j's) 4-bit index for the even quad in its low nibble
+ *       and for the odd quad in its high nibble (index bit i = bit p of the code of column
+ *       4*quad+i);
+ *     scales (f16, 16 per vector, rows in order): zero-point: 16 d then 16 z (w = d*(q - z));
  *       per-plane: b planes of 16 s_p then 16 z (w = sum_p s_p*bit_p(q) + z);
  *       ternary: 16 alpha per trit-plane (w = sum_k alpha_k * t_k, t in {-1,0,1}).
  *   A trit t is stored as the 2-bit code t+1 (two bit-planes), so ternary with 1 or 2

@@ -1,8 +1,8 @@
 /**
  * Packing of the LUT encodings (bitplane and ternary) into the order the WASM kernel streams
  * them (T-MAC, arXiv 2407.00088; layout in encoding.ts): row tiles of 16, per group the index
- * vectors (quad pair, plane, row: low nibble even quad, high nibble odd quad) then the f16
- * scale vectors. Both encodings reduce to a "stream code" of `planes` bits per weight:
+ * vectors (quad pair, plane, byte: low nibble even quad, high nibble odd quad; byte 2j holds
+ * row j, byte 2j+1 row 8+j) then the f16 scale vectors (natural row order). Both encodings reduce to a "stream code" of `planes` bits per weight:
  * bitplane: the code q itself; ternary: (t1+1) | (t2+1) << 2.
  */
 import { FormatError } from "../errors.ts";
@@ -30,6 +30,11 @@ export interface LutUnpacked {
   /** (rowsPadded, groups, vectors): the f16 scale vectors of each block, per row. */
   readonly scales: Float32Array;
   readonly vectors: number;
+}
+
+/** Row (within its tile of 16) whose indices byte j of an index vector holds. */
+export function rowOfByte(j: number): number {
+  return (j & 1) === 0 ? j >> 1 : 8 + (j >> 1);
 }
 
 export function isLutEncoding(e: Encoding): e is LutEncoding {
@@ -61,7 +66,7 @@ function packBlocks(
     for (let g = 0; g < l.groups; g++) {
       const blk = (tile * l.groups + g) * l.blockBytes;
       for (let j = 0; j < ROW_TILE; j++) {
-        const r = tile * ROW_TILE + j;
+        const r = tile * ROW_TILE + rowOfByte(j);
         for (let i = 0; i < G / 8; i++) {
           const c0 = g * G + 8 * i;
           for (let p = 0; p < B; p++) {
@@ -74,8 +79,9 @@ function packBlocks(
             out[blk + 16 * (i * B + p) + j] = lo | (hi << 4);
           }
         }
+        const rs = tile * ROW_TILE + j;
         for (let k = 0; k < vectors; k++) {
-          const h = r < rows ? scale(r, g, k) : 0;
+          const h = rs < rows ? scale(rs, g, k) : 0;
           view.setUint16(blk + l.indexBytes + 32 * k + 2 * j, h, true);
         }
       }
@@ -152,7 +158,7 @@ export function unpackLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols:
     for (let g = 0; g < l.groups; g++) {
       const blk = (tile * l.groups + g) * l.blockBytes;
       for (let j = 0; j < ROW_TILE; j++) {
-        const r = tile * ROW_TILE + j;
+        const r = tile * ROW_TILE + rowOfByte(j);
         for (let i = 0; i < G / 8; i++) {
           for (let p = 0; p < B; p++) {
             const byte = bytes[blk + 16 * (i * B + p) + j];
@@ -161,8 +167,9 @@ export function unpackLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols:
             }
           }
         }
+        const rs = tile * ROW_TILE + j;
         for (let k = 0; k < vectors; k++) {
-          scales[(r * l.groups + g) * vectors + k] = f16ToF32(view.getUint16(blk + l.indexBytes + 32 * k + 2 * j, true));
+          scales[(rs * l.groups + g) * vectors + k] = f16ToF32(view.getUint16(blk + l.indexBytes + 32 * k + 2 * j, true));
         }
       }
     }

@@ -284,6 +284,9 @@ export interface AttentionArgs {
 
 export type CacheType = "f32" | "f16";
 
+/** Largest head dimension the attention kernels take (MAX_HEAD_DIM in attention.rs). */
+export const MAX_HEAD_DIM = 512;
+
 /** Scratch floats `attention*` needs for heads [headBegin, headEnd). */
 export function attentionScratchFloats(heads: number, kvLen: number): number {
   return heads * kvLen;
@@ -293,6 +296,9 @@ export function attentionScratchFloats(heads: number, kvLen: number): number {
 export function attentionCallArgs(kern: KernelInstance, cache: CacheType, a: AttentionArgs): number[] {
   const op = `attention_${cache}`;
   for (const key of ["nHeads", "nKvHeads", "headDim", "kvLen"] as const) checkCount(op, key, a[key]);
+  if (a.headDim > MAX_HEAD_DIM) {
+    throw new ShapeError(op, `headDim ≤ ${MAX_HEAD_DIM}`, String(a.headDim));
+  }
   if (a.nHeads % a.nKvHeads !== 0) {
     throw new ShapeError(op, `nHeads a multiple of nKvHeads (${a.nKvHeads})`, String(a.nHeads));
   }

@@ -21,9 +21,9 @@ let cachedModule: WebAssembly.Module | undefined;
 /** Compiles the kernel binary once per process (workers receive the compiled module). */
 export function kernelModule(): WebAssembly.Module {
   if (cachedModule === undefined) {
-    let bytes: Uint8Array;
+    let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = readFileSync(WASM_URL);
+      bytes = new Uint8Array(readFileSync(WASM_URL)); // a plain ArrayBuffer copy: the typings refuse Buffer's ArrayBufferLike
     } catch (cause) {
       throw new KernelError(
         `cannot read the kernel binary at ${WASM_URL.pathname}; run 'npm run build:kernels' or reinstall crumb`,
@@ -46,6 +46,8 @@ export type KernelExports = Record<string, any> & {
 export interface KernelInstance {
   readonly exports: KernelExports;
   readonly memory: WebAssembly.Memory;
+  /** The compiled module (pool workers instantiate it again over the same memory). */
+  readonly module: WebAssembly.Module;
 }
 
 /**
@@ -66,7 +68,7 @@ export function instantiateKernels(
     );
   }
   if (stackTop !== undefined) exports.__stack_pointer.value = stackTop;
-  return { exports, memory };
+  return { exports, memory, module };
 }
 
 /** Bump allocator over the shared memory; regions are 64-byte aligned and never move. */

@@ -23,11 +23,13 @@ export function lutByteLength(cols: number, group: number): number {
   return Math.ceil(cols / group) * (4 * group + 8);
 }
 
-/** Twin of build_lut_f32: int8 tables (mirror-consolidated) + (scale, sum x) per group. */
+/**
+ * Twin of build_lut_f32: int8 tables (mirror-consolidated, stored biased as q + 128) and
+ * (scale, sum x) per group.
+ */
 export function buildLut(x: Float32Array, cols: number, group: number): Uint8Array {
   const groups = Math.ceil(cols / group);
   const out = new Uint8Array(lutByteLength(cols, group));
-  const tables = new Int8Array(out.buffer);
   const meta = new DataView(out.buffer, groups * 4 * group);
   const act = (i: number) => (i < cols ? x[i] : 0);
   for (let g = 0; g < groups; g++) {
@@ -51,8 +53,8 @@ export function buildLut(x: Float32Array, cols: number, group: number): Uint8Arr
         const s2 = idx & 4 ? a[2] : -a[2];
         const e = f(f(f(a[3] + s0) + s1) + s2);
         const q = Math.max(-127, Math.min(127, roundEven(f(e * inv))));
-        tables[t + idx] = q;
-        tables[t + 15 - idx] = -q;
+        out[t + idx] = q + 128;
+        out[t + 15 - idx] = 128 - q;
       }
     }
     meta.setFloat32(8 * g, ts, true);
@@ -76,7 +78,6 @@ export function lutGroupSums(e: LutEncoding, bytes: Uint8Array, rows: number, co
   const { layout: l, codes } = unpackLut(e, bytes, rows, cols);
   const B = l.planes;
   const G = e.group;
-  const tables = new Int8Array(lut.buffer, lut.byteOffset, lut.byteLength);
   const out = new Int32Array(l.rowsPadded * l.groups * B);
   for (let r = 0; r < l.rowsPadded; r++) {
     for (let g = 0; g < l.groups; g++) {
@@ -85,7 +86,7 @@ export function lutGroupSums(e: LutEncoding, bytes: Uint8Array, rows: number, co
         for (let c = 0; c < G / 4; c++) {
           let idx = 0;
           for (let b = 0; b < 4; b++) idx |= ((codes[r * l.colsPadded + g * G + 4 * c + b] >> p) & 1) << b;
-          s += tables[g * 4 * G + 16 * c + idx];
+          s += lut[g * 4 * G + 16 * c + idx] - 128;
         }
         out[(r * l.groups + g) * B + p] = s;
       }
@@ -94,27 +95,32 @@ export function lutGroupSums(e: LutEncoding, bytes: Uint8Array, rows: number, co
   return out;
 }
 
-/** Per-row plane coefficients c_p and offset coefficient o of one block (kernel order). */
-function coefficients(e: LutEncoding, sv: Float32Array, at: number, B: number): { c: number[]; o: number } {
+/** Adds one (row, group) term of the kernel's epilogue to acc, in the kernel's f32 order. */
+function accumulate(acc: number, e: LutEncoding, sv: Float32Array, at: number, sums: Int32Array, s: number, hts: number, sx: number): number {
   if (e.kind === "ternary") {
-    const c: number[] = [];
-    let sum = 0;
+    const halfSx = f(sx * 0.5);
     for (let k = 0; k < e.planes; k++) {
-      const a = sv[at + k];
-      c.push(a, f(a + a));
-      sum = k === 0 ? a : f(sum + a);
+      const inner = f(f(hts * (sums[s + 2 * k] + 2 * sums[s + 2 * k + 1])) + halfSx);
+      acc = f(acc + f(sv[at + k] * inner));
     }
-    return { c, o: f(0.5 * sum) };
+    return acc;
   }
+  const B = e.bits;
   if (e.scales === "zero-point") {
-    const d = sv[at];
-    const c = Array.from({ length: B }, (_, p) => f(d * 2 ** p));
-    return { c, o: f(d * f(((2 ** B - 1) * 0.5) - sv[at + 1])) };
+    let S = 0;
+    for (let p = 0; p < B; p++) S += sums[s + p] * 2 ** p;
+    const inner = f(f(hts * S) + f(sx * f((2 ** B - 1) * 0.5 - sv[at + 1])));
+    return f(acc + f(sv[at] * inner));
   }
-  const c = Array.from({ length: B }, (_, p) => sv[at + p]);
-  let sum = c[0];
-  for (let p = 1; p < B; p++) sum = f(sum + c[p]);
-  return { c, o: f(f(0.5 * sum) + sv[at + B]) };
+  let a = 0;
+  let sum = 0;
+  for (let p = 0; p < B; p++) {
+    const v = f(sv[at + p] * sums[s + p]);
+    a = p === 0 ? v : f(a + v);
+    sum = p === 0 ? sv[at + p] : f(sum + sv[at + p]);
+  }
+  const o = f(f(0.5 * sum) + sv[at + B]);
+  return f(acc + f(f(hts * a) + f(sx * o)));
 }
 
 /**
@@ -134,13 +140,9 @@ export function gemmLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols: n
     for (let r = 0; r < rows; r++) {
       let acc = 0;
       for (let g = 0; g < l.groups; g++) {
-        const { c, o } = coefficients(e, sv, (r * l.groups + g) * vectors, B);
         const hts = f(meta.getFloat32(8 * g, true) * 0.5);
         const sx = meta.getFloat32(8 * g + 4, true);
-        const s = (r * l.groups + g) * B;
-        let a = f(c[0] * sums[s]);
-        for (let p = 1; p < B; p++) a = f(a + f(c[p] * sums[s + p]));
-        acc = f(acc + f(f(hts * a) + f(sx * o)));
+        acc = accumulate(acc, e, sv, (r * l.groups + g) * vectors, sums, (r * l.groups + g) * B, hts, sx);
       }
       out[t * rows + r] = acc;
     }

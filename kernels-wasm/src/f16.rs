@@ -1,0 +1,83 @@
+//! IEEE 754 binary16 ↔ binary32 conversion for the f16 KV cache.
+//! f16 → f32 is exact: the 15 magnitude bits shifted into f32 position and multiplied by 2^112
+//! rebias the exponent and normalise subnormals in one step; Inf/NaN are patched afterwards.
+//! f32 → f16 rounds to nearest, ties to even, with overflow to ±Inf and gradual underflow.
+use core::arch::wasm32::*;
+
+/// Four f16 values (zero-extended in u32 lanes) to f32.
+#[inline(always)]
+pub fn f16x4_to_f32x4(h: v128) -> v128 {
+    let sign = i32x4_shl(v128_and(h, i32x4_splat(0x8000)), 16);
+    let mag = v128_and(h, i32x4_splat(0x7fff));
+    let shifted = i32x4_shl(mag, 13);
+    let scaled = f32x4_mul(shifted, f32x4_splat(5.192_296_9e33)); // 2^112
+    let special = v128_or(shifted, i32x4_splat(0x7f80_0000));
+    let is_special = i32x4_ge(mag, i32x4_splat(0x7c00));
+    v128_or(v128_bitselect(special, scaled, is_special), sign)
+}
+
+/// Loads 4 f16 values at p as f32.
+#[inline(always)]
+pub unsafe fn load_f16x4(p: *const u16) -> v128 {
+    f16x4_to_f32x4(u32x4_load_extend_u16x4(p))
+}
+
+/// Loads the first `len` (< 4) f16 values at p as f32; other lanes are 0.
+#[inline(always)]
+pub unsafe fn load_f16_partial(p: *const u16, len: usize) -> v128 {
+    let mut buf = [0u16; 4];
+    let mut i = 0;
+    while i < len {
+        buf[i] = *p.add(i);
+        i += 1;
+    }
+    load_f16x4(buf.as_ptr())
+}
+
+/// One f32 to f16 bits, round to nearest even.
+#[inline(always)]
+pub fn f32_to_f16_bits(f: f32) -> u16 {
+    let x = f.to_bits();
+    let sign = ((x >> 16) & 0x8000) as u16;
+    let a = x & 0x7fff_ffff;
+    if a >= 0x7f80_0000 {
+        // Inf stays Inf; NaN keeps its top payload bits and is made quiet.
+        let nan = if a > 0x7f80_0000 { 0x0200 | ((a >> 13) & 0x03ff) as u16 } else { 0 };
+        return sign | 0x7c00 | nan;
+    }
+    if a >= 0x477f_f000 {
+        return sign | 0x7c00; // ≥ 65520 rounds past the largest f16 (65504)
+    }
+    if a < 0x3880_0000 {
+        // Below 2^-14: subnormal f16. Adding 0.5 puts the value's 2^-24 multiples in the low
+        // mantissa bits, and the f32 addition rounds them to nearest even.
+        let r = (f32::from_bits(a) + 0.5).to_bits() - 0x3f00_0000;
+        return sign | r as u16;
+    }
+    let odd = (a >> 13) & 1;
+    let rebased = a.wrapping_sub(112 << 23).wrapping_add(0x0fff + odd);
+    sign | (rebased >> 13) as u16
+}
+
+/// dst[i] = f16(src[i]) for n values (src f32, dst u16 bits).
+#[no_mangle]
+pub unsafe extern "C" fn f32_to_f16(src: *const f32, dst: *mut u16, n: u32) {
+    for i in 0..n as usize {
+        *dst.add(i) = f32_to_f16_bits(*src.add(i));
+    }
+}
+
+/// dst[i] = f32(src[i]) for n values (src u16 bits, dst f32).
+#[no_mangle]
+pub unsafe extern "C" fn f16_to_f32(src: *const u16, dst: *mut f32, n: u32) {
+    let n = n as usize;
+    let body = n & !3;
+    let mut i = 0;
+    while i < body {
+        v128_store(dst.add(i) as *mut v128, load_f16x4(src.add(i)));
+        i += 4;
+    }
+    if body < n {
+        crate::vmath::store_partial(dst.add(body), load_f16_partial(src.add(body), n - body), n - body);
+    }
+}

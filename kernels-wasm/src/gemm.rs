@@ -1,0 +1,288 @@
+//! LUT mixed-precision GEMV/GEMM over bit-plane and ternary weights (T-MAC, arXiv
+//! 2407.00088), SIMD128. Weight layout: runtime/format/encoding.ts (row tiles of 16, per
+//! group a block of index vectors then f16 scales); tables: lut.rs.
+//!
+//! Per (row tile, group, plane) one 16-byte index vector serves 16 rows x 2 quads: the low
+//! nibbles look up the even quad's table, the high nibbles the odd quad's, with one
+//! `i8x16.swizzle` each. The int8 results are widened and summed in int16 over the group
+//! (at most G/4 = 32 lookups of |v| <= 127 per lane: far inside the 258-lookup bound), then
+//! converted and scaled per row (S_p: plane sums; ts, sum_x: the group's table scale and sum):
+//!   zero-point (w = d(q-z)):  out += d * ((ts/2) * S + sum_x * ((2^b-1)/2 - z)),
+//!                             S = sum_p 2^p S_p combined exactly in int32;
+//!   per-plane (w = sum_p s_p bit_p + z): out += (ts/2) * sum_p s_p S_p + sum_x * ((sum_p s_p)/2 + z);
+//!   ternary (code = t+1, two bit-planes per trit-plane k):
+//!                             out += sum_k alpha_k * ((ts/2) * (S_2k + 2 S_2k+1) + sum_x/2).
+//! (Bits read as signs +-1: sum_i q_i x_i = (1/2) sum_p 2^p L_p + (2^b-1)/2 sum_x, L_p = ts*S_p.)
+//! Prefill processes tokens in tiles of TOKEN_TILE so each weight block is loaded from memory
+//! once per tile (the other tokens of the tile re-read it from cache).
+use core::arch::wasm32::*;
+
+pub const ROW_TILE: usize = 16;
+pub const TOKEN_TILE: usize = 8;
+pub const MODE_ZERO_POINT: u32 = 0;
+pub const MODE_PER_PLANE: u32 = 1;
+pub const MODE_TERNARY: u32 = 2;
+
+/// int16 accumulation bound: 258 lookups of magnitude <= 127 fit in i16; the largest group
+/// (128) takes 32 lookups per lane.
+const _: () = assert!(128 / 4 <= 258);
+
+#[inline(always)]
+pub fn block_bytes(planes: usize, group: usize, mode: u32) -> usize {
+    let scale_vectors = match mode {
+        MODE_ZERO_POINT => 2,
+        MODE_PER_PLANE => planes + 1,
+        _ => planes / 2,
+    };
+    2 * planes * group + 2 * ROW_TILE * scale_vectors
+}
+
+/// 4 f32x4 (16 rows) from 16 f16 at `p`: exact for finite values (zero and subnormals too).
+#[inline(always)]
+pub unsafe fn load_f16x16(p: *const u8) -> [v128; 4] {
+    let a = v128_load(p as *const v128);
+    let b = v128_load(p.add(16) as *const v128);
+    [f16x4_to_f32(u32x4_extend_low_u16x8(a)), f16x4_to_f32(u32x4_extend_high_u16x8(a)),
+     f16x4_to_f32(u32x4_extend_low_u16x8(b)), f16x4_to_f32(u32x4_extend_high_u16x8(b))]
+}
+
+#[inline(always)]
+pub unsafe fn f16x4_to_f32(h: v128) -> v128 {
+    let mag = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
+    let val = f32x4_mul(mag, f32x4_splat(5.192_297e33)); // 2^112
+    v128_or(val, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
+}
+
+/// int16 lookup sums of one block: acc[2p] = rows 0..7, acc[2p+1] = rows 8..15 of plane p.
+#[inline(always)]
+unsafe fn group_sums<const B: usize, const G: usize>(idx: *const u8, tab: *const u8) -> [[v128; 2]; B] {
+    let mut acc = [[i16x8_splat(0); 2]; B];
+    let mask = u8x16_splat(0x0f);
+    for i in 0..G / 8 {
+        let tl = v128_load(tab.add(32 * i) as *const v128);
+        let th = v128_load(tab.add(32 * i + 16) as *const v128);
+        for p in 0..B {
+            let v = v128_load(idx.add(16 * (i * B + p)) as *const v128);
+            let r0 = i8x16_swizzle(tl, v128_and(v, mask));
+            let r1 = i8x16_swizzle(th, u8x16_shr(v, 4));
+            acc[p][0] = i16x8_add(acc[p][0], i16x8_add(i16x8_extend_low_i8x16(r0), i16x8_extend_low_i8x16(r1)));
+            acc[p][1] = i16x8_add(acc[p][1], i16x8_add(i16x8_extend_high_i8x16(r0), i16x8_extend_high_i8x16(r1)));
+        }
+    }
+    acc
+}
+
+#[inline(always)]
+fn quarter(acc: &[v128; 2], r: usize) -> v128 {
+    let v = acc[r / 2];
+    if r % 2 == 0 {
+        i32x4_extend_low_i16x8(v)
+    } else {
+        i32x4_extend_high_i16x8(v)
+    }
+}
+
+/// f32x4 of rows 4r..4r+3 of the exact plane sum S = sum_p 2^p S_p (planes from..from+n).
+#[inline(always)]
+fn combined<const B: usize>(sums: &[[v128; 2]; B], from: usize, n: usize, r: usize) -> v128 {
+    let mut s = quarter(&sums[from], r);
+    for p in 1..n {
+        s = i32x4_add(s, i32x4_shl(quarter(&sums[from + p], r), p as u32));
+    }
+    f32x4_convert_i32x4(s)
+}
+
+/// One row tile (16 rows) times one token's tables over all groups: 4 f32x4 of row sums.
+#[inline(always)]
+unsafe fn tile_gemv<const B: usize, const G: usize>(
+    w: *const u8, groups: usize, blk_bytes: usize, lut: *const u8, mode: u32,
+) -> [v128; 4] {
+    let mut acc = [f32x4_splat(0.0); 4];
+    let meta = lut.add(groups * 4 * G) as *const f32;
+    for g in 0..groups {
+        let blk = w.add(g * blk_bytes);
+        let scales = blk.add(2 * B * G);
+        let sums = group_sums::<B, G>(blk, lut.add(g * 4 * G));
+        let hts = f32x4_splat(*meta.add(2 * g) * 0.5);
+        let sx = f32x4_splat(*meta.add(2 * g + 1));
+        match mode {
+            MODE_ZERO_POINT => {
+                let d = load_f16x16(scales);
+                let z = load_f16x16(scales.add(32));
+                let half = f32x4_splat(((1u32 << B) - 1) as f32 * 0.5);
+                for r in 0..4 {
+                    let inner = f32x4_add(f32x4_mul(hts, combined(&sums, 0, B, r)), f32x4_mul(sx, f32x4_sub(half, z[r])));
+                    acc[r] = f32x4_add(acc[r], f32x4_mul(d[r], inner));
+                }
+            }
+            MODE_PER_PLANE => {
+                let mut a = [f32x4_splat(0.0); 4];
+                let mut sum = [f32x4_splat(0.0); 4];
+                for p in 0..B {
+                    let sp = load_f16x16(scales.add(32 * p));
+                    for r in 0..4 {
+                        let f = f32x4_mul(sp[r], f32x4_convert_i32x4(quarter(&sums[p], r)));
+                        a[r] = if p == 0 { f } else { f32x4_add(a[r], f) };
+                        sum[r] = if p == 0 { sp[r] } else { f32x4_add(sum[r], sp[r]) };
+                    }
+                }
+                let z = load_f16x16(scales.add(32 * B));
+                for r in 0..4 {
+                    let o = f32x4_add(f32x4_mul(f32x4_splat(0.5), sum[r]), z[r]);
+                    acc[r] = f32x4_add(acc[r], f32x4_add(f32x4_mul(hts, a[r]), f32x4_mul(sx, o)));
+                }
+            }
+            _ => {
+                let half_sx = f32x4_mul(sx, f32x4_splat(0.5));
+                for k in 0..B / 2 {
+                    let alpha = load_f16x16(scales.add(32 * k));
+                    for r in 0..4 {
+                        let inner = f32x4_add(f32x4_mul(hts, combined(&sums, 2 * k, 2, r)), half_sx);
+                        acc[r] = f32x4_add(acc[r], f32x4_mul(alpha[r], inner));
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Core: `m` tokens whose tables sit `lut_stride` bytes apart; out row t at out + t*out_stride.
+/// Tokens go in tiles of TOKEN_TILE; within a tile each row tile's weights (groups blocks)
+/// are loaded from memory for the first token and re-read from cache by the others.
+#[inline(always)]
+unsafe fn lut_matmul<const B: usize, const G: usize>(
+    w: *const u8, lut: *const u8, lut_stride: usize, m: usize, rows: usize, cols: usize,
+    mode: u32, out: *mut f32, out_stride: usize,
+) {
+    let groups = (cols + G - 1) / G;
+    let tiles = (rows + ROW_TILE - 1) / ROW_TILE;
+    let blk_bytes = block_bytes(B, G, mode);
+    let mut tok0 = 0;
+    while tok0 < m {
+        let nt = if m - tok0 < TOKEN_TILE { m - tok0 } else { TOKEN_TILE };
+        for tile in 0..tiles {
+            let wt = w.add(tile * groups * blk_bytes);
+            let row0 = tile * ROW_TILE;
+            for t in tok0..tok0 + nt {
+                let acc = tile_gemv::<B, G>(wt, groups, blk_bytes, lut.add(t * lut_stride), mode);
+                let dst = out.add(t * out_stride + row0);
+                if row0 + ROW_TILE <= rows {
+                    for r in 0..4 {
+                        v128_store(dst.add(4 * r) as *mut v128, acc[r]);
+                    }
+                } else {
+                    let mut tmp = [0.0f32; ROW_TILE];
+                    for r in 0..4 {
+                        v128_store(tmp.as_mut_ptr().add(4 * r) as *mut v128, acc[r]);
+                    }
+                    for j in 0..rows - row0 {
+                        *dst.add(j) = tmp[j];
+                    }
+                }
+            }
+        }
+        tok0 += nt;
+    }
+}
+
+unsafe fn dispatch(
+    planes: usize, w: *const u8, lut: *const u8, lut_stride: usize, m: usize, rows: usize,
+    cols: usize, group: usize, mode: u32, out: *mut f32, out_stride: usize,
+) -> i32 {
+    macro_rules! run {
+        ($b:literal, $g:literal) => {
+            lut_matmul::<$b, $g>(w, lut, lut_stride, m, rows, cols, mode, out, out_stride)
+        };
+    }
+    match (planes, group) {
+        (1, 32) => run!(1, 32),
+        (1, 64) => run!(1, 64),
+        (1, 128) => run!(1, 128),
+        (2, 32) => run!(2, 32),
+        (2, 64) => run!(2, 64),
+        (2, 128) => run!(2, 128),
+        (3, 32) => run!(3, 32),
+        (3, 64) => run!(3, 64),
+        (3, 128) => run!(3, 128),
+        (4, 32) => run!(4, 32),
+        (4, 64) => run!(4, 64),
+        (4, 128) => run!(4, 128),
+        _ => return -1,
+    }
+    0
+}
+
+/// LUT GEMM: `m` tokens (tables `lut_stride` bytes apart) times a (rows, cols) matrix of
+/// `planes` bit-planes, into out (m, out_stride). mode: 0 zero-point, 1 per-plane, 2 ternary
+/// (planes 2 or 4). Returns 0, or -1 for an unsupported planes/group/mode combination.
+#[no_mangle]
+pub unsafe extern "C" fn gemm_lut(
+    planes: usize, group: usize, mode: u32, w: *const u8, lut: *const u8, lut_stride: usize,
+    m: usize, rows: usize, cols: usize, out: *mut f32, out_stride: usize,
+) -> i32 {
+    if mode > MODE_TERNARY || (mode == MODE_TERNARY && planes != 2 && planes != 4) {
+        return -1;
+    }
+    dispatch(planes, w, lut, lut_stride, m, rows, cols, group, mode, out, out_stride)
+}
+
+/// LUT GEMV (decode): one token's tables times a (rows, cols) matrix into out (rows).
+#[no_mangle]
+pub unsafe extern "C" fn gemv_lut(
+    planes: usize, group: usize, mode: u32, w: *const u8, lut: *const u8, rows: usize, cols: usize,
+    out: *mut f32,
+) -> i32 {
+    gemm_lut(planes, group, mode, w, lut, 0, 1, rows, cols, out, rows)
+}
+
+unsafe fn sums_into<const B: usize, const G: usize>(w: *const u8, lut: *const u8, rows: usize, cols: usize, mode: u32, out: *mut i32) {
+    let groups = (cols + G - 1) / G;
+    let tiles = (rows + ROW_TILE - 1) / ROW_TILE;
+    let blk_bytes = block_bytes(B, G, mode);
+    let mut tmp = [0i32; 4];
+    for tile in 0..tiles {
+        for g in 0..groups {
+            let sums = group_sums::<B, G>(w.add((tile * groups + g) * blk_bytes), lut.add(g * 4 * G));
+            for p in 0..B {
+                for r in 0..4 {
+                    v128_store(tmp.as_mut_ptr() as *mut v128, quarter(&sums[p], r));
+                    for j in 0..4 {
+                        *out.add(((tile * ROW_TILE + 4 * r + j) * groups + g) * B + p) = tmp[j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Debug/parity export: the exact int16-accumulated lookup sums S_p of the SIMD kernel for
+/// every (row, group, plane), as i32 at out[(row * groups + g) * planes + p], rows padded to
+/// whole tiles of 16.
+#[no_mangle]
+pub unsafe extern "C" fn lut_group_sums(
+    planes: usize, group: usize, mode: u32, w: *const u8, lut: *const u8, rows: usize, cols: usize,
+    out: *mut i32,
+) -> i32 {
+    macro_rules! run {
+        ($b:literal, $g:literal) => {
+            sums_into::<$b, $g>(w, lut, rows, cols, mode, out)
+        };
+    }
+    match (planes, group) {
+        (1, 32) => run!(1, 32),
+        (1, 64) => run!(1, 64),
+        (1, 128) => run!(1, 128),
+        (2, 32) => run!(2, 32),
+        (2, 64) => run!(2, 64),
+        (2, 128) => run!(2, 128),
+        (3, 32) => run!(3, 32),
+        (3, 64) => run!(3, 64),
+        (3, 128) => run!(3, 128),
+        (4, 32) => run!(4, 32),
+        (4, 64) => run!(4, 64),
+        (4, 128) => run!(4, 128),
+        _ => return -1,
+    }
+    0
+}

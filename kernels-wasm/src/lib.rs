@@ -1,0 +1,21 @@
+//! crumb kernels: plain `extern "C"` exports over raw pointers into one (shared) linear
+//! memory, compiled to wasm32 with SIMD128. Each module below owns a family of exports;
+//! every export has a TypeScript twin in runtime/kernels/reference/ and a parity test.
+#![no_std]
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+mod probe;
+mod activation;
+mod attention;
+mod f16;
+mod norm;
+mod rope;
+mod softmax;
+mod vmath;
+mod dense;
+mod gemm;
+mod lut;

@@ -1,0 +1,115 @@
+/**
+ * Worker pool: row/head sharding over the shared memory gives results identical to one thread,
+ * workers have their own stacks, failures surface as KernelError, and the same pool runs under
+ * Deno (pool-smoke.ts, spawned here so the check is part of `bun test`).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { fileURLToPath } from "node:url";
+import { KernelError } from "../errors.ts";
+import { attentionCallArgs } from "./elementwise.ts";
+import { createPool, defaultThreads, disposePool, type Pool, splitRows } from "./pool.ts";
+import { alloc, getF32, put, QUICK, randomF32 } from "./test-data.ts";
+import { loadKernels } from "./wasm.ts";
+
+const kern = loadKernels();
+const THREADS = QUICK ? [2] : [2, 3, 4];
+const pools = new Map<number, Pool>();
+
+beforeAll(async () => {
+  // Created before any test allocates, so the pools' stacks sit below every test's arena mark.
+  for (const threads of [1, ...THREADS]) pools.set(threads, await createPool({ threads }));
+});
+
+afterAll(async () => {
+  for (const pool of pools.values()) await disposePool(pool);
+});
+
+describe("splitRows", () => {
+  test("covers every row once, in aligned contiguous ranges", () => {
+    for (const [rows, parts, align] of [[100, 3, 1], [5632, 4, 16], [17, 8, 16], [3, 8, 1], [64, 2, 64], [0, 2, 1]]) {
+      const ranges = splitRows(rows, parts, align);
+      expect(ranges.length).toBeLessThanOrEqual(parts);
+      let next = 0;
+      for (const [begin, end] of ranges) {
+        expect(begin).toBe(next);
+        expect(end).toBeGreaterThan(begin);
+        expect(begin % align).toBe(0);
+        next = end;
+      }
+      expect(next).toBe(rows);
+    }
+    expect(() => splitRows(10, 0)).toThrow(KernelError);
+  });
+
+  test("default thread count is a positive integer", () => {
+    expect(Number.isInteger(defaultThreads()) && defaultThreads() >= 1).toBe(true);
+  });
+});
+
+describe("sharded kernels equal one thread", () => {
+  test.each(THREADS)("rmsnorm_f32 split by rows, %d threads, repeated calls", (threads) => {
+    const mark = kern.arena.mark();
+    const [rows, n] = [53, 771]; // odd n: every row uses the stack-allocated tail buffers
+    const x = put(kern, randomF32(7, rows * n, 2));
+    const w = put(kern, randomF32(8, n));
+    const outs = [alloc(kern, rows * n), alloc(kern, rows * n)];
+    const argsFor = (out: number) => (begin: number, end: number) => [x + begin * n * 4, w, out + begin * n * 4, end - begin, n, 1e-5];
+    pools.get(1)!.runRows("rmsnorm_f32", rows, argsFor(outs[0]));
+    const want = getF32(kern, outs[0], rows * n);
+    for (let rep = 0; rep < (QUICK ? 5 : 50); rep++) {
+      new Float32Array(kern.memory.buffer, outs[1], rows * n).fill(0);
+      pools.get(threads)!.runRows("rmsnorm_f32", rows, argsFor(outs[1]), 4);
+      expect(getF32(kern, outs[1], rows * n)).toEqual(want);
+    }
+    kern.arena.release(mark);
+  });
+
+  test.each(THREADS)("attention_f32 split by heads (inside GQA groups), %d threads", (threads) => {
+    const mark = kern.arena.mark();
+    const [nHeads, nKvHeads, headDim, kvLen] = [12, 3, 80, 71];
+    const q = put(kern, randomF32(1, nHeads * headDim));
+    const kCache = put(kern, randomF32(2, kvLen * nKvHeads * headDim));
+    const vCache = put(kern, randomF32(3, kvLen * nKvHeads * headDim));
+    const outs = [alloc(kern, nHeads * headDim), alloc(kern, nHeads * headDim)];
+    const scratch = Array.from({ length: threads }, () => alloc(kern, nHeads * kvLen));
+    const att = { q, kCache, vCache, nHeads, nKvHeads, headDim, kvLen };
+    pools.get(1)!.run("attention_f32", [attentionCallArgs(kern, "f32", { ...att, out: outs[0], scratch: scratch[0] })]);
+    const shards = splitRows(nHeads, threads).map(([headBegin, headEnd], s) =>
+      attentionCallArgs(kern, "f32", { ...att, out: outs[1], scratch: scratch[s], headBegin, headEnd })
+    );
+    pools.get(threads)!.run("attention_f32", shards);
+    expect(getF32(kern, outs[1], nHeads * headDim)).toEqual(getF32(kern, outs[0], nHeads * headDim));
+    kern.arena.release(mark);
+  });
+});
+
+describe("failures", () => {
+  test("unknown exports, too many shards and traps throw KernelError; the pool survives a trap", () => {
+    const pool = pools.get(THREADS[0])!;
+    expect(() => pool.run("no_such_kernel", [[]])).toThrow(/no kernel export named 'no_such_kernel'/);
+    const tooMany = Array.from({ length: pool.threads + 1 }, () => [0, 0, 0]);
+    expect(() => pool.run("softmax_f32", tooMany)).toThrow(KernelError);
+    const p = alloc(kern, 4);
+    // A pointer past the end of memory traps inside the worker (shard 1).
+    expect(() => pool.run("scale_f32", [[p, 1, p, 1], [0xffff_fff0, 1, p, 4]])).toThrow(/trapped in the worker pool/);
+    pool.run("scale_f32", [[p, 1, p, 1], [p, 1, p, 1]]);
+  });
+
+  test("a disposed pool refuses calls", async () => {
+    const pool = await createPool({ threads: 2 });
+    await disposePool(pool);
+    expect(() => pool.run("softmax_f32", [])).toThrow(/disposed/);
+    expect(createPool({ threads: 0 })).rejects.toThrow(KernelError);
+  });
+});
+
+test("the pool works under Deno", async () => {
+  const script = fileURLToPath(new URL("./pool-smoke.ts", import.meta.url));
+  const proc = Bun.spawn(["npx", "--no-install", "deno", "run", "-A", "--quiet", script], { stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  expect({ code, stdout: stdout.trim(), stderr: code === 0 ? "" : stderr }).toEqual({
+    code: 0,
+    stdout: "pool smoke ok: 2 threads equal 1 thread",
+    stderr: "",
+  });
+}, 60_000);
