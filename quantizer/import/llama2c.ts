@@ -7,10 +7,9 @@
  * permuted from Meta's interleaved RoPE to HF's rotate-half (convert_llama_weights_to_hf.py).
  */
 
-import * as fs from "node:fs";
 import { FormatError, UnsupportedModelError } from "../../runtime/errors.ts";
 import type { ModelSource, RawConfig, TensorEntry, TokenizerFiles } from "../../runtime/models/types.ts";
-import { llama2cTokenizerToFiles } from "../../runtime/tokenizer/from-llama2c.ts";
+import { loadTokenizerFile } from "../../runtime/tokenizer/load-file.ts";
 import { ByteCursor, type ByteSource, fileSource, readRange } from "./byte-source.ts";
 import { decodeF32 } from "./dtypes.ts";
 import { permuteMetaToHf } from "./rope-permute.ts";
@@ -124,7 +123,7 @@ export function llama2cConfig(h: Llama2cHeader): RawConfig {
 }
 
 export interface Llama2cImportOptions {
-  /** Path of a llama2.c tokenizer.bin to convert into tokenizer.json. */
+  /** A tokenizer file (llama2.c tokenizer.bin, tokenizer.json, SentencePiece .model) to convert. */
   tokenizer?: string;
 }
 
@@ -160,12 +159,7 @@ export function importLlama2c(path: string, options: Llama2cImportOptions = {}):
       },
     });
   }
-  let tokenizer: TokenizerFiles | undefined;
-  if (options.tokenizer !== undefined) {
-    const tokPath = options.tokenizer;
-    if (!fs.existsSync(tokPath)) throw new FormatError("tokenizer file not found; check --tokenizer", { file: tokPath });
-    tokenizer = llama2cTokenizerToFiles(new Uint8Array(fs.readFileSync(tokPath)));
-  }
+  const tokenizer: TokenizerFiles | undefined = options.tokenizer === undefined ? undefined : loadTokenizerFile(options.tokenizer);
   return {
     path,
     format: "llama2c",

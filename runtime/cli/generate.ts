@@ -1,18 +1,20 @@
 /**
  * `crumb generate <model> [--tokenizer F] [-p PROMPT] [-n N] [--temperature T] [--seed S]
- * [--top-k K] [--top-p P] [--min-p P] [--ctx N]`: prints only the generated text on stdout
- * (streamed, never broken UTF-8) and its statistics on stderr. Source checkpoints (HF
- * directory, .gguf, llama2.c .bin) run on the fp32 reference engine.
+ * [--top-k K] [--top-p P] [--min-p P] [--ctx N] [--threads N] [--kv f32|f16]`: prints only the
+ * generated text on stdout (streamed, never broken UTF-8) and its statistics on stderr.
+ * Packed crumb files run on the WASM engine; source checkpoints (HF directory, .gguf,
+ * llama2.c .bin) on the fp32 reference engine.
  */
 import { existsSync } from "node:fs";
 import { InvalidArgumentError } from "../errors.ts";
-import { importModel } from "../../quantizer/import/index.ts";
-import { createEngine } from "../engine/engine.ts";
+import { loadEngine } from "../engine/load-engine.ts";
+import { KV_TYPES, type KvType } from "../engine/wasm-backend.ts";
+import { defaultThreads } from "../kernels/pool.ts";
 import { numberOption, parseCommandLine } from "./args.ts";
 
 export const GENERATE_USAGE =
   "usage: bun run generate <model dir | model.gguf | model.bin> [--tokenizer <file>] [-p <prompt>] [-n <max tokens>] " +
-  "[--temperature <t>] [--seed <s>] [--top-k <k>] [--top-p <p>] [--min-p <p>] [--ctx <positions>]";
+  "[--temperature <t>] [--seed <s>] [--top-k <k>] [--top-p <p>] [--min-p <p>] [--ctx <positions>] [--threads <n>] [--kv f32|f16]";
 
 export interface CliIo {
   stdout(text: string): void;
@@ -30,6 +32,8 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
     "top-p": { type: "string", default: "0.95" },
     "min-p": { type: "string", default: "0.05" },
     ctx: { type: "string" },
+    threads: { type: "string" },
+    kv: { type: "string", default: "f16" },
   }, GENERATE_USAGE);
   if (positionals.length !== 1) {
     throw new InvalidArgumentError("model", `give exactly one model path, got ${positionals.length}\n${GENERATE_USAGE}`);
@@ -47,10 +51,19 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
     minP: numberOption(values["min-p"], "--min-p", { min: 0, max: 1 }),
   };
   const contextLength = numberOption(values.ctx, "--ctx", { min: 1, integer: true });
+  const threads = numberOption(values.threads, "--threads", { min: 1, max: 256, integer: true }) ?? defaultThreads();
+  const kv = String(values.kv);
+  if (!(KV_TYPES as readonly string[]).includes(kv)) {
+    throw new InvalidArgumentError("kv", `--kv must be one of ${KV_TYPES.join(", ")}, got "${kv}"`);
+  }
 
   const loadStart = performance.now();
-  const source = await importModel(modelPath, { tokenizer: values.tokenizer as string | undefined });
-  const engine = createEngine(source, { contextLength });
+  const engine = await loadEngine(modelPath, {
+    tokenizer: values.tokenizer as string | undefined,
+    contextLength,
+    threads,
+    kv: kv as KvType,
+  });
   const loadMs = performance.now() - loadStart;
 
   const start = performance.now();
@@ -70,6 +83,7 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
   const decodeSeconds = seconds - firstTokenMs / 1000;
   io.stderr(
     `\n[crumb] ${count} tokens in ${seconds.toFixed(2)} s: ${(count > 1 ? (count - 1) / decodeSeconds : 0).toFixed(1)} tokens/s decode; ` +
-      `prompt ${promptTokens} tokens, first token after ${firstTokenMs.toFixed(0)} ms; load ${loadMs.toFixed(0)} ms (reference engine, fp32)\n`,
+      `prompt ${promptTokens} tokens, first token after ${firstTokenMs.toFixed(0)} ms; load ${loadMs.toFixed(0)} ms (${engine.backendName})\n`,
   );
+  await engine.dispose();
 }

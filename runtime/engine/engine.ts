@@ -5,11 +5,13 @@
  */
 import { basename } from "node:path";
 import { InvalidArgumentError, TokenizerError } from "../errors.ts";
-import type { ModelSource } from "../models/types.ts";
+import type { ModelSource, TokenizerFiles } from "../models/types.ts";
+import type { ModelArgs } from "../models/registry.ts";
+import type { ForwardOptions } from "../ops/types.ts";
 import { renderChat, selectChatTemplate } from "../tokenizer/chat-template.ts";
 import { createTokenizer } from "../tokenizer/tokenizer.ts";
 import { createReferenceEngine } from "./reference-engine.ts";
-import { type CachedSequence, startGeneration } from "./generate.ts";
+import { type CachedSequence, type SequenceBackend, startGeneration } from "./generate.ts";
 import type { ChatMessage, Engine, GenerateEvent, GenerateOptions, Pooling } from "./types.ts";
 
 export interface EngineOptions {
@@ -17,6 +19,26 @@ export interface EngineOptions {
   readonly contextLength?: number;
   /** Name reported by /v1/models; default the file or directory name. */
   readonly modelId?: string;
+}
+
+/** What a backend (reference fp32, WASM over a packed file) provides to the engine. */
+export interface ModelBackend extends SequenceBackend {
+  readonly args: ModelArgs;
+  forward(tokens: readonly number[], options?: ForwardOptions): Float32Array | Promise<Float32Array>;
+  /** Empties the cache and frees what it holds. */
+  reset(): void;
+  /** Human-readable description for statistics lines. */
+  readonly name: string;
+  /** Stops worker threads, if any. */
+  dispose?(): Promise<void>;
+}
+
+/** The model files that travel with the weights. */
+export interface ModelMetadata {
+  readonly path: string;
+  readonly tokenizer: TokenizerFiles | undefined;
+  readonly chatTemplates: Readonly<Record<string, string>>;
+  readonly generationConfig: Readonly<Record<string, unknown>>;
 }
 
 /** A FIFO mutex: `acquire` resolves with the release function once the caller's turn comes. */
@@ -33,12 +55,18 @@ function createLock() {
   };
 }
 
+/** An engine over an imported (fp32) checkpoint, on the reference backend. */
 export function createEngine(source: ModelSource, options: EngineOptions = {}): Engine {
+  const backend = createReferenceEngine(source, { contextLength: options.contextLength });
+  return createEngineOn({ ...backend, name: "reference engine, fp32" }, source, options);
+}
+
+/** An engine over any backend. */
+export function createEngineOn(backend: ModelBackend, source: ModelMetadata, options: EngineOptions = {}): Engine {
   if (source.tokenizer === undefined) {
     throw new TokenizerError(`${source.path} carries no tokenizer; pass one with --tokenizer <tokenizer.json | tokenizer.bin | tokenizer.model>`);
   }
   const tokenizer = createTokenizer(source.tokenizer);
-  const backend = createReferenceEngine(source, { contextLength: options.contextLength });
   const cached: CachedSequence = { tokens: [] };
   const lock = createLock();
   const stopTokenIds = new Set<number>([...backend.args.eosTokenIds, ...tokenizer.eosTokenIds, ...eosFrom(source.generationConfig)]);
@@ -107,21 +135,26 @@ export function createEngine(source: ModelSource, options: EngineOptions = {}): 
       });
       const release = await lock.acquire();
       try {
-        return encoded.map((ids) => {
+        const vectors: Float32Array[] = [];
+        for (const ids of encoded) {
           backend.truncate(0);
           cached.tokens.length = 0;
-          const hidden = backend.forward(ids, { allLogits: pooling === "mean", output: "hidden" });
-          return normalize(pool(hidden, pooling === "mean" ? ids.length : 1, backend.args.hiddenSize));
-        });
+          const hidden = await backend.forward(ids, { allLogits: pooling === "mean", output: "hidden" });
+          vectors.push(normalize(pool(hidden, pooling === "mean" ? ids.length : 1, backend.args.hiddenSize)));
+        }
+        return vectors;
       } finally {
         backend.truncate(0);
         release();
       }
     },
 
-    dispose() {
+    backendName: backend.name,
+
+    async dispose() {
       backend.reset();
       cached.tokens.length = 0;
+      await backend.dispose?.();
     },
   };
 }

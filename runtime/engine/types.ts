@@ -73,5 +73,8 @@ export interface Engine {
   generate(prompt: string | readonly number[] | readonly ChatMessage[], options?: GenerateOptions): AsyncGenerator<GenerateEvent>;
   /** One L2-normalised vector per input, pooled over the final hidden states. */
   embed(inputs: readonly string[], options?: { pooling?: Pooling }): Promise<Float32Array[]>;
-  dispose(): void;
+  /** Which backend runs the model ("wasm, 2 threads, kv f16", "reference fp32"). */
+  readonly backendName: string;
+  /** Frees worker threads and caches. */
+  dispose(): Promise<void>;
 }

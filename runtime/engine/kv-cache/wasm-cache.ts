@@ -1,0 +1,107 @@
+/**
+ * KV cache in WebAssembly memory, f32 or f16 per element, with attention computed by the
+ * WASM kernels (attention_f32 / attention_f16), query heads split across the worker pool.
+ * Layout per layer: keys and values (contextLength, nKvHeads, headDim). A sliding window
+ * (Mistral) attends the most recent `slidingWindow` positions only.
+ */
+import { ContextLengthError, ShapeError } from "../../errors.ts";
+import { f32ToF16 } from "../../format/pack-f16.ts";
+import { attentionCallArgs, attentionScratchFloats, type CacheType } from "../../kernels/elementwise.ts";
+import type { Pool } from "../../kernels/pool.ts";
+import { splitRows } from "../../kernels/pool.ts";
+import type { Kernels } from "../../kernels/wasm.ts";
+import type { AttentionInput } from "../../ops/types.ts";
+import type { CacheShape, ReferenceCache } from "./reference-cache.ts";
+
+export interface WasmCache extends ReferenceCache {
+  readonly type: CacheType;
+  /** Bytes the cache holds per cached position (all layers, keys and values). */
+  readonly bytesPerToken: number;
+}
+
+/** Bytes a cache of this shape and type needs in WASM memory (for the fit check). */
+export function wasmCacheBytes(shape: CacheShape, type: CacheType): number {
+  const elem = type === "f32" ? 4 : 2;
+  const kvDim = shape.numKvHeads * shape.headDim;
+  const cache = 2 * shape.numLayers * shape.contextLength * kvDim * elem;
+  const scratch = (shape.numHeads * shape.contextLength + 2 * shape.numHeads * shape.headDim) * 4;
+  return cache + scratch + 64 * 4;
+}
+
+export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape: CacheShape, type: CacheType): WasmCache {
+  const { numLayers, numHeads, numKvHeads, headDim, contextLength } = shape;
+  const elem = type === "f32" ? 4 : 2;
+  const kvDim = numKvHeads * headDim;
+  const layerBytes = contextLength * kvDim * elem;
+  const keys: number[] = [];
+  const values: number[] = [];
+  for (let l = 0; l < numLayers; l++) {
+    keys.push(kernels.arena.alloc(layerBytes, 64));
+    values.push(kernels.arena.alloc(layerBytes, 64));
+  }
+  const qPtr = kernels.arena.alloc(numHeads * headDim * 4, 64);
+  const outPtr = kernels.arena.alloc(numHeads * headDim * 4, 64);
+  const scratchPtr = kernels.arena.alloc(attentionScratchFloats(numHeads, contextLength) * 4, 64);
+  const lengths = new Array<number>(numLayers).fill(0);
+  const threads = pool?.threads ?? 1;
+
+  const store = (base: number, pos: number, rows: Float32Array) => {
+    const offset = base + pos * kvDim * elem;
+    if (type === "f32") new Float32Array(kernels.memory.buffer, offset, rows.length).set(rows);
+    else {
+      const bits = new Uint16Array(kernels.memory.buffer, offset, rows.length);
+      for (let i = 0; i < rows.length; i++) bits[i] = f32ToF16(rows[i]);
+    }
+  };
+
+  return {
+    shape,
+    type,
+    bytesPerToken: 2 * numLayers * kvDim * elem,
+    length: () => lengths[0],
+    truncate(pos) {
+      for (let l = 0; l < numLayers; l++) lengths[l] = Math.min(lengths[l], pos);
+    },
+    attend({ layer, q, k, v, n, startPos }: AttentionInput): Float32Array {
+      if (startPos + n > contextLength) throw new ContextLengthError(startPos, n, contextLength);
+      if (startPos > lengths[layer]) {
+        throw new ShapeError("attention", `start position <= cached length ${lengths[layer]}`, String(startPos));
+      }
+      if (k.length !== n * kvDim || v.length !== n * kvDim || q.length !== n * numHeads * headDim) {
+        throw new ShapeError("attention", `q ${n}x${numHeads * headDim}, k/v ${n}x${kvDim}`, `${q.length}, ${k.length}, ${v.length}`);
+      }
+      store(keys[layer], startPos, k);
+      store(values[layer], startPos, v);
+      lengths[layer] = startPos + n;
+
+      const qDim = numHeads * headDim;
+      const out = new Float32Array(n * qDim);
+      const memory = kernels.memory.buffer;
+      for (let t = 0; t < n; t++) {
+        const end = startPos + t + 1; // attends positions first..end-1
+        const first = shape.slidingWindow === undefined ? 0 : Math.max(0, end - shape.slidingWindow);
+        const kvLen = end - first;
+        new Float32Array(memory, qPtr, qDim).set(q.subarray(t * qDim, (t + 1) * qDim));
+        const shards = splitRows(numHeads, threads).map(([headBegin, headEnd]) =>
+          attentionCallArgs(kernels, type, {
+            q: qPtr,
+            kCache: keys[layer] + first * kvDim * elem,
+            vCache: values[layer] + first * kvDim * elem,
+            out: outPtr,
+            scratch: scratchPtr + headBegin * kvLen * 4,
+            nHeads: numHeads,
+            nKvHeads: numKvHeads,
+            headDim,
+            kvLen,
+            headBegin,
+            headEnd,
+          })
+        );
+        if (pool === undefined || shards.length === 1) kernels.exports[`attention_${type}`](...shards[0]);
+        else pool.run(`attention_${type}`, shards);
+        out.set(new Float32Array(memory, outPtr, qDim), t * qDim);
+      }
+      return out;
+    },
+  };
+}

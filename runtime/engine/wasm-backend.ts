@@ -1,0 +1,92 @@
+/**
+ * The fast backend: a packed checkpoint in WASM memory, the architecture's forward pass over
+ * the WASM ops (LUT kernels, worker pool), and a KV cache in WASM memory. Prefills longer
+ * than MAX_TOKENS_PER_CALL run as consecutive blocks so scratch memory stays bounded.
+ */
+import { ContextLengthError, InvalidArgumentError } from "../errors.ts";
+import { checkTensors, resolveModel } from "../models/registry.ts";
+import { createPool, disposePool, type Pool } from "../kernels/pool.ts";
+import { createWasmOps, MAX_TOKENS_PER_CALL, packedWeightStore } from "../ops/wasm-ops.ts";
+import type { ForwardContext, ForwardOptions } from "../ops/types.ts";
+import type { ModelBackend } from "./engine.ts";
+import { createWasmCache, type WasmCache } from "./kv-cache/wasm-cache.ts";
+import type { PackedModel } from "./packed-model.ts";
+
+export const KV_TYPES = ["f32", "f16"] as const;
+export type KvType = typeof KV_TYPES[number];
+
+export interface WasmBackendOptions {
+  readonly contextLength?: number;
+  /** Threads for matmuls and attention, including the calling one; default 1. */
+  readonly threads?: number;
+  readonly kv?: KvType;
+}
+
+export interface WasmBackend extends ModelBackend {
+  readonly cache: WasmCache;
+  readonly threads: number;
+  dispose(): Promise<void>;
+}
+
+export async function createWasmBackend(model: PackedModel, options: WasmBackendOptions = {}): Promise<WasmBackend> {
+  const { arch, args } = resolveModel(model.header.config);
+  const weights = packedWeightStore(model.matrices, model.vectors, model.path);
+  checkTensors(arch, args, weights.has, model.path);
+  const kv = options.kv ?? "f16";
+  if (!(KV_TYPES as readonly string[]).includes(kv)) {
+    throw new InvalidArgumentError("kv", `--kv ${kv} is not available in this backend; choose one of ${KV_TYPES.join(", ")}`);
+  }
+  const contextLength = options.contextLength ?? Math.min(args.maxPositions, 4096);
+  const threads = options.threads ?? 1;
+  const pool: Pool | undefined = threads > 1 ? await createPool({ threads, kernels: model.kernels }) : undefined;
+  const ops = createWasmOps(model.kernels, pool);
+  const cache = createWasmCache(model.kernels, pool, {
+    numLayers: args.numLayers,
+    numHeads: args.numHeads,
+    numKvHeads: args.numKvHeads,
+    headDim: args.headDim,
+    contextLength,
+    slidingWindow: args.slidingWindow,
+  }, kv);
+  const ctx: ForwardContext = { ops, weights, attention: cache } as ForwardContext;
+
+  return {
+    name: `wasm engine, ${threads} thread${threads === 1 ? "" : "s"}, kv ${kv}`,
+    args,
+    contextLength,
+    cache,
+    threads,
+    forward(tokens: readonly number[], forwardOptions: ForwardOptions = {}) {
+      const startPos = cache.length();
+      if (startPos + tokens.length > contextLength) throw new ContextLengthError(startPos + tokens.length, 0, contextLength);
+      const blocks: Float32Array[] = [];
+      for (let i = 0; i < tokens.length; i += MAX_TOKENS_PER_CALL) {
+        const block = tokens.slice(i, i + MAX_TOKENS_PER_CALL);
+        const last = i + MAX_TOKENS_PER_CALL >= tokens.length;
+        // Earlier blocks only fill the cache unless every position's output is wanted.
+        const result = arch.forward(args, ctx, block, startPos + i, forwardOptions);
+        if (forwardOptions.allLogits || last) blocks.push(result);
+      }
+      return blocks.length === 1 ? blocks[0] : concat(blocks);
+    },
+    truncate(pos) {
+      cache.truncate(pos);
+    },
+    reset() {
+      cache.truncate(0);
+    },
+    async dispose() {
+      if (pool !== undefined) await disposePool(pool);
+    },
+  };
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

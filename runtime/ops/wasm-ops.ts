@@ -1,0 +1,154 @@
+/**
+ * The WASM backend of the op interface. `linear` dispatches on each weight's encoding: LUT
+ * matrices (bitplane, ternary) go through table building + LUT GEMM, dense ones (f32, f16,
+ * q8) through the dense GEMM; both split rows across the worker pool. The tables of one input
+ * are built once and reused by every matrix that reads the same input (fused Q/K/V and
+ * gate/up: the model passes the same array). Norms, RoPE and activations are cheap next to
+ * the matmuls and reuse the reference loops.
+ */
+import { FormatError, ShapeError, UnsupportedModelError } from "../errors.ts";
+import { f16ToF32 } from "../format/pack-f16.ts";
+import type { Kernels } from "../kernels/wasm.ts";
+import { buildLut, createLut, type LutBuffer, type PackedMatrix } from "../kernels/matmul.ts";
+import { matmulShards } from "../kernels/matmul-shards.ts";
+import type { Pool } from "../kernels/pool.ts";
+import { referenceOps } from "./reference.ts";
+import type { Ops, WeightStore } from "./types.ts";
+
+/** A packed matrix resident in WASM memory, under its HF name. */
+export type WasmMatrix = PackedMatrix & { readonly name: string };
+
+/** Largest number of tokens one linear call handles; the backend splits longer prefills. */
+export const MAX_TOKENS_PER_CALL = 64;
+
+export interface WasmOps extends Ops<WasmMatrix> {
+  /** Forget the cached tables (call when the input arrays may be reused with new contents). */
+  resetTables(): void;
+}
+
+/** Runs a row-sharded call on the pool, or directly on this thread. */
+function runRows(kernels: Kernels, pool: Pool | undefined, exportName: string, rows: number, align: number, argsFor: (b: number, e: number) => number[]) {
+  if (pool === undefined || pool.threads === 1) {
+    const status = kernels.exports[exportName](...argsFor(0, rows));
+    if (typeof status === "number" && status !== 0) throw new ShapeError(exportName, "a supported shape", `status ${status}`);
+    return;
+  }
+  pool.runRows(exportName, rows, argsFor, align);
+}
+
+export function createWasmOps(kernels: Kernels, pool?: Pool): WasmOps {
+  // Persistent scratch, grown on demand: input rows, output rows, and tables per (cols, group).
+  let inputPtr = 0;
+  let inputFloats = 0;
+  let outputPtr = 0;
+  let outputFloats = 0;
+  const tables = new Map<string, { lut: LutBuffer; source?: Float32Array; n: number }>();
+
+  const ensureInput = (floats: number) => {
+    if (floats > inputFloats) {
+      inputPtr = kernels.arena.alloc(floats * 4, 64);
+      inputFloats = floats;
+    }
+    return inputPtr;
+  };
+  const ensureOutput = (floats: number) => {
+    if (floats > outputFloats) {
+      outputPtr = kernels.arena.alloc(floats * 4, 64);
+      outputFloats = floats;
+    }
+    return outputPtr;
+  };
+
+  /** Tables of x for (cols, group), rebuilt only when x is a different array. */
+  const tablesFor = (x: Float32Array, n: number, cols: number, group: number): LutBuffer => {
+    const key = `${cols}/${group}`;
+    let entry = tables.get(key);
+    if (entry === undefined || entry.lut.m < n) {
+      entry = { lut: createLut(kernels, cols, group, Math.max(n, 1)), n: 0 };
+      tables.set(key, entry);
+    }
+    if (entry.source !== x || entry.n !== n) {
+      buildLut(kernels, entry.lut, x, n);
+      entry.source = x;
+      entry.n = n;
+    }
+    return entry.lut;
+  };
+
+  return {
+    ...referenceOps,
+
+    embed(tokens, table) {
+      const out = new Float32Array(tokens.length * table.cols);
+      tokens.forEach((token, i) => {
+        if (!Number.isInteger(token) || token < 0 || token >= table.rows) {
+          throw new ShapeError("embed", `token id in [0, ${table.rows})`, String(token));
+        }
+        out.set(matrixRow(kernels, table, token), i * table.cols);
+      });
+      return out;
+    },
+
+    linear(x, n, w, bias) {
+      if (x.length !== n * w.cols) throw new ShapeError(`linear ${w.name}`, `input of ${n}x${w.cols}`, `${x.length} values`);
+      if (n > MAX_TOKENS_PER_CALL) throw new ShapeError(`linear ${w.name}`, `at most ${MAX_TOKENS_PER_CALL} tokens per call`, String(n));
+      const e = w.encoding;
+      const outPtr = ensureOutput(n * w.rows);
+      const lut = e.kind === "bitplane" || e.kind === "ternary" ? tablesFor(x, n, w.cols, e.group) : undefined;
+      let xPtr: number | undefined;
+      if (lut === undefined) {
+        xPtr = ensureInput(n * w.cols);
+        new Float32Array(kernels.memory.buffer, xPtr, n * w.cols).set(x);
+      }
+      const call = matmulShards(w, { lut, xPtr, xStride: w.cols }, n, outPtr, w.rows);
+      runRows(kernels, pool, call.exportName, w.rows, call.align, call.argsFor);
+      const out = new Float32Array(kernels.memory.buffer, outPtr, n * w.rows).slice();
+      if (bias !== undefined) {
+        if (bias.length !== w.rows) throw new ShapeError(`linear ${w.name} bias`, `${w.rows} values`, `${bias.length}`);
+        for (let t = 0; t < n; t++) for (let r = 0; r < w.rows; r++) out[t * w.rows + r] += bias[r];
+      }
+      return out;
+    },
+
+    resetTables() {
+      for (const entry of tables.values()) entry.source = undefined;
+    },
+  };
+}
+
+/** Row r of a dense matrix as fp32 (embedding lookups). */
+export function matrixRow(kernels: Kernels, m: WasmMatrix, r: number): Float32Array {
+  const buffer = kernels.memory.buffer;
+  const e = m.encoding;
+  switch (e.kind) {
+    case "f32":
+      return new Float32Array(buffer, m.ptr + r * m.cols * 4, m.cols).slice();
+    case "f16": {
+      const bits = new Uint16Array(buffer, m.ptr + r * m.cols * 2, m.cols);
+      return Float32Array.from(bits, f16ToF32);
+    }
+    case "q8": {
+      const codes = new Int8Array(buffer, m.ptr + r * m.layout.colsPadded, m.cols);
+      const scales = new Uint16Array(buffer, m.ptr + m.layout.scaleOffset + r * m.layout.groups * 2, m.layout.groups);
+      return Float32Array.from(codes, (q, c) => q * f16ToF32(scales[Math.floor(c / e.group)]));
+    }
+    default:
+      throw new UnsupportedModelError(`embedding matrix "${m.name}" is ${e.kind}; embeddings must be stored as f32, f16 or q8`, ["f32", "f16", "q8"]);
+  }
+}
+
+/** Weights of a packed model by HF name. */
+export function packedWeightStore(
+  matrices: ReadonlyMap<string, WasmMatrix>,
+  vectors: ReadonlyMap<string, Float32Array>,
+  file: string,
+): WeightStore<WasmMatrix> {
+  const missing = (name: string): never => {
+    throw new FormatError(`checkpoint has no tensor "${name}"`, { file, tensor: name });
+  };
+  return {
+    has: (name) => matrices.has(name) || vectors.has(name),
+    matrix: (name) => matrices.get(name) ?? missing(name),
+    vector: (name) => vectors.get(name) ?? missing(name),
+  };
+}

@@ -1,0 +1,200 @@
+/**
+ * JSON mode by constrained sampling: before each token the engine asks which ids may come
+ * next, and a token is allowed iff appending its text keeps the output a valid prefix of the
+ * document (JSON, optionally held to a schema, optionally wrapped in literal markers; see
+ * json-machine.ts). Each vocabulary token's text is decoded once per tokenizer and stored in
+ * a trie, so one walk of the trie from the current state finds every allowed token while
+ * sharing work between tokens with common prefixes (the approach of Outlines / llama.cpp
+ * grammars, at character level).
+ *
+ * The token budget is respected: a token is allowed only if the shortest completion of the
+ * document after it still fits in the tokens left, so output cut by max_tokens still parses
+ * (as long as the vocabulary has single-character tokens, as byte-fallback and byte-level
+ * vocabularies do). Once the document is complete only end-of-sequence tokens remain.
+ */
+import type { CrumbTokenizer } from "../tokenizer/tokenizer.ts";
+import {
+  canEnd, feed, finish, type Frame, initialState, isComplete, type MachineState, missingRequired, type SchemaNode, schemaNode, type State,
+} from "./json-machine.ts";
+
+interface TrieNode {
+  readonly next: Map<string, TrieNode>;
+  readonly ids: number[];
+}
+
+interface Vocab {
+  readonly size: number;
+  readonly trie: TrieNode;
+}
+
+const vocabs = new WeakMap<CrumbTokenizer, Vocab>();
+
+/**
+ * Each token's text as it reads after other text (SentencePiece drops a word-initial space
+ * only at the very start), with special tokens and partial UTF-8 characters left out.
+ */
+function buildVocab(tokenizer: CrumbTokenizer): Vocab {
+  const cached = vocabs.get(tokenizer);
+  if (cached !== undefined) return cached;
+  const skip = { skipSpecialTokens: true };
+  const anchor = tokenizer.encode("a", { addSpecialTokens: false }).at(-1);
+  const anchorText = anchor === undefined ? "" : tokenizer.decode([anchor], skip);
+  const trie: TrieNode = { next: new Map(), ids: [] };
+  for (let id = 0; id < tokenizer.vocabSize; id++) {
+    if (tokenizer.specialTokenIds.has(id)) continue;
+    let text = tokenizer.decode(anchor === undefined ? [id] : [anchor, id], skip);
+    text = text.startsWith(anchorText) ? text.slice(anchorText.length) : tokenizer.decode([id], skip);
+    if (text === "" || text.includes("\uFFFD")) continue;
+    let node = trie;
+    for (const c of text) {
+      let child = node.next.get(c);
+      if (child === undefined) node.next.set(c, (child = { next: new Map(), ids: [] }));
+      node = child;
+    }
+    node.ids.push(id);
+  }
+  const vocab = { size: tokenizer.vocabSize, trie };
+  vocabs.set(tokenizer, vocab);
+  return vocab;
+}
+
+/** The cheapest character that moves `state` towards a complete document. */
+function firstChar(node: SchemaNode): string {
+  switch (node.kind) {
+    case "object": return "{";
+    case "array": return "[";
+    case "string": return '"';
+    case "literal": return [...node.options].sort((a, b) => a.length - b.length)[0][0];
+    case "union": return firstChar(node.options[0]);
+    default: return "0";
+  }
+}
+
+function shortestExtending(options: readonly string[], text: string): string | undefined {
+  return options.filter((o) => o.startsWith(text)).sort((a, b) => a.length - b.length)[0];
+}
+
+function cheapestChar(frame: Frame, below: State): string {
+  switch (frame.t) {
+    case "value": return firstChar(frame.node);
+    case "object":
+      if (frame.s === 1) return ":";
+      if (frame.s === 2) return missingRequired(frame).length > 0 ? "," : "}";
+      return frame.s === 0 && missingRequired(frame).length === 0 ? "}" : '"';
+    case "array":
+      if (frame.s === 2) return frame.count < frame.min ? "," : "]";
+      return frame.s === 0 && frame.min === 0 ? "]" : firstChar(frame.items);
+    case "string": {
+      if (frame.esc === 1) return "n";
+      if (frame.esc > 1) return "0";
+      if (frame.options === undefined || frame.options.includes(frame.text)) return '"';
+      const parent = below?.frame;
+      const required = frame.key && parent?.t === "object" ? missingRequired(parent).map((k) => JSON.stringify(k).slice(1, -1)) : [];
+      const target = shortestExtending(required, frame.text) ?? shortestExtending(frame.options, frame.text)!;
+      return target[frame.text.length];
+    }
+    case "number": return "0";
+    case "literal": return shortestExtending(frame.options, frame.text)![frame.text.length];
+  }
+}
+
+/** Length of the shortest text completing the document from `state` (Infinity if none is found). */
+export function closingLength(state: State, limit = 4096): number {
+  let current: State | null = state;
+  let length = 0;
+  while (current !== undefined && current !== null && length <= limit) {
+    const frame: Frame = current.frame;
+    if (canEnd(frame)) {
+      current = finish(current.below, frame);
+      continue;
+    }
+    current = feed(current, cheapestChar(frame, current.below));
+    length++;
+  }
+  return current === undefined ? length : Infinity;
+}
+
+export interface JsonConstraintSpec {
+  /** JSON Schema the value must follow; undefined = any JSON value. */
+  readonly schema?: Record<string, unknown>;
+  /** json_object mode: the value must be an object. */
+  readonly objectOnly?: boolean;
+  /** Literal text before and after the value (tool-call markers). */
+  readonly prefix?: string;
+  readonly suffix?: string;
+  /** Tokens the generation may produce (max_tokens, or what fits the context). */
+  readonly budget: number;
+  /** Ids that end generation, allowed once the document is complete. */
+  readonly eosTokenIds: readonly number[];
+}
+
+export type Constrain = (generatedText: string) => ((id: number) => boolean) | undefined;
+
+/** Builds the engine's `constrain` option for one request. */
+export function createJsonConstraint(tokenizer: CrumbTokenizer, spec: JsonConstraintSpec): Constrain {
+  const vocab = buildVocab(tokenizer);
+  const node: SchemaNode = spec.schema !== undefined ? schemaNode(spec.schema) : spec.objectOnly ? { kind: "object", required: [], root: {} } : { kind: "any" };
+  const start: MachineState = initialState(node, spec.prefix, spec.suffix);
+  const eos = new Set(spec.eosTokenIds);
+  let lastText = "";
+  let lastState: State | null = start;
+  let calls = 0;
+
+  return (text) => {
+    calls++;
+    const remaining = spec.budget - (calls - 1);
+    let state: State | null;
+    if (text.startsWith(lastText) && lastState !== null) {
+      state = lastState;
+      for (let i = lastText.length; i < text.length && state !== null; i++) state = state === undefined ? null : feed(state, text[i]);
+    } else {
+      state = start;
+      for (let i = 0; i < text.length && state !== null; i++) state = state === undefined ? null : feed(state, text[i]);
+    }
+    lastText = text;
+    lastState = state;
+    // Text outside the language (it cannot happen while every token passes through here)
+    // or a finished document: only end-of-sequence may follow.
+    if (state === null || state === undefined) return (id) => eos.has(id);
+    return allowedTokens(vocab, state, remaining, eos);
+  };
+}
+
+function allowedTokens(vocab: Vocab, state: MachineState, remaining: number, eos: ReadonlySet<number>): (id: number) => boolean {
+  const allowed = new Uint8Array(vocab.size);
+  const withinBudget = new Uint8Array(vocab.size);
+  const closing = new Map<State, number>();
+  const fits = (s: State) => {
+    let length = closing.get(s);
+    if (length === undefined) closing.set(s, (length = closingLength(s)));
+    return length <= remaining - 1;
+  };
+  let anyAllowed = false;
+  let anyWithin = false;
+  const visit = (trieNode: TrieNode, s: MachineState, depth: number) => {
+    for (const [c, child] of trieNode.next) {
+      const next = feed(s, c);
+      if (next === null) continue;
+      if (child.ids.length > 0) {
+        const ok = fits(next);
+        for (const id of child.ids) {
+          allowed[id] = 1;
+          if (ok) withinBudget[id] = 1;
+        }
+        anyAllowed = true;
+        anyWithin ||= ok;
+      }
+      if (next !== undefined && depth < 256) visit(child, next, depth + 1);
+    }
+  };
+  visit(vocab.trie, state, 0);
+  const complete = isComplete(state);
+  for (const id of eos) {
+    if (complete && id < vocab.size) allowed[id] = withinBudget[id] = 1;
+  }
+  anyWithin ||= complete;
+  // If nothing fits the budget, keep the output valid and let max_tokens cut it.
+  const mask = anyWithin ? withinBudget : allowed;
+  if (!anyAllowed && !complete) return () => false;
+  return (id) => mask[id] === 1;
+}

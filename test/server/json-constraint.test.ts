@@ -1,0 +1,104 @@
+// The JSON recogniser (valid prefixes, schema keys/types, budget-aware closing) and JSON mode
+// on a real engine (stories260K): constrained output always parses and follows the schema.
+import { describe, expect, test } from "bun:test";
+import { closingLength, createJsonConstraint } from "../../runtime/server/json-constraint.ts";
+import { feedText, initialState, isComplete, schemaNode } from "../../runtime/server/json-machine.ts";
+import { haveFiles } from "../shared-data.ts";
+import { storiesEngine } from "./helpers.ts";
+
+const any = () => initialState({ kind: "any" });
+const accepts = (text: string, state = any()) => feedText(state, text) !== null;
+const complete = (text: string, state = any()) => {
+  const s = feedText(state, text);
+  return s !== null && isComplete(s);
+};
+
+describe("json machine", () => {
+  test("accepts valid JSON prefixes and complete documents", () => {
+    for (const doc of ['{"a": [1, -2.5e+3, true, null, "x\\n\\u00e9"]}', "[]", '"s"', "0", "-0.1", '{"k":{"n":[{}]}}', "  {\n  \"a\" : 1\n}"]) {
+      expect(JSON.parse(doc)).toBeDefined();
+      for (let i = 0; i <= doc.length; i++) expect(accepts(doc.slice(0, i))).toBe(true);
+      expect(complete(doc)).toBe(true);
+    }
+  });
+
+  test("rejects what JSON does not allow", () => {
+    for (const bad of ["{a", "[1,]", "01", "1.", "1.e", '{"a" 1}', "tru e", '"\u0001"', '"\\x"', "{,", "[1 2]", "}", '{"a":1}}', "-", "1e+", "nul1"]) {
+      const s = feedText(any(), bad);
+      expect(s === null || !isComplete(s)).toBe(true);
+    }
+    expect(accepts("{a")).toBe(false);
+    expect(accepts("[1,]")).toBe(false);
+    expect(accepts("01")).toBe(false);
+    expect(accepts('{"a":1}}')).toBe(false);
+  });
+
+  test("a schema fixes property names, required keys and value types", () => {
+    const schema = {
+      type: "object",
+      properties: { name: { type: "string" }, age: { type: "integer" }, tags: { type: "array", items: { enum: ["x", "yy"] }, maxItems: 2 } },
+      required: ["name", "age"],
+    };
+    const start = () => initialState(schemaNode(schema));
+    expect(accepts('{"name":"a","age":3}', start())).toBe(true);
+    expect(complete('{"name":"a","age":3}', start())).toBe(true);
+    expect(accepts('{"nam":', start())).toBe(false);
+    expect(accepts('{"other"', start())).toBe(false);
+    expect(accepts('{"age":1.5', start())).toBe(false);
+    expect(accepts('{"name":3', start())).toBe(false);
+    expect(accepts('{"name":"a"}', start())).toBe(false);
+    expect(accepts('{"name":"a","name"', start())).toBe(false);
+    expect(accepts('{"name":"a","age":1,"tags":["x","yy"]}', start())).toBe(true);
+    expect(accepts('{"name":"a","age":1,"tags":["z', start())).toBe(false);
+    expect(accepts('{"name":"a","age":1,"tags":["x","x",', start())).toBe(false);
+  });
+
+  test("local $refs and literal wrappers", () => {
+    const schema = { $defs: { P: { type: "object", properties: { x: { type: "boolean" } }, required: ["x"] } }, $ref: "#/$defs/P" };
+    const s = initialState(schemaNode(schema), "<tool_call>\n", "\n</tool_call>");
+    expect(complete('<tool_call>\n{"x":true}\n</tool_call>', s)).toBe(true);
+    expect(accepts('<tool_call>\n{"x":1', s)).toBe(false);
+    expect(accepts("<tool", s)).toBe(true);
+    expect(accepts("<tx", s)).toBe(false);
+  });
+
+  test("the shortest completion is counted exactly", () => {
+    const schema = { type: "object", properties: { a: { type: "string" }, b: { type: "number" } }, required: ["a", "b"] };
+    expect(closingLength(initialState(schemaNode(schema)))).toBe('{"a":"","b":0}'.length);
+    expect(closingLength(feedText(any(), '{"k":[1,{"z":"ab'))).toBe('"}]}'.length);
+    expect(closingLength(feedText(any(), "tr"))).toBe(2);
+  });
+});
+
+const available = haveFiles("stories260K/stories260K.bin", "stories260K/tok512.bin");
+
+describe.skipIf(!available)("JSON mode on stories260K", () => {
+  test("sampled output under the constraint parses, within a tight token budget", async () => {
+    const engine = await storiesEngine();
+    for (const seed of [1, 2, 3]) {
+      for (const budget of [12, 40]) {
+        const constrain = createJsonConstraint(engine.tokenizer, { objectOnly: true, budget, eosTokenIds: engine.tokenizer.eosTokenIds });
+        let text = "";
+        for await (const event of engine.generate("Once upon a time", { temperature: 1, seed, maxTokens: budget, constrain })) {
+          if (event.type !== "done") text += event.text;
+        }
+        expect(typeof JSON.parse(text)).toBe("object");
+      }
+    }
+  });
+
+  test("output follows a schema", async () => {
+    const engine = await storiesEngine();
+    const schema = { type: "object", properties: { name: { type: "string", maxLength: 8 }, age: { type: "integer" }, happy: { type: "boolean" } }, required: ["name", "age", "happy"] };
+    const constrain = createJsonConstraint(engine.tokenizer, { schema, budget: 60, eosTokenIds: engine.tokenizer.eosTokenIds });
+    let text = "";
+    for await (const event of engine.generate("Lily", { temperature: 0.8, seed: 7, maxTokens: 60, constrain })) {
+      if (event.type !== "done") text += event.text;
+    }
+    const value = JSON.parse(text);
+    expect(Object.keys(value).sort()).toEqual(["age", "happy", "name"]);
+    expect(typeof value.name).toBe("string");
+    expect(Number.isInteger(value.age)).toBe(true);
+    expect(typeof value.happy).toBe("boolean");
+  });
+});

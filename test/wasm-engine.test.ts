@@ -1,0 +1,139 @@
+// The WASM backend (packed weights in WASM memory, LUT kernels, worker pool, KV cache in WASM
+// memory) against its reference twin: the same architectures' forward pass over the
+// TypeScript twins of the kernels on the same packed bytes, with the fp32 reference cache.
+import { afterAll, describe, expect, test } from "bun:test";
+import { resolveModel } from "../runtime/models/registry.ts";
+import type { Encoding } from "../runtime/format/encoding.ts";
+import { packedModelFromBytes } from "../runtime/engine/packed-model.ts";
+import { createWasmBackend, type WasmBackend } from "../runtime/engine/wasm-backend.ts";
+import { createReferenceCache } from "../runtime/engine/kv-cache/reference-cache.ts";
+import { type PackedBytesMatrix, packedReferenceOps } from "../runtime/ops/packed-reference.ts";
+import type { ForwardContext, WeightStore } from "../runtime/ops/types.ts";
+import { ContextLengthError, FormatError, UnsupportedModelError } from "../runtime/errors.ts";
+import { createRandomModel, type RandomModelSpec } from "./fixtures/random-model.ts";
+import { headerFor, type PackedTensor, packModel } from "./fixtures/pack-model.ts";
+
+const backends: WasmBackend[] = [];
+afterAll(async () => {
+  for (const b of backends) await b.dispose();
+});
+
+function twinForward(spec: RandomModelSpec, tensors: PackedTensor[], tokens: number[]): Float32Array {
+  const source = createRandomModel(spec);
+  const { arch, args } = resolveModel(source.config);
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  const vectors = new Map<string, Float32Array>();
+  const weights: WeightStore<PackedBytesMatrix> = {
+    has: (name) => byName.has(name),
+    matrix(name) {
+      const t = byName.get(name)!;
+      return { name, rows: t.shape[0], cols: t.shape[1], encoding: t.encoding, bytes: t.bytes };
+    },
+    vector(name) {
+      if (!vectors.has(name)) vectors.set(name, source.tensors.get(name)!.read());
+      return vectors.get(name)!;
+    },
+  };
+  const cache = createReferenceCache({ ...args, contextLength: 64 });
+  const ctx = { ops: packedReferenceOps, weights, attention: cache } as unknown as ForwardContext;
+  return arch.forward(args, ctx, tokens, 0, { allLogits: true });
+}
+
+async function wasmForward(spec: RandomModelSpec, tensors: PackedTensor[], tokens: number[], threads: number, kv: "f32" | "f16") {
+  const source = createRandomModel(spec);
+  const backend = await createWasmBackend(packedModelFromBytes(headerFor(source), tensors), { threads, kv, contextLength: 64 });
+  backends.push(backend);
+  // Prefill a block, then decode the rest token by token.
+  const parts = [backend.forward(tokens.slice(0, 5), { allLogits: true })];
+  for (const token of tokens.slice(5)) parts.push(backend.forward([token]));
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) out.set(p, (at += p.length) - p.length);
+  return { logits: out, backend };
+}
+
+function relativeError(got: Float32Array, want: Float32Array): number {
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < want.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
+    maxRef = Math.max(maxRef, Math.abs(want[i]));
+  }
+  return maxDiff / maxRef;
+}
+
+const TOKENS = [1, 17, 42, 5, 96, 33, 8, 61, 2];
+const BASE = { hidden: 64, intermediate: 96, layers: 2, vocab: 97, seed: 5 } as const;
+
+const ENCODINGS: Encoding[] = [
+  { kind: "f32" },
+  { kind: "f16" },
+  { kind: "q8", group: 32 },
+  { kind: "bitplane", bits: 2, group: 32, scales: "zero-point" },
+  { kind: "bitplane", bits: 3, group: 64, scales: "per-plane" },
+  { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" },
+  { kind: "ternary", group: 64, planes: 1 },
+  { kind: "ternary", group: 32, planes: 2 },
+];
+
+// Why two tolerances: with one token, attention returns v exactly on both sides, so every
+// op sees identical inputs and the LUT kernels equal their twins to float rounding. Over a
+// sequence, attention sums in a different order (SIMD f32 vs f64) and the next layer's int8
+// LUT tables round those last-bit differences to whole quanta, so LUT models drift by up to
+// a few table quanta; dense weights do not quantise activations and stay at float tolerance.
+const isLut = (e: Encoding) => e.kind === "bitplane" || e.kind === "ternary";
+
+describe("WASM backend equals its kernel twins on packed weights", () => {
+  for (const encoding of ENCODINGS) {
+    const label = JSON.stringify(encoding);
+    test(`llama GQA, ${label}, 1 and 2 threads`, async () => {
+      const spec: RandomModelSpec = { ...BASE, arch: "llama", heads: 4, kvHeads: 2 };
+      const tensors = packModel(createRandomModel(spec), encoding);
+      const single = twinForward(spec, tensors, [TOKENS[0]]);
+      const want = twinForward(spec, tensors, TOKENS);
+      for (const threads of [1, 2]) {
+        const first = await wasmForward(spec, tensors, [TOKENS[0]], threads, "f32");
+        expect(relativeError(first.logits, single)).toBeLessThan(2e-5);
+        const { logits } = await wasmForward(spec, tensors, TOKENS, threads, "f32");
+        expect(logits.length).toBe(want.length);
+        expect(relativeError(logits, want)).toBeLessThan(isLut(encoding) ? 3e-2 : 2e-5);
+      }
+    });
+  }
+
+  for (const arch of ["qwen2", "qwen3", "mistral"]) {
+    test(`${arch}: f16 weights and q4 weights, f16 KV cache`, async () => {
+      const spec: RandomModelSpec = {
+        ...BASE,
+        arch,
+        heads: 4,
+        kvHeads: 2,
+        tieEmbeddings: arch === "qwen2",
+        headDim: arch === "qwen3" ? 32 : undefined,
+        slidingWindow: arch === "mistral" ? 4 : undefined,
+      };
+      const dense = packModel(createRandomModel(spec), { kind: "f16" }, { kind: "q8", group: 32 });
+      // The f16 cache rounds keys and values (relative 2^-11).
+      expect(relativeError((await wasmForward(spec, dense, TOKENS, 2, "f16")).logits, twinForward(spec, dense, TOKENS))).toBeLessThan(5e-3);
+      const q4 = packModel(createRandomModel(spec), { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" }, { kind: "q8", group: 32 });
+      expect(relativeError((await wasmForward(spec, q4, TOKENS, 2, "f16")).logits, twinForward(spec, q4, TOKENS))).toBeLessThan(5e-2);
+    });
+  }
+});
+
+describe("WASM backend errors", () => {
+  test("context overflow, missing tensor and LUT-encoded embeddings are refused", async () => {
+    const spec: RandomModelSpec = { ...BASE, arch: "llama", heads: 4 };
+    const source = createRandomModel(spec);
+    const tensors = packModel(source, { kind: "f16" });
+    const backend = await createWasmBackend(packedModelFromBytes(headerFor(source), tensors), { contextLength: 8 });
+    expect(() => backend.forward(new Array(9).fill(1))).toThrow(ContextLengthError);
+
+    const missing = tensors.filter((t) => t.name !== "model.layers.1.mlp.up_proj.weight");
+    await expect(createWasmBackend(packedModelFromBytes(headerFor(source), missing))).rejects.toThrow(FormatError);
+
+    const lutEmbed = packModel(source, { kind: "f16" }, { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" });
+    const bad = await createWasmBackend(packedModelFromBytes(headerFor(source), lutEmbed), { contextLength: 8 });
+    expect(() => bad.forward([1])).toThrow(UnsupportedModelError);
+  });
+});
