@@ -140,7 +140,7 @@ export function decoderForward(
 ): Float32Array {
   const { ops, weights } = ctx;
   const n = tokens.length;
-  const { headDim, numHeads, numKvHeads } = args;
+  const { headDim, numHeads } = args;
   const invFreq = inverseFrequencies(args);
 
   const x = ops.embed(tokens, weights.matrix("model.embed_tokens.weight")); // (n, hidden)
@@ -149,13 +149,10 @@ export function decoderForward(
     const h = ops.rmsNorm(x, n, weights.vector(`${p}.input_layernorm.weight`), args.rmsNormEps);
     const bias = (proj: string) => args.attentionBias ? weights.vector(`${p}.self_attn.${proj}.bias`) : undefined;
     const q = ops.linear(h, n, weights.matrix(`${p}.self_attn.q_proj.weight`), bias("q_proj")); // (n, heads*headDim)
-    const k = ops.linear(h, n, weights.matrix(`${p}.self_attn.k_proj.weight`), bias("k_proj")); // (n, kvHeads*headDim)
-    const v = ops.linear(h, n, weights.matrix(`${p}.self_attn.v_proj.weight`), bias("v_proj"));
     const qn = args.qkNorm ? ops.rmsNorm(q, n * numHeads, weights.vector(`${p}.self_attn.q_norm.weight`), args.rmsNormEps) : q;
-    const kn = args.qkNorm ? ops.rmsNorm(k, n * numKvHeads, weights.vector(`${p}.self_attn.k_norm.weight`), args.rmsNormEps) : k;
     ops.rope(qn, n, numHeads, headDim, startPos, invFreq);
-    ops.rope(kn, n, numKvHeads, headDim, startPos, invFreq);
-    const attended = ctx.attention.attend({ layer: l, q: qn, k: kn, v, n, startPos });
+    const { k, v } = projectKv(args, ctx, l, h, n, startPos);
+    const attended = ctx.attention.attend({ layer: l, q: qn, k, v, n, startPos, x: h });
     ops.addInPlace(x, ops.linear(attended, n, weights.matrix(`${p}.self_attn.o_proj.weight`)));
 
     const h2 = ops.rmsNorm(x, n, weights.vector(`${p}.post_attention_layernorm.weight`), args.rmsNormEps);
@@ -170,6 +167,29 @@ export function decoderForward(
   if (options.output === "hidden") return normed; // (rows, hidden)
   const head = args.tieWordEmbeddings && !weights.has("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
   return ops.linear(normed, rows, weights.matrix(head)); // (rows, vocab)
+}
+
+/**
+ * Keys (q/k-normed and rotated) and values of layer `layer` for inputs h (n, hidden) at
+ * positions startPos.. : the forward pass uses it, and XQuant caches call it to rebuild K/V
+ * from cached layer inputs.
+ */
+export function projectKv(
+  args: DecoderArgs,
+  ctx: Pick<ForwardContext, "ops" | "weights">,
+  layer: number,
+  h: Float32Array,
+  n: number,
+  startPos: number,
+): { k: Float32Array; v: Float32Array } {
+  const { ops, weights } = ctx;
+  const p = `model.layers.${layer}`;
+  const bias = (proj: string) => args.attentionBias ? weights.vector(`${p}.self_attn.${proj}.bias`) : undefined;
+  const k = ops.linear(h, n, weights.matrix(`${p}.self_attn.k_proj.weight`), bias("k_proj")); // (n, kvHeads*headDim)
+  const v = ops.linear(h, n, weights.matrix(`${p}.self_attn.v_proj.weight`), bias("v_proj"));
+  const kn = args.qkNorm ? ops.rmsNorm(k, n * args.numKvHeads, weights.vector(`${p}.self_attn.k_norm.weight`), args.rmsNormEps) : k;
+  ops.rope(kn, n, args.numKvHeads, args.headDim, startPos, inverseFrequencies(args));
+  return { k: kn, v };
 }
 
 export const forward = decoderForward;

@@ -17,6 +17,15 @@ export interface Architecture {
   normalizeConfig(raw: RawConfig): ModelArgs;
   expectedTensors(args: ModelArgs): string[];
   forward(args: ModelArgs, ctx: ForwardContext, tokens: readonly number[], startPos: number, options?: ForwardOptions): Float32Array;
+  /** Keys and values of one layer from its (normed) inputs; XQuant caches rematerialise with it. */
+  projectKv(
+    args: ModelArgs,
+    ctx: Pick<ForwardContext, "ops" | "weights">,
+    layer: number,
+    x: Float32Array,
+    n: number,
+    startPos: number,
+  ): { k: Float32Array; v: Float32Array };
 }
 
 const ARCHITECTURES: Record<string, Architecture> = {

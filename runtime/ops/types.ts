@@ -50,7 +50,15 @@ export interface AttentionInput {
   readonly n: number;
   /** Position of the first of the n tokens. */
   readonly startPos: number;
+  /** (n, hidden): the layer input after the attention norm, from which k and v were projected (XQuant caches this). */
+  readonly x: Float32Array;
 }
+
+/**
+ * Recomputes keys and values (RoPE applied) of one layer from cached layer inputs X, for
+ * caches that store X instead of K/V (XQuant). Rows are positions startPos..startPos+n-1.
+ */
+export type KvProjector = (layer: number, x: Float32Array, n: number, startPos: number) => { k: Float32Array; v: Float32Array };
 
 /**
  * The KV cache and attention together: stores the new keys/values of a layer and returns

@@ -1,0 +1,116 @@
+/**
+ * POST /v1/chat/completions: renders the conversation with the model's chat template
+ * (tools included), generates under the requested constraint (JSON mode, JSON schema, or a
+ * forced tool call), and answers in OpenAI's `chat.completion` shape or as a stream of
+ * `chat.completion.chunk` events. Tool calls in the output become `tool_calls` with
+ * finish_reason "tool_calls".
+ */
+import type { Hono } from "hono";
+import type { ServerContext } from "../context.ts";
+import { parseChatRequest } from "../schema.ts";
+import { sseResponse } from "../sse.ts";
+import { createToolStream, detectToolFormat, forcedToolCall, type ParsedToolCall, parseToolCalls, type ToolFormat } from "../tool-calls.ts";
+import { chatLogprob, clientGone, newId, readJson, unixTime, usageBody } from "./common.ts";
+import { type GenerationSpec, prepareGeneration } from "./generation.ts";
+
+function toolCallsBody(calls: readonly ParsedToolCall[], withIndex: boolean) {
+  return calls.map((call, index) => ({
+    ...(withIndex ? { index } : {}),
+    id: `call_${crypto.randomUUID().replace(/-/g, "").slice(0, 24)}`,
+    type: "function" as const,
+    function: { name: call.name, arguments: call.arguments },
+  }));
+}
+
+export function registerChat(app: Hono, ctx: ServerContext): void {
+  app.post("/v1/chat/completions", async (c) => {
+    const engine = ctx.engine();
+    const request = parseChatRequest(await readJson(c));
+    const useTools = request.tools.length > 0 && request.toolChoice !== "none";
+    const prompt = engine.applyChatTemplate(request.messages, {
+      tools: useTools ? request.rawTools : undefined,
+      chatTemplate: request.options.chatTemplate,
+    });
+    const ids = engine.tokenizer.encode(prompt, { addSpecialTokens: false });
+    const format: ToolFormat | undefined = useTools ? detectToolFormat(prompt) : undefined;
+    let constraint: GenerationSpec["constraint"];
+    if (format !== undefined && (request.toolChoice === "required" || typeof request.toolChoice === "object")) {
+      constraint = forcedToolCall(format, request.tools, request.toolChoice);
+    } else if (request.responseFormat.type === "json_object") constraint = { objectOnly: true };
+    else if (request.responseFormat.type === "json_schema") constraint = { schema: request.responseFormat.schema };
+
+    const gone = clientGone(c);
+    const prepared = prepareGeneration(ctx, { prompt: ids, options: request.options, constraint, promptTokens: ids.length }, gone.signal);
+    const id = newId("chatcmpl");
+    const created = unixTime();
+    const model = engine.modelId;
+
+    if (!request.stream) {
+      let text = "";
+      const logprobs = [];
+      for await (const event of prepared.run(gone.signal)) {
+        if (event.type === "text") {
+          if (event.logprob !== undefined) logprobs.push(chatLogprob(event.logprob));
+          continue;
+        }
+        text = event.text;
+        const parsed = format === undefined ? { content: text, calls: [] } : parseToolCalls(text, format);
+        const hasCalls = parsed.calls.length > 0;
+        return c.json({
+          id,
+          object: "chat.completion",
+          created,
+          model,
+          system_fingerprint: null,
+          choices: [{
+            index: 0,
+            message: {
+              role: "assistant",
+              content: hasCalls ? parsed.content : text,
+              refusal: null,
+              ...(hasCalls ? { tool_calls: toolCallsBody(parsed.calls, false) } : {}),
+            },
+            logprobs: request.logprobs ? { content: logprobs, refusal: null } : null,
+            finish_reason: hasCalls ? "tool_calls" : event.finishReason,
+          }],
+          usage: usageBody(event.usage),
+        });
+      }
+    }
+
+    const chunk = (delta: Record<string, unknown>, finishReason: string | null, logprobs: unknown[] | null = null) => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      system_fingerprint: null,
+      choices: [{ index: 0, delta, logprobs: logprobs === null ? null : { content: logprobs, refusal: null }, finish_reason: finishReason }],
+      ...(request.includeUsage ? { usage: null } : {}),
+    });
+    return sseResponse(async (writer, signal) => {
+      const tools = format === undefined ? undefined : createToolStream(format);
+      let started = false;
+      const start = () => {
+        if (!started) writer.send(chunk({ role: "assistant", content: "" }, null));
+        started = true;
+      };
+      for await (const event of prepared.run(signal)) {
+        start();
+        if (event.type === "text") {
+          const content = tools === undefined ? event.text : tools.push(event.text);
+          const logprobs = request.logprobs && event.logprob !== undefined ? [chatLogprob(event.logprob)] : null;
+          if (content !== "" || logprobs !== null) writer.send(chunk({ content }, null, logprobs));
+          continue;
+        }
+        const finished = tools?.finish();
+        if (finished !== undefined && finished.content !== "") writer.send(chunk({ content: finished.content }, null));
+        if (finished !== undefined && finished.calls.length > 0) {
+          writer.send(chunk({ tool_calls: toolCallsBody(finished.calls, true) }, null));
+          writer.send(chunk({}, "tool_calls"));
+        } else writer.send(chunk({}, event.finishReason));
+        if (request.includeUsage) writer.send({ id, object: "chat.completion.chunk", created, model, system_fingerprint: null, choices: [], usage: usageBody(event.usage) });
+        writer.send("[DONE]");
+      }
+    }, { keepAliveMs: ctx.keepAliveMs, signal: gone.signal, onCancel: () => gone.abort(), onError: (error) => ctx.log(`stream error ${id}: ${(error as Error)?.message}`) });
+  });
+}
