@@ -17,7 +17,7 @@ import {
   tokenIdList,
 } from "./config.ts";
 import { ConfigError } from "../errors.ts";
-import { ropeInverseFrequencies } from "../ops/rope-frequencies.ts";
+import { ropeInverseFrequencies } from "./rope-frequencies.ts";
 
 /** Normalised config of every decoder in this family; later code never sees undefined. */
 export interface DecoderArgs {

@@ -4,7 +4,7 @@
  * "llama3" rescales only the low-frequency band and blends the middle band smoothly
  * (Llama 3.1 release; transformers' _compute_llama3_parameters).
  */
-import type { RopeScaling } from "../models/config.ts";
+import type { RopeScaling } from "./config.ts";
 
 export function ropeInverseFrequencies(headDim: number, theta: number, scaling: RopeScaling): Float32Array {
   const half = headDim / 2;
