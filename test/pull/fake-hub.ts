@@ -31,12 +31,18 @@ export interface FakeHubOptions {
   token?: string;
   /** Answer 403 GatedRepo to everything. */
   gated?: boolean;
-  /** Path → bytes after which the first N GETs of that file are cut. */
+  /** Path → file offset at which the next `times` GETs of that file are cut (a resumed GET from there gets nothing). */
   dropAfter?: Record<string, { bytes: number; times: number }>;
+  /** Path → file offset at which the next `times` GETs send nothing more but keep the connection open. */
+  stallAt?: Record<string, { bytes: number; times: number }>;
   /** Paths whose CDN answers ignore Range and send the whole file with 200. */
   ignoreRange?: string[];
   /** Path → sha256 the hub reports instead of the real one. */
   wrongSha256?: Record<string, string>;
+  /** Path → git blob id the listing reports instead of the real one (non-LFS files). */
+  wrongBlobId?: Record<string, string>;
+  /** The first N revision-API calls answer 503. */
+  apiFailures?: number;
   /** Imitate a mirror whose API omits `sha`, sizes and lfs fields. */
   bareListing?: boolean;
 }
@@ -65,7 +71,9 @@ export function gitBlobSha1(bytes: Uint8Array): string {
 }
 
 function listen(server: http.Server): Promise<string> {
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`))
+  );
 }
 
 export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
@@ -73,8 +81,10 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
   const byPath = new Map(options.files.map((file) => [file.path, file]));
   const revisions = new Set([options.commit, ...(options.revisions ?? ["main"])]);
   const drops = new Map(Object.entries(options.dropAfter ?? {}).map(([path, drop]) => [path, { ...drop }]));
+  const stalls = new Map(Object.entries(options.stallAt ?? {}).map(([path, stall]) => [path, { ...stall }]));
   const reportedSha = (file: FakeFile) => options.wrongSha256?.[file.path] ?? sha256Hex(file.content);
   let cdnUrl = "";
+  let apiFailures = options.apiFailures ?? 0;
 
   const record = (server: "hub" | "cdn", req: http.IncomingMessage) =>
     requests.push({
@@ -102,9 +112,17 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
     });
     if (req.method === "HEAD") return void res.end();
     const drop = drops.get(file.path);
-    if (drop !== undefined && drop.times > 0 && body.length > drop.bytes) {
+    const cut = drop === undefined ? -1 : drop.bytes - start;
+    if (drop !== undefined && drop.times > 0 && cut >= 0 && cut < body.length) {
       drop.times--;
-      res.write(body.subarray(0, drop.bytes), () => setTimeout(() => res.socket?.destroy(), 5));
+      res.write(body.subarray(0, cut), () => setTimeout(() => res.socket?.destroy(), 5));
+      return;
+    }
+    const stall = stalls.get(file.path);
+    const pause = stall === undefined ? -1 : stall.bytes - start;
+    if (stall !== undefined && stall.times > 0 && pause >= 0 && pause < body.length) {
+      stall.times--;
+      res.write(body.subarray(0, pause));
       return;
     }
     res.end(body);
@@ -117,6 +135,10 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
     const authorized = options.token === undefined || req.headers.authorization === `Bearer ${options.token}`;
     if (options.gated) return void res.writeHead(403, { "x-error-code": "GatedRepo", "x-error-message": "Access restricted" }).end();
     const api = /^\/api\/models\/([^/]+)\/([^/]+)\/revision\/([^/]+)$/.exec(url.pathname);
+    if (api !== null && apiFailures > 0) {
+      apiFailures--;
+      return void res.writeHead(503).end("try again");
+    }
     if (api !== null) {
       const [, org, name, revision] = api;
       if (!authorized || org !== options.org || name !== options.name) {
@@ -130,14 +152,16 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
           options.bareListing ? { rfilename: file.path } : {
             rfilename: file.path,
             size: file.content.length,
-            blobId: file.lfs ? "0".repeat(40) : gitBlobSha1(file.content),
+            blobId: file.lfs ? "0".repeat(40) : options.wrongBlobId?.[file.path] ?? gitBlobSha1(file.content),
             ...(file.lfs ? { lfs: { sha256: reportedSha(file), size: file.content.length, pointerSize: 130 } } : {}),
           }
         ),
         ...(options.extraNames ?? []).map((rfilename) => ({ rfilename })),
       ];
       res.writeHead(200, { "content-type": "application/json" });
-      return void res.end(JSON.stringify(options.bareListing ? { siblings } : { id: `${options.org}/${options.name}`, sha: options.commit, siblings }));
+      return void res.end(
+        JSON.stringify(options.bareListing ? { siblings } : { id: `${options.org}/${options.name}`, sha: options.commit, siblings }),
+      );
     }
     if (url.pathname.startsWith(repoPrefix + "resolve/")) {
       if (!authorized) return void res.writeHead(401, { "x-error-code": "RepoNotFound" }).end();

@@ -45,19 +45,19 @@ const WANTED = [
   "model-00002-of-00002.safetensors",
 ];
 
-let hub: FakeHub | undefined;
-let cache: string | undefined;
+const hubs: FakeHub[] = [];
+const caches: string[] = [];
 
 afterEach(async () => {
-  await hub?.close();
-  hub = undefined;
-  if (cache !== undefined) await fs.rm(cache, { recursive: true, force: true });
-  cache = undefined;
+  for (const hub of hubs.splice(0)) await hub.close();
+  for (const cache of caches.splice(0)) await fs.rm(cache, { recursive: true, force: true });
 });
 
 async function setUp(overrides: Partial<FakeHubOptions> = {}): Promise<{ hub: FakeHub; options: PullOptions; cache: string }> {
-  hub = await startFakeHub({ org: "acme", name: "tiny-llama", commit: COMMIT, files: FILES, ...overrides });
-  cache = await fs.mkdtemp(path.join(os.tmpdir(), "crumb-pull-"));
+  const hub = await startFakeHub({ org: "acme", name: "tiny-llama", commit: COMMIT, files: FILES, ...overrides });
+  hubs.push(hub);
+  const cache = await fs.mkdtemp(path.join(os.tmpdir(), "crumb-pull-"));
+  caches.push(cache);
   const env = { HF_ENDPOINT: hub.endpoint, CRUMB_CACHE: cache, ...(overrides.token ? { HF_TOKEN: overrides.token } : {}) };
   return { hub, cache, options: { env, retries: 3, retryDelayMs: 1, idleTimeoutMs: 5000 } };
 }
@@ -151,6 +151,32 @@ describe("pullModel", () => {
     expect(retries).toEqual(["model-00001-of-00002.safetensors#1"]);
   });
 
+  test("a connection that stalls mid-file is abandoned after the idle timeout and resumed", async () => {
+    const { hub, options } = await setUp({ stallAt: { "model-00002-of-00002.safetensors": { bytes: 7_000, times: 1 } } });
+    const result = await pullModel("acme/tiny-llama", { ...options, idleTimeoutMs: 400 });
+    expect(new Uint8Array(await fs.readFile(path.join(result.dir, "model-00002-of-00002.safetensors")))).toEqual(SHARD2);
+    const cdn = hub.requests.filter((r) => r.path === "/cdn/model-00002-of-00002.safetensors");
+    expect(cdn.map((r) => r.range)).toEqual([undefined, "bytes=7000-"]);
+  });
+
+  test("aborting (Ctrl-C) stops with an `aborted` error and keeps the partial file for the next run", async () => {
+    const { options, cache } = await setUp({ stallAt: { "model-00001-of-00002.safetensors": { bytes: 5_000, times: 1 } } });
+    const controller = new AbortController();
+    const progress = {
+      ...silent,
+      fileProgress: (file: string, done: number) => {
+        if (file === "model-00001-of-00002.safetensors" && done >= 5_000) controller.abort();
+      },
+    };
+    const error = await rejection(pullModel("acme/tiny-llama", { ...options, signal: controller.signal, progress }));
+    expect((error as HubError).code).toBe("aborted");
+    expect(error.message).toContain("run pull again to resume");
+    const part = path.join(cache, "acme--tiny-llama", COMMIT, "model-00001-of-00002.safetensors.incomplete");
+    expect((await fs.stat(part)).size).toBe(5_000);
+    const resumed = await pullModel("acme/tiny-llama", options);
+    expect(new Uint8Array(await fs.readFile(path.join(resumed.dir, "model-00001-of-00002.safetensors")))).toEqual(SHARD1);
+  });
+
   test("an existing .incomplete file is resumed with a Range request", async () => {
     const { hub, options, cache } = await setUp();
     const dir = path.join(cache, "acme--tiny-llama", COMMIT);
@@ -198,14 +224,28 @@ describe("pullModel", () => {
     expect(await listTree(dir)).not.toContain("model-00002-of-00002.safetensors.incomplete");
   });
 
-  test("a mirror without sizes, hashes or sha in its listing: commit from X-Repo-Commit, sha256 from X-Linked-Etag", async () => {
+  test("a mirror without sizes, hashes or sha in its listing: commit from X-Repo-Commit, sizes from headers", async () => {
     const { options } = await setUp({ bareListing: true });
     const result = await pullModel("acme/tiny-llama", options);
     expect(result.commit).toBe(COMMIT);
-    expect(new Uint8Array(await fs.readFile(path.join(result.dir, "model-00001-of-00002.safetensors")))).toEqual(SHARD1);
-    await hub!.close();
-    const { options: bad } = await setUp({ bareListing: true, wrongSha256: { "model-00001-of-00002.safetensors": "0".repeat(64) } });
-    expect(await rejection(pullModel("acme/tiny-llama", bad))).toBeInstanceOf(IntegrityError);
+    expect(await listTree(result.dir)).toEqual([...WANTED].sort());
+    for (const name of WANTED) expect(new Uint8Array(await fs.readFile(path.join(result.dir, name)))).toEqual(contentOf(name));
+  });
+
+  test("a mirror without hashes in its listing still checks sha256 from X-Linked-Etag", async () => {
+    const { options } = await setUp({ bareListing: true, wrongSha256: { "model-00001-of-00002.safetensors": "0".repeat(64) } });
+    const error = await rejection(pullModel("acme/tiny-llama", options));
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect((error as IntegrityError).check).toBe("sha256");
+  });
+
+  test("a small (non-LFS) file whose git blob id differs from the listing is rejected", async () => {
+    const { options, cache } = await setUp({ wrongBlobId: { "tokenizer.json": "a".repeat(40) } });
+    const error = await rejection(pullModel("acme/tiny-llama", options));
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect((error as IntegrityError).check).toBe("git-sha1");
+    expect(error.message).toContain("a".repeat(40));
+    expect(await listTree(path.join(cache, "acme--tiny-llama", COMMIT))).not.toContain("tokenizer.json");
   });
 
   for (const hostile of ["../evil.txt", "/etc/passwd", "a\\..\\b.json", "dir//x.json"]) {
@@ -259,6 +299,18 @@ describe("pullModel", () => {
     expect(revision.message).toContain('revision "v9"');
   });
 
+  test("the listing is retried after a 503, and a hub that keeps failing names the status", async () => {
+    const { hub, options } = await setUp({ apiFailures: 2 });
+    const result = await pullModel("acme/tiny-llama", options);
+    expect(result.commit).toBe(COMMIT);
+    expect(hub.requests.filter((r) => r.path.startsWith("/api/models/")).length).toBe(3);
+    const { options: failing } = await setUp({ apiFailures: 3 });
+    const error = await rejection(pullModel("acme/tiny-llama", failing));
+    expect((error as HubError).code).toBe("download_error");
+    expect((error as HubError).status).toBe(503);
+    expect(error.message).toContain("HTTP 503");
+  });
+
   test("an unreachable endpoint names it and mentions HF_ENDPOINT", async () => {
     const { hub, options } = await setUp();
     const endpoint = hub.endpoint;
@@ -270,8 +322,14 @@ describe("pullModel", () => {
   });
 
   test("a repository without config.json or safetensors is refused before downloading", async () => {
-    const { options } = await setUp({ files: FILES.filter((file) => !file.path.endsWith("safetensors") && !file.path.endsWith(".json") || file.path === "config.json") });
-    expect(await rejection(pullModel("acme/tiny-llama", options))).toBeInstanceOf(UnsupportedModelError);
+    const { hub, options } = await setUp({ files: FILES.filter((file) => ["config.json", "pytorch_model.bin"].includes(file.path)) });
+    const noWeights = await rejection(pullModel("acme/tiny-llama", options));
+    expect(noWeights).toBeInstanceOf(UnsupportedModelError);
+    expect(noWeights.message).toContain("pytorch_model.bin");
+    await hub.close();
+    const { hub: second, options: other } = await setUp({ files: FILES.filter((file) => file.path !== "config.json") });
+    expect(await rejection(pullModel("acme/tiny-llama", other))).toBeInstanceOf(UnsupportedModelError);
+    expect(second.requests.filter((r) => r.path.includes("/resolve/"))).toEqual([]);
   });
 
   test("HF_HUB_OFFLINE=1 answers from the cache through the refs file, without the network", async () => {
