@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /**
- * crumb's command line: `generate` today; `serve`, `info` and `pull` arrive with their
- * issues. Errors print one clear line (the CrumbError message) and exit non-zero.
+ * crumb's command line: `generate` and `serve` (`pull` and `quantize` have their own entry
+ * points under quantizer/). Errors print one clear line (the CrumbError message) and exit non-zero.
  */
 import process from "node:process";
 import { CrumbError } from "./errors.ts";
@@ -13,6 +13,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
       stdout: (text) => void process.stdout.write(text),
       stderr: (text) => void process.stderr.write(text),
     }),
+  serve: (argv) => import("./cli/serve.ts").then(({ runServe }) => runServe(argv)),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -21,6 +21,8 @@ export interface LoadEngineOptions {
   readonly threads?: number;
   readonly kv?: KvType;
   readonly modelId?: string;
+  /** A chat template (jinja source) that replaces the model's default one. */
+  readonly chatTemplate?: string;
   readonly onProgress?: (progress: LoadProgress) => void;
 }
 
@@ -45,7 +47,7 @@ export async function loadEngine(path: string, options: LoadEngineOptions = {}):
   }
   if (!isPackedFile(path)) {
     const source = await importModel(path, { tokenizer: options.tokenizer });
-    return createEngine(source, options);
+    return createEngine({ ...source, chatTemplates: withTemplate(source.chatTemplates, options.chatTemplate) }, options);
   }
   // Size the KV cache before loading so a model that cannot fit is refused up front.
   const checkpoint = await openCheckpoint(path);
@@ -62,7 +64,11 @@ export async function loadEngine(path: string, options: LoadEngineOptions = {}):
   return createEngineOn(backend, {
     path,
     tokenizer,
-    chatTemplates: header.chatTemplates,
+    chatTemplates: withTemplate(header.chatTemplates, options.chatTemplate),
     generationConfig: header.generationConfig,
   }, options);
+}
+
+function withTemplate(templates: Readonly<Record<string, string>>, override: string | undefined): Readonly<Record<string, string>> {
+  return override === undefined ? templates : { ...templates, default: override };
 }

@@ -41,7 +41,9 @@ export function engineHolder(engine: Engine | Promise<Engine>, log: (line: strin
       if (failure !== undefined) {
         throw new HttpError(503, "model_load_failed", `the model failed to load: ${(failure as Error)?.message ?? String(failure)}`);
       }
-      throw new HttpError(503, "model_loading", "the model is still loading; retry shortly (GET /health answers 200 once ready)", { retryAfter: 2 });
+      throw new HttpError(503, "model_loading", "the model is still loading; retry shortly (GET /health answers 200 once ready)", {
+        retryAfter: 2,
+      });
     },
   };
 }

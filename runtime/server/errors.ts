@@ -60,7 +60,7 @@ export function mapError(error: unknown): MappedError {
     return { status: error.status, body: body(error.message, error.type, error.param, error.code), retryAfter: error.retryAfter };
   }
   if (error instanceof ContextLengthError) {
-    return { status: 400, body: body(error.message, "invalid_request_error", "messages", error.code) };
+    return { status: 400, body: body(error.message, "invalid_request_error", null, error.code) };
   }
   if (error instanceof InvalidArgumentError) {
     return { status: 400, body: body(error.message, "invalid_request_error", error.argument, error.code) };
@@ -78,5 +78,8 @@ export function mapError(error: unknown): MappedError {
   if (error instanceof CrumbError) {
     return { status: 500, body: body(error.message, "server_error", null, error.code) };
   }
-  return { status: 500, body: body("internal server error; see the server log (request id in x-request-id)", "server_error", null, "internal_error") };
+  return {
+    status: 500,
+    body: body("internal server error; see the server log (request id in x-request-id)", "server_error", null, "internal_error"),
+  };
 }

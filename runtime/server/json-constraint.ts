@@ -14,7 +14,17 @@
  */
 import type { CrumbTokenizer } from "../tokenizer/tokenizer.ts";
 import {
-  canEnd, feed, finish, type Frame, initialState, isComplete, type MachineState, missingRequired, type SchemaNode, schemaNode, type State,
+  canEnd,
+  feed,
+  finish,
+  type Frame,
+  initialState,
+  isComplete,
+  type MachineState,
+  missingRequired,
+  type SchemaNode,
+  schemaNode,
+  type State,
 } from "./json-machine.ts";
 
 interface TrieNode {
@@ -25,6 +35,10 @@ interface TrieNode {
 interface Vocab {
   readonly size: number;
   readonly trie: TrieNode;
+  /** Ids whose text has no quote, backslash or control character: inside a free string they change nothing. */
+  readonly plain: readonly number[];
+  /** The other tokens, walked on their own inside free strings (the common case in JSON mode). */
+  readonly specialTrie: TrieNode;
 }
 
 const vocabs = new WeakMap<CrumbTokenizer, Vocab>();
@@ -40,20 +54,27 @@ function buildVocab(tokenizer: CrumbTokenizer): Vocab {
   const anchor = tokenizer.encode("a", { addSpecialTokens: false }).at(-1);
   const anchorText = anchor === undefined ? "" : tokenizer.decode([anchor], skip);
   const trie: TrieNode = { next: new Map(), ids: [] };
+  const specialTrie: TrieNode = { next: new Map(), ids: [] };
+  const plain: number[] = [];
+  const insert = (root: TrieNode, text: string, id: number) => {
+    let node = root;
+    for (const c of text) {
+      let child = node.next.get(c);
+      if (child === undefined) node.next.set(c, child = { next: new Map(), ids: [] });
+      node = child;
+    }
+    node.ids.push(id);
+  };
   for (let id = 0; id < tokenizer.vocabSize; id++) {
     if (tokenizer.specialTokenIds.has(id)) continue;
     let text = tokenizer.decode(anchor === undefined ? [id] : [anchor, id], skip);
     text = text.startsWith(anchorText) ? text.slice(anchorText.length) : tokenizer.decode([id], skip);
     if (text === "" || text.includes("\uFFFD")) continue;
-    let node = trie;
-    for (const c of text) {
-      let child = node.next.get(c);
-      if (child === undefined) node.next.set(c, (child = { next: new Map(), ids: [] }));
-      node = child;
-    }
-    node.ids.push(id);
+    insert(trie, text, id);
+    if (/^[^"\\\u0000-\u001f]*$/.test(text)) plain.push(id);
+    else insert(specialTrie, text, id);
   }
-  const vocab = { size: tokenizer.vocabSize, trie };
+  const vocab = { size: tokenizer.vocabSize, trie, plain, specialTrie };
   vocabs.set(tokenizer, vocab);
   return vocab;
 }
@@ -61,12 +82,18 @@ function buildVocab(tokenizer: CrumbTokenizer): Vocab {
 /** The cheapest character that moves `state` towards a complete document. */
 function firstChar(node: SchemaNode): string {
   switch (node.kind) {
-    case "object": return "{";
-    case "array": return "[";
-    case "string": return '"';
-    case "literal": return [...node.options].sort((a, b) => a.length - b.length)[0][0];
-    case "union": return firstChar(node.options[0]);
-    default: return "0";
+    case "object":
+      return "{";
+    case "array":
+      return "[";
+    case "string":
+      return '"';
+    case "literal":
+      return [...node.options].sort((a, b) => a.length - b.length)[0][0];
+    case "union":
+      return firstChar(node.options[0]);
+    default:
+      return "0";
   }
 }
 
@@ -76,7 +103,8 @@ function shortestExtending(options: readonly string[], text: string): string | u
 
 function cheapestChar(frame: Frame, below: State): string {
   switch (frame.t) {
-    case "value": return firstChar(frame.node);
+    case "value":
+      return firstChar(frame.node);
     case "object":
       if (frame.s === 1) return ":";
       if (frame.s === 2) return missingRequired(frame).length > 0 ? "," : "}";
@@ -93,8 +121,10 @@ function cheapestChar(frame: Frame, below: State): string {
       const target = shortestExtending(required, frame.text) ?? shortestExtending(frame.options, frame.text)!;
       return target[frame.text.length];
     }
-    case "number": return "0";
-    case "literal": return shortestExtending(frame.options, frame.text)![frame.text.length];
+    case "number":
+      return "0";
+    case "literal":
+      return shortestExtending(frame.options, frame.text)![frame.text.length];
   }
 }
 
@@ -133,7 +163,11 @@ export type Constrain = (generatedText: string) => ((id: number) => boolean) | u
 /** Builds the engine's `constrain` option for one request. */
 export function createJsonConstraint(tokenizer: CrumbTokenizer, spec: JsonConstraintSpec): Constrain {
   const vocab = buildVocab(tokenizer);
-  const node: SchemaNode = spec.schema !== undefined ? schemaNode(spec.schema) : spec.objectOnly ? { kind: "object", required: [], root: {} } : { kind: "any" };
+  const node: SchemaNode = spec.schema !== undefined
+    ? schemaNode(spec.schema)
+    : spec.objectOnly
+    ? { kind: "object", required: [], root: {} }
+    : { kind: "any" };
   const start: MachineState = initialState(node, spec.prefix, spec.suffix);
   const eos = new Set(spec.eosTokenIds);
   let lastText = "";
@@ -161,40 +195,36 @@ export function createJsonConstraint(tokenizer: CrumbTokenizer, spec: JsonConstr
 }
 
 function allowedTokens(vocab: Vocab, state: MachineState, remaining: number, eos: ReadonlySet<number>): (id: number) => boolean {
-  const allowed = new Uint8Array(vocab.size);
-  const withinBudget = new Uint8Array(vocab.size);
+  // Length of the shortest completion after each allowed token (Infinity = not allowed).
+  const after = new Float64Array(vocab.size).fill(Infinity);
   const closing = new Map<State, number>();
-  const fits = (s: State) => {
-    let length = closing.get(s);
-    if (length === undefined) closing.set(s, (length = closingLength(s)));
-    return length <= remaining - 1;
-  };
-  let anyAllowed = false;
-  let anyWithin = false;
+  let best = Infinity;
   const visit = (trieNode: TrieNode, s: MachineState, depth: number) => {
     for (const [c, child] of trieNode.next) {
       const next = feed(s, c);
       if (next === null) continue;
       if (child.ids.length > 0) {
-        const ok = fits(next);
-        for (const id of child.ids) {
-          allowed[id] = 1;
-          if (ok) withinBudget[id] = 1;
-        }
-        anyAllowed = true;
-        anyWithin ||= ok;
+        let length = closing.get(next);
+        if (length === undefined) closing.set(next, length = closingLength(next));
+        for (const id of child.ids) after[id] = length;
+        best = Math.min(best, length);
       }
       if (next !== undefined && depth < 256) visit(child, next, depth + 1);
     }
   };
-  visit(vocab.trie, state, 0);
-  const complete = isComplete(state);
-  for (const id of eos) {
-    if (complete && id < vocab.size) allowed[id] = withinBudget[id] = 1;
+  const frame = state.frame;
+  if (frame.t === "string" && frame.options === undefined && frame.esc === 0 && frame.maxLength === Infinity) {
+    const length = closingLength(state);
+    for (const id of vocab.plain) after[id] = length;
+    best = Math.min(best, length);
+    visit(vocab.specialTrie, state, 0);
+  } else visit(vocab.trie, state, 0);
+  if (isComplete(state)) {
+    for (const id of eos) if (id < vocab.size) after[id] = 0;
+    best = 0;
   }
-  anyWithin ||= complete;
-  // If nothing fits the budget, keep the output valid and let max_tokens cut it.
-  const mask = anyWithin ? withinBudget : allowed;
-  if (!anyAllowed && !complete) return () => false;
-  return (id) => mask[id] === 1;
+  // Tokens whose completion still fits the budget; when none does, the ones that bring the
+  // end closest, so the document closes as soon as it can.
+  const limit = Math.max(remaining - 1, best);
+  return (id) => after[id] <= limit;
 }

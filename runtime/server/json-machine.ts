@@ -9,7 +9,7 @@
  *
  * States are immutable: `feed` returns a new state (or the same one when nothing changes)
  * so a caller can branch over many continuations without copying. A run of whitespace is
- * capped at 16 characters and numbers at 24, so a constrained model cannot loop forever on
+ * capped at 4 characters (none before the document) and numbers at 24, so a constrained model cannot loop forever on
  * either.
  */
 
@@ -24,9 +24,8 @@ export type SchemaNode =
   | { kind: "literal"; options: string[] }
   | { kind: "union"; options: SchemaNode[] };
 
-const MAX_WHITESPACE = 16;
+const MAX_WHITESPACE = 4;
 const MAX_NUMBER = 24;
-const MAX_FREE_KEY = 256;
 
 function resolveRef(schema: Schema, root: Schema): Schema {
   let current = schema;
@@ -88,7 +87,14 @@ export function schemaNode(input: Schema | undefined, root: Schema = input ?? {}
 export type Frame =
   | { t: "value"; node: SchemaNode; ws: number }
   /** s: 0 after `{`, 1 after a key (wants `:`), 2 after a value, 3 after `,`. */
-  | { t: "object"; node: Extract<SchemaNode, { kind: "object" } | { kind: "any" }>; s: 0 | 1 | 2 | 3; seen: readonly string[]; key: string; ws: number }
+  | {
+    t: "object";
+    node: Extract<SchemaNode, { kind: "object" } | { kind: "any" }>;
+    s: 0 | 1 | 2 | 3;
+    seen: readonly string[];
+    key: string;
+    ws: number;
+  }
   /** s: 0 after `[`, 2 after a value, 3 after `,`. */
   | { t: "array"; items: SchemaNode; min: number; max: number; s: 0 | 2 | 3; count: number; ws: number }
   /** esc: 0 none, 1 after `\`, 2..5 hex digits still wanted + 1. With `options`, raw text must match one. */
@@ -112,7 +118,7 @@ const HEX = /^[0-9a-fA-F]$/;
 /** The initial state for `prefix` + one value of `node` + `suffix`. */
 export function initialState(node: SchemaNode, prefix = "", suffix = ""): MachineState {
   let state: State = suffix === "" ? undefined : { frame: { t: "literal", options: [suffix], text: "" }, below: undefined };
-  state = { frame: { t: "value", node, ws: 0 }, below: state };
+  state = { frame: { t: "value", node, ws: MAX_WHITESPACE }, below: state };
   if (prefix !== "") state = { frame: { t: "literal", options: [prefix], text: "" }, below: state };
   return state;
 }
@@ -134,14 +140,18 @@ function startFrame(node: SchemaNode, c: string): Frame | undefined {
     case "object":
       return c === "{" ? { t: "object", node, s: 0, seen: [], key: "", ws: 0 } : undefined;
     case "array":
-      return c === "[" ? { t: "array", items: schemaNode(node.items, node.root), min: node.min, max: node.max, s: 0, count: 0, ws: 0 } : undefined;
+      return c === "["
+        ? { t: "array", items: schemaNode(node.items, node.root), min: node.min, max: node.max, s: 0, count: 0, ws: 0 }
+        : undefined;
     case "string":
       return c === '"' ? { t: "string", key: false, text: "", esc: 0, length: 0, maxLength: node.maxLength } : undefined;
     case "number":
       return stepNumber({ t: "number", integer: node.integer, s: "sign", n: 0 }, c)?.[0];
     case "literal": {
       const strings = stringOptions(node)!;
-      if (c === '"' && strings.length > 0) return { t: "string", options: strings, key: false, text: "", esc: 0, length: 0, maxLength: Infinity };
+      if (c === '"' && strings.length > 0) {
+        return { t: "string", options: strings, key: false, text: "", esc: 0, length: 0, maxLength: Infinity };
+      }
       const others = node.options.filter((o) => o.startsWith(c) && !o.startsWith('"'));
       return others.length > 0 ? { t: "literal", options: others, text: c } : undefined;
     }
@@ -206,7 +216,7 @@ function step(frame: Frame, c: string): Step {
         if (c !== '"') return undefined;
         const keys = allowedKeys(frame);
         if (keys !== undefined && keys.length === 0) return undefined;
-        return [reset, { t: "string", options: keys, key: true, text: "", esc: 0, length: 0, maxLength: MAX_FREE_KEY }];
+        return [reset, { t: "string", options: keys, key: true, text: "", esc: 0, length: 0, maxLength: Infinity }];
       }
       if (frame.s === 1) {
         if (c !== ":") return undefined;
@@ -249,22 +259,21 @@ function stepString(frame: Extract<Frame, { t: "string" }>, c: string): Step {
     if (!frame.options.some((o) => o.startsWith(text))) return undefined;
     return [{ ...frame, text, esc: frame.esc === 0 && c === "\\" ? 1 : 0 }];
   }
+  // Free strings keep no text (only constrained ones need it), so an ordinary character
+  // returns the very same frame: no allocation, and callers can share work per state.
   if (frame.esc === 1) {
-    if (c === "u") return [{ ...frame, esc: 5, text: frame.key ? frame.text + c : "" }];
-    if (!'"\\/bfnrt'.includes(c)) return undefined;
-    return [{ ...frame, esc: 0, length: frame.length + 1, text: frame.key ? frame.text + c : "" }];
+    if (c === "u") return [{ ...frame, esc: 5 }];
+    return '"\\/bfnrt'.includes(c) ? [{ ...frame, esc: 0, length: frame.length + 1 }] : undefined;
   }
   if (frame.esc > 1) {
     if (!HEX.test(c)) return undefined;
-    return [{ ...frame, esc: frame.esc === 2 ? 0 : frame.esc - 1, length: frame.esc === 2 ? frame.length + 1 : frame.length, text: frame.key ? frame.text + c : "" }];
+    return [{ ...frame, esc: frame.esc === 2 ? 0 : frame.esc - 1, length: frame.esc === 2 ? frame.length + 1 : frame.length }];
   }
   if (c === '"') return [];
   if (c < " ") return undefined;
   if (frame.length >= frame.maxLength) return undefined;
-  if (c === "\\") return [{ ...frame, esc: 1, text: frame.key ? frame.text + c : "" }];
-  // Free strings without a length limit keep the same frame: no allocation per character.
-  if (!frame.key && frame.maxLength === Infinity) return [frame];
-  return [{ ...frame, length: frame.length + 1, text: frame.key ? frame.text + c : "" }];
+  if (c === "\\") return [{ ...frame, esc: 1 }];
+  return frame.maxLength === Infinity ? [frame] : [{ ...frame, length: frame.length + 1 }];
 }
 
 function stepNumber(frame: Extract<Frame, { t: "number" }>, c: string): Step {
@@ -295,7 +304,7 @@ function stepNumber(frame: Extract<Frame, { t: "number" }>, c: string): Step {
   }
 }
 
-/** Pops a finished frame: a finished key moves its object on to `:`. */
+/** Pops a finished frame: a finished key moves its object on to `:` (free keys carry no text). */
 export function finish(below: State, done: Frame): State {
   if (below === undefined) return undefined;
   const parent = below.frame;

@@ -47,16 +47,19 @@ interface Waiter {
 export function createRequestQueue(options: QueueOptions = {}): RequestQueue {
   const parallel = options.parallel ?? 1;
   const depth = options.depth ?? 16;
-  if (!Number.isInteger(parallel) || parallel < 1) throw new HttpError(500, "config_error", `--parallel must be a positive integer, got ${parallel}`);
-  if (!Number.isInteger(depth) || depth < 0) throw new HttpError(500, "config_error", `--queue must be a non-negative integer, got ${depth}`);
+  if (!Number.isInteger(parallel) || parallel < 1) {
+    throw new HttpError(500, "config_error", `--parallel must be a positive integer, got ${parallel}`);
+  }
+  if (!Number.isInteger(depth) || depth < 0) {
+    throw new HttpError(500, "config_error", `--queue must be a non-negative integer, got ${depth}`);
+  }
   const retryAfter = options.retryAfter ?? 1;
   const line: Waiter[] = [];
   const active = new Set<AbortController>();
   let closed = false;
   let idle: (() => void) | undefined;
 
-  const busy = (why: string) =>
-    new HttpError(503, closed ? "server_shutting_down" : "server_busy", why, { retryAfter });
+  const busy = (why: string) => new HttpError(503, closed ? "server_shutting_down" : "server_busy", why, { retryAfter });
 
   const makeSlot = (): Slot => {
     const controller = new AbortController();
@@ -81,7 +84,9 @@ export function createRequestQueue(options: QueueOptions = {}): RequestQueue {
       if (signal?.aborted) throw new HttpError(400, "client_closed", "the client closed the request");
       if (active.size < parallel && line.length === 0) return Promise.resolve(makeSlot());
       if (line.length >= depth) {
-        throw busy(`all ${parallel} generation slot(s) are busy and ${line.length} request(s) are waiting (--queue ${depth}); retry after ${retryAfter} s`);
+        throw busy(
+          `all ${parallel} generation slot(s) are busy and ${line.length} request(s) are waiting (--queue ${depth}); retry after ${retryAfter} s`,
+        );
       }
       return new Promise<Slot>((resolve, reject) => {
         const onAbort = () => {

@@ -24,10 +24,15 @@ export function parseJsonBody(bytes: Uint8Array): JsonObject {
   try {
     value = JSON.parse(text);
   } catch (cause) {
-    throw new InvalidArgumentError("body", `the request body is not valid JSON (${(cause as Error).message}); send a JSON object`, { cause });
+    throw new InvalidArgumentError("body", `the request body is not valid JSON (${(cause as Error).message}); send a JSON object`, {
+      cause,
+    });
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new InvalidArgumentError("body", `the request body must be a JSON object, got ${Array.isArray(value) ? "an array" : JSON.stringify(value)}`);
+    throw new InvalidArgumentError(
+      "body",
+      `the request body must be a JSON object, got ${Array.isArray(value) ? "an array" : JSON.stringify(value)}`,
+    );
   }
   return value as JsonObject;
 }
@@ -86,7 +91,10 @@ function stopList(body: JsonObject): string[] | undefined {
   if (!present(value)) return undefined;
   const list = typeof value === "string" ? [value] : value;
   if (!Array.isArray(list) || list.length > 16 || !list.every((s) => typeof s === "string" && s.length <= 256)) {
-    throw new InvalidArgumentError("stop", `stop must be a string or an array of at most 16 strings (each up to 256 characters), got ${describe(value)}`);
+    throw new InvalidArgumentError(
+      "stop",
+      `stop must be a string or an array of at most 16 strings (each up to 256 characters), got ${describe(value)}`,
+    );
   }
   return list as string[];
 }
@@ -106,18 +114,41 @@ function responseFormat(body: JsonObject): ResponseFormat {
     }
     const schema = spec.schema ?? {};
     if (schema === null || typeof schema !== "object" || Array.isArray(schema)) {
-      throw new InvalidArgumentError("response_format.json_schema.schema", `json_schema.schema must be a JSON Schema object, got ${describe(schema)}`);
+      throw new InvalidArgumentError(
+        "response_format.json_schema.schema",
+        `json_schema.schema must be a JSON Schema object, got ${describe(schema)}`,
+      );
     }
     return { type, schema: schema as JsonObject, name: typeof spec.name === "string" ? spec.name : "response" };
   }
-  throw new InvalidArgumentError("response_format.type", `response_format.type must be "text", "json_object" or "json_schema", got ${describe(type)}`);
+  throw new InvalidArgumentError(
+    "response_format.type",
+    `response_format.type must be "text", "json_object" or "json_schema", got ${describe(type)}`,
+  );
 }
 
 /** Sampling and stopping fields shared by chat and completions. */
 const SAMPLING_FIELDS = [
-  "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty", "frequency_penalty",
-  "repetition_penalty", "repeat_penalty", "max_tokens", "n", "stream", "stream_options", "model", "user",
-  "logit_bias", "metadata", "store", "service_tier",
+  "temperature",
+  "top_p",
+  "top_k",
+  "min_p",
+  "seed",
+  "stop",
+  "presence_penalty",
+  "frequency_penalty",
+  "repetition_penalty",
+  "repeat_penalty",
+  "max_tokens",
+  "n",
+  "stream",
+  "stream_options",
+  "model",
+  "user",
+  "logit_bias",
+  "metadata",
+  "store",
+  "service_tier",
 ];
 
 export interface SamplingParams {
@@ -130,7 +161,9 @@ function samplingParams(body: JsonObject, maxTokensDefault: number | undefined):
   optionalString(body, "model");
   optionalString(body, "user");
   const n = optionalNumber(body, "n", 1, 128, true);
-  if (n !== undefined && n !== 1) throw new InvalidArgumentError("n", `n must be 1 (this server generates one choice per request), got ${n}`);
+  if (n !== undefined && n !== 1) {
+    throw new InvalidArgumentError("n", `n must be 1 (this server generates one choice per request), got ${n}`);
+  }
   const bias = optionalObject(body, "logit_bias");
   if (bias !== undefined && Object.keys(bias).length > 0) {
     throw new InvalidArgumentError("logit_bias", "logit_bias is not supported; leave it out");
@@ -176,8 +209,16 @@ export interface ChatRequest extends SamplingParams {
 }
 
 const CHAT_FIELDS = [
-  ...SAMPLING_FIELDS, "messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "tools",
-  "tool_choice", "parallel_tool_calls", "reasoning_effort", "chat_template", "chat_template_kwargs",
+  ...SAMPLING_FIELDS,
+  "messages",
+  "max_completion_tokens",
+  "logprobs",
+  "top_logprobs",
+  "response_format",
+  "tools",
+  "tool_choice",
+  "parallel_tool_calls",
+  "chat_template",
 ];
 const ROLES = ["system", "developer", "user", "assistant", "tool"];
 
@@ -196,7 +237,10 @@ function messageContent(content: Json | undefined, i: number): string | null {
       return p.text;
     }).join("");
   }
-  throw new InvalidArgumentError(`messages[${i}].content`, `messages[${i}].content must be a string or an array of text parts, got ${describe(content)}`);
+  throw new InvalidArgumentError(
+    `messages[${i}].content`,
+    `messages[${i}].content must be a string or an array of text parts, got ${describe(content)}`,
+  );
 }
 
 /** Assistant tool calls as templates expect them: arguments as an object when they parse. */
@@ -206,7 +250,10 @@ function templateToolCalls(value: Json | undefined, i: number): JsonObject[] | u
   return value.map((call, j) => {
     const fn = (call as JsonObject)?.function as JsonObject | undefined;
     if (fn === undefined || fn === null || typeof fn.name !== "string") {
-      throw new InvalidArgumentError(`messages[${i}].tool_calls[${j}]`, `messages[${i}].tool_calls[${j}] needs function: {name, arguments}`);
+      throw new InvalidArgumentError(
+        `messages[${i}].tool_calls[${j}]`,
+        `messages[${i}].tool_calls[${j}] needs function: {name, arguments}`,
+      );
     }
     let args: Json = fn.arguments ?? {};
     if (typeof args === "string") {
@@ -231,7 +278,10 @@ function chatMessages(body: JsonObject): ChatMessage[] {
     }
     const { role } = raw;
     if (typeof role !== "string" || !ROLES.includes(role)) {
-      throw new InvalidArgumentError(`messages[${i}].role`, `messages[${i}].role must be one of ${ROLES.join(", ")}, got ${describe(role)}`);
+      throw new InvalidArgumentError(
+        `messages[${i}].role`,
+        `messages[${i}].role must be one of ${ROLES.join(", ")}, got ${describe(role)}`,
+      );
     }
     const message: ChatMessage = { ...raw, role: role === "developer" ? "system" : role, content: messageContent(raw.content, i) };
     const toolCalls = templateToolCalls(raw.tool_calls, i);
@@ -244,18 +294,30 @@ function chatMessages(body: JsonObject): ChatMessage[] {
 function tools(body: JsonObject): { tools: ToolDefinition[]; raw?: JsonObject[] } {
   const value = body.tools;
   if (!present(value)) return { tools: [] };
-  if (!Array.isArray(value) || value.length > 128) throw new InvalidArgumentError("tools", "tools must be an array of at most 128 function tools");
+  if (!Array.isArray(value) || value.length > 128) {
+    throw new InvalidArgumentError("tools", "tools must be an array of at most 128 function tools");
+  }
   const parsed = value.map((tool, i) => {
     const t = tool as JsonObject;
     const fn = t?.function as JsonObject | undefined;
-    if (t === null || typeof t !== "object" || t.type !== "function" || fn === null || typeof fn !== "object" || typeof fn.name !== "string" || fn.name === "") {
-      throw new InvalidArgumentError(`tools[${i}]`, `tools[${i}] must be {"type":"function","function":{"name","parameters"}}, got ${describe(tool)}`);
+    if (
+      t === null || typeof t !== "object" || t.type !== "function" || fn === null || typeof fn !== "object" ||
+      typeof fn.name !== "string" || fn.name === ""
+    ) {
+      throw new InvalidArgumentError(
+        `tools[${i}]`,
+        `tools[${i}] must be {"type":"function","function":{"name","parameters"}}, got ${describe(tool)}`,
+      );
     }
     const parameters = fn.parameters ?? { type: "object", properties: {} };
     if (parameters === null || typeof parameters !== "object" || Array.isArray(parameters)) {
       throw new InvalidArgumentError(`tools[${i}].function.parameters`, `tools[${i}].function.parameters must be a JSON Schema object`);
     }
-    return { name: fn.name, description: typeof fn.description === "string" ? fn.description : undefined, parameters: parameters as JsonObject };
+    return {
+      name: fn.name,
+      description: typeof fn.description === "string" ? fn.description : undefined,
+      parameters: parameters as JsonObject,
+    };
   });
   return { tools: parsed, raw: value as JsonObject[] };
 }
@@ -271,7 +333,9 @@ function toolChoice(body: JsonObject, defined: readonly ToolDefinition[]): ToolC
   if (typeof name !== "string" || !defined.some((t) => t.name === name)) {
     throw new InvalidArgumentError(
       "tool_choice",
-      `tool_choice must be "none", "auto", "required" or {"type":"function","function":{"name"}} naming one of the tools (${defined.map((t) => t.name).join(", ") || "none given"}), got ${describe(value)}`,
+      `tool_choice must be "none", "auto", "required" or {"type":"function","function":{"name"}} naming one of the tools (${
+        defined.map((t) => t.name).join(", ") || "none given"
+      }), got ${describe(value)}`,
     );
   }
   return { name };
@@ -315,11 +379,16 @@ const COMPLETION_FIELDS = [...SAMPLING_FIELDS, "prompt", "echo", "logprobs", "su
 function completionPrompt(value: Json | undefined): string | number[] {
   const single = Array.isArray(value) && value.length === 1 ? value[0] : value;
   if (typeof single === "string") return single;
-  if (Array.isArray(single) && single.length > 0 && single.every((id) => typeof id === "number" && Number.isSafeInteger(id))) return single as number[];
+  if (Array.isArray(single) && single.length > 0 && single.every((id) => typeof id === "number" && Number.isSafeInteger(id))) {
+    return single as number[];
+  }
   if (Array.isArray(value) && value.length > 1 && value.every((p) => typeof p === "string" || Array.isArray(p))) {
     throw new InvalidArgumentError("prompt", `prompt holds ${value.length} prompts; this server completes one prompt per request`);
   }
-  throw new InvalidArgumentError("prompt", `prompt must be a string, an array of token ids, or a one-element array of either, got ${describe(value)}`);
+  throw new InvalidArgumentError(
+    "prompt",
+    `prompt must be a string, an array of token ids, or a one-element array of either, got ${describe(value)}`,
+  );
 }
 
 export function parseCompletionRequest(body: JsonObject): CompletionRequest {
@@ -350,14 +419,18 @@ export function parseEmbeddingRequest(body: JsonObject, decode: (ids: number[]) 
   checkFields(body, ["input", "model", "encoding_format", "dimensions", "user"]);
   optionalString(body, "model");
   const input = body.input;
-  const tokenList = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((id) => typeof id === "number" && Number.isSafeInteger(id) && id >= 0);
+  const tokenList = (v: unknown): v is number[] =>
+    Array.isArray(v) && v.length > 0 && v.every((id) => typeof id === "number" && Number.isSafeInteger(id) && id >= 0);
   let inputs: string[];
   if (typeof input === "string") inputs = [input];
   else if (tokenList(input)) inputs = [decode(input)];
   else if (Array.isArray(input) && input.length > 0 && input.length <= 2048 && input.every((v) => typeof v === "string" || tokenList(v))) {
     inputs = input.map((v) => (typeof v === "string" ? v : decode(v as number[])));
   } else {
-    throw new InvalidArgumentError("input", `input must be a string or a non-empty array of at most 2048 strings (or token id arrays), got ${describe(input)}`);
+    throw new InvalidArgumentError(
+      "input",
+      `input must be a string or a non-empty array of at most 2048 strings (or token id arrays), got ${describe(input)}`,
+    );
   }
   const format = body.encoding_format ?? "float";
   if (format !== "float" && format !== "base64") {

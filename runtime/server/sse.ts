@@ -19,6 +19,8 @@ export interface SseOptions {
   /** The request's signal: aborts when the client disconnects. */
   readonly signal?: AbortSignal;
   readonly headers?: Record<string, string>;
+  /** Called when the client cancels the stream (disconnects). */
+  readonly onCancel?: () => void;
   /** Called once with the error when the producer failed after the stream started. */
   readonly onError?: (error: unknown) => void;
 }
@@ -81,6 +83,7 @@ export function sseResponse(produce: (writer: SseWriter, signal: AbortSignal) =>
       closed = true;
       clearInterval(timer);
       disconnected.abort();
+      options.onCancel?.();
     },
   });
   return new Response(body, {

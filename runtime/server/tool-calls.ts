@@ -97,7 +97,11 @@ export interface ToolParse {
 /** Parses generated text; `calls` is empty when the text holds no tool call. */
 export function parseToolCalls(text: string, format: ToolFormat): ToolParse {
   const none: ToolParse = { content: text, calls: [] };
-  const orNull = (s: string) => (s.trim() === "" ? null : s.trim());
+  // An empty reasoning block (Qwen3 with thinking off) is no content.
+  const orNull = (s: string) => {
+    const rest = s.replace(/<think>\s*<\/think>/g, "").trim();
+    return rest === "" ? null : rest;
+  };
   if (format === "hermes") {
     const blocks = [...text.matchAll(/<tool_call>([\s\S]*?)(?:<\/tool_call>|$)/g)];
     const calls: ParsedToolCall[] = [];

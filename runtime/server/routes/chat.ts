@@ -7,11 +7,12 @@
  */
 import type { Hono } from "hono";
 import type { ServerContext } from "../context.ts";
+import { HttpError } from "../errors.ts";
 import { parseChatRequest } from "../schema.ts";
 import { sseResponse } from "../sse.ts";
 import { createToolStream, detectToolFormat, forcedToolCall, type ParsedToolCall, parseToolCalls, type ToolFormat } from "../tool-calls.ts";
 import { chatLogprob, clientGone, newId, readJson, unixTime, usageBody } from "./common.ts";
-import { type GenerationSpec, prepareGeneration } from "./generation.ts";
+import { type GenerationSpec, prepareGeneration, type RunEvent } from "./generation.ts";
 
 function toolCallsBody(calls: readonly ParsedToolCall[], withIndex: boolean) {
   return calls.map((call, index) => ({
@@ -46,36 +47,34 @@ export function registerChat(app: Hono, ctx: ServerContext): void {
     const model = engine.modelId;
 
     if (!request.stream) {
-      let text = "";
-      const logprobs = [];
+      const logprobs: ReturnType<typeof chatLogprob>[] = [];
+      let done: Extract<RunEvent, { type: "done" }> | undefined;
       for await (const event of prepared.run(gone.signal)) {
-        if (event.type === "text") {
-          if (event.logprob !== undefined) logprobs.push(chatLogprob(event.logprob));
-          continue;
-        }
-        text = event.text;
-        const parsed = format === undefined ? { content: text, calls: [] } : parseToolCalls(text, format);
-        const hasCalls = parsed.calls.length > 0;
-        return c.json({
-          id,
-          object: "chat.completion",
-          created,
-          model,
-          system_fingerprint: null,
-          choices: [{
-            index: 0,
-            message: {
-              role: "assistant",
-              content: hasCalls ? parsed.content : text,
-              refusal: null,
-              ...(hasCalls ? { tool_calls: toolCallsBody(parsed.calls, false) } : {}),
-            },
-            logprobs: request.logprobs ? { content: logprobs, refusal: null } : null,
-            finish_reason: hasCalls ? "tool_calls" : event.finishReason,
-          }],
-          usage: usageBody(event.usage),
-        });
+        if (event.type === "done") done = event;
+        else if (event.logprob !== undefined) logprobs.push(chatLogprob(event.logprob));
       }
+      if (done === undefined) throw new HttpError(500, "internal_error", "the generation ended without a result");
+      const parsed = format === undefined ? { content: done.text, calls: [] } : parseToolCalls(done.text, format);
+      const hasCalls = parsed.calls.length > 0;
+      return c.json({
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        system_fingerprint: null,
+        choices: [{
+          index: 0,
+          message: {
+            role: "assistant",
+            content: hasCalls ? parsed.content : done.text,
+            refusal: null,
+            ...(hasCalls ? { tool_calls: toolCallsBody(parsed.calls, false) } : {}),
+          },
+          logprobs: request.logprobs ? { content: logprobs, refusal: null } : null,
+          finish_reason: hasCalls ? "tool_calls" : done.finishReason,
+        }],
+        usage: usageBody(done.usage),
+      });
     }
 
     const chunk = (delta: Record<string, unknown>, finishReason: string | null, logprobs: unknown[] | null = null) => ({
@@ -84,7 +83,12 @@ export function registerChat(app: Hono, ctx: ServerContext): void {
       created,
       model,
       system_fingerprint: null,
-      choices: [{ index: 0, delta, logprobs: logprobs === null ? null : { content: logprobs, refusal: null }, finish_reason: finishReason }],
+      choices: [{
+        index: 0,
+        delta,
+        logprobs: logprobs === null ? null : { content: logprobs, refusal: null },
+        finish_reason: finishReason,
+      }],
       ...(request.includeUsage ? { usage: null } : {}),
     });
     return sseResponse(async (writer, signal) => {
@@ -108,9 +112,24 @@ export function registerChat(app: Hono, ctx: ServerContext): void {
           writer.send(chunk({ tool_calls: toolCallsBody(finished.calls, true) }, null));
           writer.send(chunk({}, "tool_calls"));
         } else writer.send(chunk({}, event.finishReason));
-        if (request.includeUsage) writer.send({ id, object: "chat.completion.chunk", created, model, system_fingerprint: null, choices: [], usage: usageBody(event.usage) });
+        if (request.includeUsage) {
+          writer.send({
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            system_fingerprint: null,
+            choices: [],
+            usage: usageBody(event.usage),
+          });
+        }
         writer.send("[DONE]");
       }
-    }, { keepAliveMs: ctx.keepAliveMs, signal: gone.signal, onCancel: () => gone.abort(), onError: (error) => ctx.log(`stream error ${id}: ${(error as Error)?.message}`) });
+    }, {
+      keepAliveMs: ctx.keepAliveMs,
+      signal: gone.signal,
+      onCancel: () => gone.abort(),
+      onError: (error) => ctx.log(`stream error ${id}: ${(error as Error)?.message}`),
+    });
   });
 }

@@ -18,7 +18,11 @@ export function newId(prefix: string): string {
 export const unixTime = () => Math.floor(Date.now() / 1000);
 
 export function usageBody(usage: Usage) {
-  return { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens, total_tokens: usage.promptTokens + usage.completionTokens };
+  return {
+    prompt_tokens: usage.promptTokens,
+    completion_tokens: usage.completionTokens,
+    total_tokens: usage.promptTokens + usage.completionTokens,
+  };
 }
 
 const encoder = new TextEncoder();

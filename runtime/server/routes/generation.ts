@@ -42,7 +42,11 @@ export function prepareGeneration(ctx: ServerContext, spec: GenerationSpec, clie
   if (spec.constraint !== undefined) {
     const budget = spec.options.maxTokens ?? engine.contextLength - spec.promptTokens;
     const eosTokenIds = [...new Set([...engine.tokenizer.eosTokenIds, ...engine.args.eosTokenIds])];
-    options = { ...options, stop: undefined, constrain: createJsonConstraint(engine.tokenizer, { ...spec.constraint, budget, eosTokenIds }) };
+    options = {
+      ...options,
+      stop: undefined,
+      constrain: createJsonConstraint(engine.tokenizer, { ...spec.constraint, budget, eosTokenIds }),
+    };
   }
   const events = engine.generate(spec.prompt, options);
   const entered = ctx.queue.enter(clientSignal);

@@ -1,0 +1,38 @@
+/**
+ * The Deno listener: Deno.serve around the Hono app (Deno keeps idle HTTP connections open,
+ * so long prefills are not cut). Run directly (`deno run -A runtime/server/entry-deno.ts
+ * <model> ...`, or `deno task serve`) it is `crumb serve`.
+ */
+import type { Hono } from "hono";
+import type { Listener } from "./entry-bun.ts";
+
+declare const Deno: {
+  serve(
+    options: { hostname: string; port: number; onListen?: (addr: { hostname: string; port: number }) => void },
+    handler: (request: Request) => Response | Promise<Response>,
+  ): { finished: Promise<void>; shutdown(): Promise<void> };
+  args: string[];
+};
+
+export function listenDeno(app: Hono, options: { hostname: string; port: number }): Promise<Listener> {
+  return new Promise((resolve) => {
+    const server = Deno.serve({
+      hostname: options.hostname,
+      port: options.port,
+      onListen: ({ hostname, port }) => {
+        const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+        resolve({
+          url: `http://${host}:${port}`,
+          async stop() {
+            await server.shutdown();
+          },
+        });
+      },
+    }, app.fetch);
+  });
+}
+
+if (import.meta.main) {
+  const { runServeMain } = await import("../cli/serve.ts");
+  await runServeMain(Deno.args);
+}
