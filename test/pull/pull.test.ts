@@ -147,7 +147,13 @@ describe("pullModel", () => {
     });
     expect(new Uint8Array(await fs.readFile(path.join(result.dir, "model-00001-of-00002.safetensors")))).toEqual(SHARD1);
     const cdn = hub.requests.filter((r) => r.path === "/cdn/model-00001-of-00002.safetensors");
-    expect(cdn.map((r) => r.range)).toEqual([undefined, "bytes=12345-"]);
+    expect(cdn.length).toBe(2);
+    expect(cdn[0].range).toBeUndefined();
+    // The server sent 12,345 bytes before dropping; under load the client may have received
+    // fewer of them before the reset, so it resumes from where its file actually ends.
+    const resumedFrom = Number(/^bytes=(\d+)-$/.exec(cdn[1].range ?? "")?.[1]);
+    expect(resumedFrom).toBeGreaterThan(0);
+    expect(resumedFrom).toBeLessThanOrEqual(12_345);
     expect(retries).toEqual(["model-00001-of-00002.safetensors#1"]);
   });
 
