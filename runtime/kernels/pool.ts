@@ -62,6 +62,13 @@ interface PoolState extends Pool {
   quit(): void;
 }
 
+let poolWorkerUrl: URL | undefined;
+
+/** Single-file executables bundle the worker at another path; their entry point sets it here. */
+export function usePoolWorkerUrl(url: URL): void {
+  poolWorkerUrl = url;
+}
+
 /** Threads available to this process: navigator.hardwareConcurrency, else os.availableParallelism(). */
 export function defaultThreads(): number {
   const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
@@ -107,7 +114,7 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
   const words = new Int32Array(memory.buffer);
   const doubles = new Float64Array(memory.buffer);
   new Uint8Array(memory.buffer, control, nWorkers * SLOT_BYTES).fill(0);
-  const workerUrl = new URL("./pool-worker.ts", import.meta.url);
+  const workerUrl = poolWorkerUrl ?? new URL("./pool-worker.ts", import.meta.url);
   const workers: Worker0[] = [];
   const ready: Promise<void>[] = [];
   for (let w = 0; w < nWorkers; w++) {

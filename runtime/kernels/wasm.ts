@@ -17,9 +17,20 @@ export const STACK_BYTES = 1024 * 1024;
 const WASM_URL = new URL("../../kernels-wasm/pkg/crumb_kernels.wasm", import.meta.url);
 
 let cachedModule: WebAssembly.Module | undefined;
+let embeddedBinary: Uint8Array | undefined;
+
+/**
+ * For single-file executables (`bun build --compile`), where the .wasm is an embedded asset
+ * rather than a file next to this module: hand its bytes over before the first kernel call.
+ */
+export function useEmbeddedKernelBinary(bytes: Uint8Array): void {
+  embeddedBinary = bytes;
+  cachedModule = undefined;
+}
 
 /** Compiles the kernel binary once per process (workers receive the compiled module). */
 export function kernelModule(): WebAssembly.Module {
+  if (cachedModule === undefined && embeddedBinary !== undefined) cachedModule = new WebAssembly.Module(new Uint8Array(embeddedBinary));
   if (cachedModule === undefined) {
     let bytes: Uint8Array<ArrayBuffer>;
     try {
