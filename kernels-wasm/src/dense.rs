@@ -2,7 +2,9 @@
 //! Plain dot products in f32 with 4-lane partial sums; the TypeScript twins in
 //! runtime/kernels/reference/matmul.ts sum in f64, and the tests bound the difference.
 //! GEMM is a loop of GEMV for now (prefill of dense layers is rare in low-bit models).
-use crate::gemm::f16x4_to_f32;
+//! gemm_q8 here takes f32 activations (exact activations, ~4x slower); the runtime wrapper
+//! runs q8 matrices through q8dot.rs on int8 activations instead.
+use crate::gemm::{f16x4_to_f32, small_i32x4_to_f32};
 use core::arch::wasm32::*;
 
 #[inline(always)]
@@ -23,8 +25,20 @@ unsafe fn dot_f32(w: *const f32, x: *const f32, n: usize) -> f32 {
     let mut a1 = f32x4_splat(0.0);
     let mut i = 0;
     while i + 8 <= n {
-        a0 = f32x4_add(a0, f32x4_mul(v128_load(w.add(i) as *const v128), v128_load(x.add(i) as *const v128)));
-        a1 = f32x4_add(a1, f32x4_mul(v128_load(w.add(i + 4) as *const v128), v128_load(x.add(i + 4) as *const v128)));
+        a0 = f32x4_add(
+            a0,
+            f32x4_mul(
+                v128_load(w.add(i) as *const v128),
+                v128_load(x.add(i) as *const v128),
+            ),
+        );
+        a1 = f32x4_add(
+            a1,
+            f32x4_mul(
+                v128_load(w.add(i + 4) as *const v128),
+                v128_load(x.add(i + 4) as *const v128),
+            ),
+        );
         i += 8;
     }
     let mut s = hsum(f32x4_add(a0, a1));
@@ -41,8 +55,20 @@ unsafe fn dot_f16(w: *const u16, x: *const f32, n: usize) -> f32 {
     let mut i = 0;
     while i + 8 <= n {
         let h = v128_load(w.add(i) as *const v128);
-        a0 = f32x4_add(a0, f32x4_mul(f16x4_to_f32(u32x4_extend_low_u16x8(h)), v128_load(x.add(i) as *const v128)));
-        a1 = f32x4_add(a1, f32x4_mul(f16x4_to_f32(u32x4_extend_high_u16x8(h)), v128_load(x.add(i + 4) as *const v128)));
+        a0 = f32x4_add(
+            a0,
+            f32x4_mul(
+                f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+                v128_load(x.add(i) as *const v128),
+            ),
+        );
+        a1 = f32x4_add(
+            a1,
+            f32x4_mul(
+                f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+                v128_load(x.add(i + 4) as *const v128),
+            ),
+        );
         i += 8;
     }
     let mut s = hsum(f32x4_add(a0, a1));
@@ -54,41 +80,66 @@ unsafe fn dot_f16(w: *const u16, x: *const f32, n: usize) -> f32 {
 }
 
 /// q8 row: `groups` groups of `group` int8 (row padded to groups*group), f16 scale per group.
-unsafe fn dot_q8(w: *const i8, scales: *const u16, x: *const f32, cols: usize, group: usize) -> f32 {
+/// Each group's 4-lane partial sums are scaled and added to a row accumulator; one horizontal
+/// sum per row.
+unsafe fn dot_q8(
+    w: *const i8,
+    scales: *const u16,
+    x: *const f32,
+    cols: usize,
+    group: usize,
+) -> f32 {
     let groups = (cols + group - 1) / group;
-    let mut total = 0.0f32;
+    let mut row = f32x4_splat(0.0);
+    let mut tail = 0.0f32;
     for g in 0..groups {
         let start = g * group;
-        let end = if start + group < cols { start + group } else { cols };
+        let end = if start + group < cols {
+            start + group
+        } else {
+            cols
+        };
         let mut acc = f32x4_splat(0.0);
         let mut i = start;
         while i + 16 <= end {
             let q = v128_load(w.add(i) as *const v128);
             let lo = i16x8_extend_low_i8x16(q);
             let hi = i16x8_extend_high_i8x16(q);
-            let parts = [i32x4_extend_low_i16x8(lo), i32x4_extend_high_i16x8(lo),
-                         i32x4_extend_low_i16x8(hi), i32x4_extend_high_i16x8(hi)];
+            let parts = [
+                i32x4_extend_low_i16x8(lo),
+                i32x4_extend_high_i16x8(lo),
+                i32x4_extend_low_i16x8(hi),
+                i32x4_extend_high_i16x8(hi),
+            ];
             for k in 0..4 {
                 let xv = v128_load(x.add(i + 4 * k) as *const v128);
-                acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(parts[k]), xv));
+                acc = f32x4_add(acc, f32x4_mul(small_i32x4_to_f32(parts[k]), xv));
             }
             i += 16;
         }
-        let mut s = hsum(acc);
+        let scale = f16_to_f32(*scales.add(g));
+        row = f32x4_add(row, f32x4_mul(acc, f32x4_splat(scale)));
+        let mut s = 0.0f32;
         while i < end {
             s += (*w.add(i) as f32) * *x.add(i);
             i += 1;
         }
-        total += s * f16_to_f32(*scales.add(g));
+        tail += s * scale;
     }
-    total
+    hsum(row) + tail
 }
 
 /// out (m, out_stride) = x (m, x_stride) times W^T for W (rows, cols) f32 row-major.
 #[no_mangle]
 pub unsafe extern "C" fn gemm_f32(
-    w: *const f32, x: *const f32, x_stride: usize, m: usize, rows: usize, cols: usize,
-    out: *mut f32, out_stride: usize,
+    w: *const f32,
+    x: *const f32,
+    x_stride: usize,
+    m: usize,
+    rows: usize,
+    cols: usize,
+    out: *mut f32,
+    out_stride: usize,
 ) {
     for t in 0..m {
         for r in 0..rows {
@@ -98,15 +149,27 @@ pub unsafe extern "C" fn gemm_f32(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn gemv_f32(w: *const f32, x: *const f32, rows: usize, cols: usize, out: *mut f32) {
+pub unsafe extern "C" fn gemv_f32(
+    w: *const f32,
+    x: *const f32,
+    rows: usize,
+    cols: usize,
+    out: *mut f32,
+) {
     gemm_f32(w, x, cols, 1, rows, cols, out, rows)
 }
 
 /// As gemm_f32 for W (rows, cols) f16 row-major.
 #[no_mangle]
 pub unsafe extern "C" fn gemm_f16(
-    w: *const u16, x: *const f32, x_stride: usize, m: usize, rows: usize, cols: usize,
-    out: *mut f32, out_stride: usize,
+    w: *const u16,
+    x: *const f32,
+    x_stride: usize,
+    m: usize,
+    rows: usize,
+    cols: usize,
+    out: *mut f32,
+    out_stride: usize,
 ) {
     for t in 0..m {
         for r in 0..rows {
@@ -116,15 +179,29 @@ pub unsafe extern "C" fn gemm_f16(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn gemv_f16(w: *const u16, x: *const f32, rows: usize, cols: usize, out: *mut f32) {
+pub unsafe extern "C" fn gemv_f16(
+    w: *const u16,
+    x: *const f32,
+    rows: usize,
+    cols: usize,
+    out: *mut f32,
+) {
     gemm_f16(w, x, cols, 1, rows, cols, out, rows)
 }
 
 /// As gemm_f32 for q8 weights (encoding.ts layout; scales from `scale_offset` bytes).
 #[no_mangle]
 pub unsafe extern "C" fn gemm_q8(
-    w: *const i8, scale_offset: usize, group: usize, x: *const f32, x_stride: usize, m: usize,
-    rows: usize, cols: usize, out: *mut f32, out_stride: usize,
+    w: *const i8,
+    scale_offset: usize,
+    group: usize,
+    x: *const f32,
+    x_stride: usize,
+    m: usize,
+    rows: usize,
+    cols: usize,
+    out: *mut f32,
+    out_stride: usize,
 ) -> i32 {
     if group == 0 || group % 16 != 0 {
         return -1;
@@ -134,8 +211,13 @@ pub unsafe extern "C" fn gemm_q8(
     let scales = (w as *const u8).add(scale_offset) as *const u16;
     for t in 0..m {
         for r in 0..rows {
-            *out.add(t * out_stride + r) =
-                dot_q8(w.add(r * row_bytes), scales.add(r * groups), x.add(t * x_stride), cols, group);
+            *out.add(t * out_stride + r) = dot_q8(
+                w.add(r * row_bytes),
+                scales.add(r * groups),
+                x.add(t * x_stride),
+                cols,
+                group,
+            );
         }
     }
     0
@@ -143,7 +225,13 @@ pub unsafe extern "C" fn gemm_q8(
 
 #[no_mangle]
 pub unsafe extern "C" fn gemv_q8(
-    w: *const i8, scale_offset: usize, group: usize, x: *const f32, rows: usize, cols: usize, out: *mut f32,
+    w: *const i8,
+    scale_offset: usize,
+    group: usize,
+    x: *const f32,
+    rows: usize,
+    cols: usize,
+    out: *mut f32,
 ) -> i32 {
     gemm_q8(w, scale_offset, group, x, cols, 1, rows, cols, out, rows)
 }

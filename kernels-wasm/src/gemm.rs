@@ -4,8 +4,8 @@
 //!
 //! Per (row tile, group, plane) one 16-byte index vector serves 16 rows x 2 quads: the low
 //! nibbles look up the even quad's table, the high nibbles the odd quad's, with one
-//! `i8x16.swizzle` each. The int8 results are widened and summed in int16 over the group
-//! (at most G/4 = 32 lookups of |v| <= 127 per lane: far inside the 258-lookup bound), then
+//! `i8x16.swizzle` each. The results are summed in 16-bit lanes over the group (two rows per
+//! lane, see group_sums; at most G/4 = 32 lookups per row: inside the 257-lookup bound), then
 //! converted and scaled per row (S_p: plane sums; ts, sum_x: the group's table scale and sum):
 //!   zero-point (w = d(q-z)):  out += d * ((ts/2) * S + sum_x * ((2^b-1)/2 - z)),
 //!                             S = sum_p 2^p S_p combined exactly in int32;
@@ -23,9 +23,9 @@ pub const MODE_ZERO_POINT: u32 = 0;
 pub const MODE_PER_PLANE: u32 = 1;
 pub const MODE_TERNARY: u32 = 2;
 
-/// int16 accumulation bound: 258 lookups of magnitude <= 127 fit in i16; the largest group
-/// (128) takes 32 lookups per lane.
-const _: () = assert!(128 / 4 <= 258);
+/// Accumulation bound (see group_sums): 257 biased lookups (<= 255 each) fit in u16; the
+/// largest group (128) takes 32 lookups per lane.
+const _: () = assert!(128 / 4 <= 257);
 
 #[inline(always)]
 pub fn block_bytes(planes: usize, group: usize, mode: u32) -> usize {
@@ -37,13 +37,27 @@ pub fn block_bytes(planes: usize, group: usize, mode: u32) -> usize {
     2 * planes * group + 2 * ROW_TILE * scale_vectors
 }
 
+/// Exact f32 of i32 lanes with |v| < 2^22: 1.5*2^23 + v, read as f32, minus 1.5*2^23.
+/// (Written out because LLVM turns sign-extend + f32x4.convert into per-lane scalar code.)
+#[inline(always)]
+pub fn small_i32x4_to_f32(v: v128) -> v128 {
+    f32x4_sub(
+        i32x4_add(v, i32x4_splat(0x4B40_0000)),
+        f32x4_splat(12582912.0),
+    )
+}
+
 /// 4 f32x4 (16 rows) from 16 f16 at `p`: exact for finite values (zero and subnormals too).
 #[inline(always)]
 pub unsafe fn load_f16x16(p: *const u8) -> [v128; 4] {
     let a = v128_load(p as *const v128);
     let b = v128_load(p.add(16) as *const v128);
-    [f16x4_to_f32(u32x4_extend_low_u16x8(a)), f16x4_to_f32(u32x4_extend_high_u16x8(a)),
-     f16x4_to_f32(u32x4_extend_low_u16x8(b)), f16x4_to_f32(u32x4_extend_high_u16x8(b))]
+    [
+        f16x4_to_f32(u32x4_extend_low_u16x8(a)),
+        f16x4_to_f32(u32x4_extend_high_u16x8(a)),
+        f16x4_to_f32(u32x4_extend_low_u16x8(b)),
+        f16x4_to_f32(u32x4_extend_high_u16x8(b)),
+    ]
 }
 
 #[inline(always)]
@@ -53,23 +67,52 @@ pub unsafe fn f16x4_to_f32(h: v128) -> v128 {
     v128_or(val, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
 }
 
-/// int16 lookup sums of one block: acc[2p] = rows 0..7, acc[2p+1] = rows 8..15 of plane p.
+/// Exact lookup sums of one block: [p][0] = rows 0..7, [p][1] = rows 8..15 of plane p (i16).
+///
+/// Tables are stored biased (entry + 128, unsigned), and byte 2j / 2j+1 of an index vector
+/// belongs to row j / 8+j. Read as u16 lanes, a swizzle result is lo + 256*hi with lo the
+/// row-j entry and hi the row-(8+j) entry, so one i16 add accumulates both rows (the low
+/// bytes' carries land in the high byte) and a second accumulator sums hi = lane >> 8; at the
+/// end lo = total - 256*hi (mod 2^16). Both stay below 2^16 for up to 257 lookups per lane
+/// (G/4 <= 32 here), and subtracting 128 per lookup removes the bias.
+/// T tokens at once share each index vector load and nibble split: [t][p][half].
 #[inline(always)]
-unsafe fn group_sums<const B: usize, const G: usize>(idx: *const u8, tab: *const u8) -> [[v128; 2]; B] {
-    let mut acc = [[i16x8_splat(0); 2]; B];
+unsafe fn group_sums<const B: usize, const G: usize, const T: usize>(
+    idx: *const u8,
+    tabs: [*const u8; T],
+) -> [[[v128; 2]; B]; T] {
+    let mut tot = [[u16x8_splat(0); B]; T];
+    let mut hi = [[u16x8_splat(0); B]; T];
     let mask = u8x16_splat(0x0f);
     for i in 0..G / 8 {
-        let tl = v128_load(tab.add(32 * i) as *const v128);
-        let th = v128_load(tab.add(32 * i + 16) as *const v128);
+        let mut tl = [u16x8_splat(0); T];
+        let mut th = [u16x8_splat(0); T];
+        for t in 0..T {
+            tl[t] = v128_load(tabs[t].add(32 * i) as *const v128);
+            th[t] = v128_load(tabs[t].add(32 * i + 16) as *const v128);
+        }
         for p in 0..B {
             let v = v128_load(idx.add(16 * (i * B + p)) as *const v128);
-            let r0 = i8x16_swizzle(tl, v128_and(v, mask));
-            let r1 = i8x16_swizzle(th, u8x16_shr(v, 4));
-            acc[p][0] = i16x8_add(acc[p][0], i16x8_add(i16x8_extend_low_i8x16(r0), i16x8_extend_low_i8x16(r1)));
-            acc[p][1] = i16x8_add(acc[p][1], i16x8_add(i16x8_extend_high_i8x16(r0), i16x8_extend_high_i8x16(r1)));
+            let lo = v128_and(v, mask);
+            // A 16-bit shift plus the mask is cheaper than u8x16.shr on x86 (no byte shift there).
+            let up = v128_and(u16x8_shr(v, 4), mask);
+            for t in 0..T {
+                let r0 = i8x16_swizzle(tl[t], lo);
+                let r1 = i8x16_swizzle(th[t], up);
+                tot[t][p] = i16x8_add(tot[t][p], i16x8_add(r0, r1));
+                hi[t][p] = i16x8_add(hi[t][p], i16x8_add(u16x8_shr(r0, 8), u16x8_shr(r1, 8)));
+            }
         }
     }
-    acc
+    let bias = i16x8_splat((128 * (G / 4)) as i16);
+    let mut out = [[[i16x8_splat(0); 2]; B]; T];
+    for t in 0..T {
+        for p in 0..B {
+            let lo = i16x8_sub(tot[t][p], i16x8_shl(hi[t][p], 8));
+            out[t][p] = [i16x8_sub(lo, bias), i16x8_sub(hi[t][p], bias)];
+        }
+    }
+    out
 }
 
 #[inline(always)]
@@ -89,56 +132,91 @@ fn combined<const B: usize>(sums: &[[v128; 2]; B], from: usize, n: usize, r: usi
     for p in 1..n {
         s = i32x4_add(s, i32x4_shl(quarter(&sums[from + p], r), p as u32));
     }
-    f32x4_convert_i32x4(s)
+    // After an add LLVM keeps f32x4.convert (one instruction); a bare extend would be scalarised.
+    if n > 1 {
+        f32x4_convert_i32x4(s)
+    } else {
+        small_i32x4_to_f32(s)
+    }
 }
 
-/// One row tile (16 rows) times one token's tables over all groups: 4 f32x4 of row sums.
-#[inline(always)]
-unsafe fn tile_gemv<const B: usize, const G: usize>(
-    w: *const u8, groups: usize, blk_bytes: usize, lut: *const u8, mode: u32,
-) -> [v128; 4] {
-    let mut acc = [f32x4_splat(0.0); 4];
-    let meta = lut.add(groups * 4 * G) as *const f32;
+/// One row tile (16 rows) times T tokens' tables over all groups: per token 4 f32x4 of row
+/// sums. The f16 scales of each block are converted once for the T tokens.
+#[inline(never)]
+unsafe fn tile_gemm<const B: usize, const G: usize, const T: usize>(
+    w: *const u8,
+    groups: usize,
+    blk_bytes: usize,
+    luts: [*const u8; T],
+    mode: u32,
+) -> [[v128; 4]; T] {
+    let mut acc = [[f32x4_splat(0.0); 4]; T];
+    let mut tabs = [luts[0]; T];
     for g in 0..groups {
         let blk = w.add(g * blk_bytes);
         let scales = blk.add(2 * B * G);
-        let sums = group_sums::<B, G>(blk, lut.add(g * 4 * G));
-        let hts = f32x4_splat(*meta.add(2 * g) * 0.5);
-        let sx = f32x4_splat(*meta.add(2 * g + 1));
+        for t in 0..T {
+            tabs[t] = luts[t].add(g * 4 * G);
+        }
+        let sums = group_sums::<B, G, T>(blk, tabs);
+        let mut hts = [f32x4_splat(0.0); T];
+        let mut sx = [f32x4_splat(0.0); T];
+        for t in 0..T {
+            let meta = luts[t].add(groups * 4 * G + 8 * g) as *const f32;
+            hts[t] = f32x4_splat(*meta * 0.5);
+            sx[t] = f32x4_splat(*meta.add(1));
+        }
         match mode {
             MODE_ZERO_POINT => {
                 let d = load_f16x16(scales);
                 let z = load_f16x16(scales.add(32));
                 let half = f32x4_splat(((1u32 << B) - 1) as f32 * 0.5);
                 for r in 0..4 {
-                    let inner = f32x4_add(f32x4_mul(hts, combined(&sums, 0, B, r)), f32x4_mul(sx, f32x4_sub(half, z[r])));
-                    acc[r] = f32x4_add(acc[r], f32x4_mul(d[r], inner));
+                    let hz = f32x4_sub(half, z[r]);
+                    for t in 0..T {
+                        let inner = f32x4_add(
+                            f32x4_mul(hts[t], combined(&sums[t], 0, B, r)),
+                            f32x4_mul(sx[t], hz),
+                        );
+                        acc[t][r] = f32x4_add(acc[t][r], f32x4_mul(d[r], inner));
+                    }
                 }
             }
             MODE_PER_PLANE => {
-                let mut a = [f32x4_splat(0.0); 4];
-                let mut sum = [f32x4_splat(0.0); 4];
+                let mut sp = [[f32x4_splat(0.0); 4]; B];
                 for p in 0..B {
-                    let sp = load_f16x16(scales.add(32 * p));
-                    for r in 0..4 {
-                        let f = f32x4_mul(sp[r], f32x4_convert_i32x4(quarter(&sums[p], r)));
-                        a[r] = if p == 0 { f } else { f32x4_add(a[r], f) };
-                        sum[r] = if p == 0 { sp[r] } else { f32x4_add(sum[r], sp[r]) };
-                    }
+                    sp[p] = load_f16x16(scales.add(32 * p));
                 }
                 let z = load_f16x16(scales.add(32 * B));
                 for r in 0..4 {
-                    let o = f32x4_add(f32x4_mul(f32x4_splat(0.5), sum[r]), z[r]);
-                    acc[r] = f32x4_add(acc[r], f32x4_add(f32x4_mul(hts, a[r]), f32x4_mul(sx, o)));
+                    let mut sum = sp[0][r];
+                    for p in 1..B {
+                        sum = f32x4_add(sum, sp[p][r]);
+                    }
+                    let o = f32x4_add(f32x4_mul(f32x4_splat(0.5), sum), z[r]);
+                    for t in 0..T {
+                        let mut a =
+                            f32x4_mul(sp[0][r], small_i32x4_to_f32(quarter(&sums[t][0], r)));
+                        for p in 1..B {
+                            let f =
+                                f32x4_mul(sp[p][r], small_i32x4_to_f32(quarter(&sums[t][p], r)));
+                            a = f32x4_add(a, f);
+                        }
+                        let term = f32x4_add(f32x4_mul(hts[t], a), f32x4_mul(sx[t], o));
+                        acc[t][r] = f32x4_add(acc[t][r], term);
+                    }
                 }
             }
             _ => {
-                let half_sx = f32x4_mul(sx, f32x4_splat(0.5));
                 for k in 0..B / 2 {
                     let alpha = load_f16x16(scales.add(32 * k));
-                    for r in 0..4 {
-                        let inner = f32x4_add(f32x4_mul(hts, combined(&sums, 2 * k, 2, r)), half_sx);
-                        acc[r] = f32x4_add(acc[r], f32x4_mul(alpha[r], inner));
+                    for t in 0..T {
+                        let half_sx = f32x4_mul(sx[t], f32x4_splat(0.5));
+                        for r in 0..4 {
+                            let c = combined(&sums[t], 2 * k, 2, r);
+                            let inner = f32x4_add(f32x4_mul(hts[t], c), half_sx);
+                            acc[t][r] = f32x4_add(acc[t][r], f32x4_mul(alpha[r], inner));
+                        }
                     }
                 }
             }
@@ -147,38 +225,67 @@ unsafe fn tile_gemv<const B: usize, const G: usize>(
     acc
 }
 
+/// Stores 16 row sums at dst, or only the first `n` when the tile is the last, partial one.
+#[inline(always)]
+unsafe fn store_rows(dst: *mut f32, acc: &[v128; 4], n: usize) {
+    if n >= ROW_TILE {
+        for r in 0..4 {
+            v128_store(dst.add(4 * r) as *mut v128, acc[r]);
+        }
+    } else {
+        let mut tmp = [0.0f32; ROW_TILE];
+        for r in 0..4 {
+            v128_store(tmp.as_mut_ptr().add(4 * r) as *mut v128, acc[r]);
+        }
+        for j in 0..n {
+            *dst.add(j) = tmp[j];
+        }
+    }
+}
+
 /// Core: `m` tokens whose tables sit `lut_stride` bytes apart; out row t at out + t*out_stride.
 /// Tokens go in tiles of TOKEN_TILE; within a tile each row tile's weights (groups blocks)
-/// are loaded from memory for the first token and re-read from cache by the others.
-#[inline(always)]
+/// are loaded from memory once and re-read from cache; pairs of tokens share each index
+/// vector load and the block's scale conversion.
+// One wasm function per (B, G): a single huge function would miss the engines' optimising tiers.
+#[inline(never)]
 unsafe fn lut_matmul<const B: usize, const G: usize>(
-    w: *const u8, lut: *const u8, lut_stride: usize, m: usize, rows: usize, cols: usize,
-    mode: u32, out: *mut f32, out_stride: usize,
+    w: *const u8,
+    lut: *const u8,
+    lut_stride: usize,
+    m: usize,
+    rows: usize,
+    cols: usize,
+    mode: u32,
+    out: *mut f32,
+    out_stride: usize,
 ) {
     let groups = (cols + G - 1) / G;
     let tiles = (rows + ROW_TILE - 1) / ROW_TILE;
     let blk_bytes = block_bytes(B, G, mode);
     let mut tok0 = 0;
     while tok0 < m {
-        let nt = if m - tok0 < TOKEN_TILE { m - tok0 } else { TOKEN_TILE };
+        let nt = if m - tok0 < TOKEN_TILE {
+            m - tok0
+        } else {
+            TOKEN_TILE
+        };
         for tile in 0..tiles {
             let wt = w.add(tile * groups * blk_bytes);
             let row0 = tile * ROW_TILE;
-            for t in tok0..tok0 + nt {
-                let acc = tile_gemv::<B, G>(wt, groups, blk_bytes, lut.add(t * lut_stride), mode);
-                let dst = out.add(t * out_stride + row0);
-                if row0 + ROW_TILE <= rows {
-                    for r in 0..4 {
-                        v128_store(dst.add(4 * r) as *mut v128, acc[r]);
-                    }
+            let mut t = tok0;
+            while t < tok0 + nt {
+                let lt = lut.add(t * lut_stride);
+                if t + 1 < tok0 + nt {
+                    let acc =
+                        tile_gemm::<B, G, 2>(wt, groups, blk_bytes, [lt, lt.add(lut_stride)], mode);
+                    store_rows(out.add(t * out_stride + row0), &acc[0], rows - row0);
+                    store_rows(out.add((t + 1) * out_stride + row0), &acc[1], rows - row0);
+                    t += 2;
                 } else {
-                    let mut tmp = [0.0f32; ROW_TILE];
-                    for r in 0..4 {
-                        v128_store(tmp.as_mut_ptr().add(4 * r) as *mut v128, acc[r]);
-                    }
-                    for j in 0..rows - row0 {
-                        *dst.add(j) = tmp[j];
-                    }
+                    let acc = tile_gemm::<B, G, 1>(wt, groups, blk_bytes, [lt], mode);
+                    store_rows(out.add(t * out_stride + row0), &acc[0], rows - row0);
+                    t += 1;
                 }
             }
         }
@@ -187,8 +294,17 @@ unsafe fn lut_matmul<const B: usize, const G: usize>(
 }
 
 unsafe fn dispatch(
-    planes: usize, w: *const u8, lut: *const u8, lut_stride: usize, m: usize, rows: usize,
-    cols: usize, group: usize, mode: u32, out: *mut f32, out_stride: usize,
+    planes: usize,
+    w: *const u8,
+    lut: *const u8,
+    lut_stride: usize,
+    m: usize,
+    rows: usize,
+    cols: usize,
+    group: usize,
+    mode: u32,
+    out: *mut f32,
+    out_stride: usize,
 ) -> i32 {
     macro_rules! run {
         ($b:literal, $g:literal) => {
@@ -218,32 +334,57 @@ unsafe fn dispatch(
 /// (planes 2 or 4). Returns 0, or -1 for an unsupported planes/group/mode combination.
 #[no_mangle]
 pub unsafe extern "C" fn gemm_lut(
-    planes: usize, group: usize, mode: u32, w: *const u8, lut: *const u8, lut_stride: usize,
-    m: usize, rows: usize, cols: usize, out: *mut f32, out_stride: usize,
+    planes: usize,
+    group: usize,
+    mode: u32,
+    w: *const u8,
+    lut: *const u8,
+    lut_stride: usize,
+    m: usize,
+    rows: usize,
+    cols: usize,
+    out: *mut f32,
+    out_stride: usize,
 ) -> i32 {
     if mode > MODE_TERNARY || (mode == MODE_TERNARY && planes != 2 && planes != 4) {
         return -1;
     }
-    dispatch(planes, w, lut, lut_stride, m, rows, cols, group, mode, out, out_stride)
+    dispatch(
+        planes, w, lut, lut_stride, m, rows, cols, group, mode, out, out_stride,
+    )
 }
 
 /// LUT GEMV (decode): one token's tables times a (rows, cols) matrix into out (rows).
 #[no_mangle]
 pub unsafe extern "C" fn gemv_lut(
-    planes: usize, group: usize, mode: u32, w: *const u8, lut: *const u8, rows: usize, cols: usize,
+    planes: usize,
+    group: usize,
+    mode: u32,
+    w: *const u8,
+    lut: *const u8,
+    rows: usize,
+    cols: usize,
     out: *mut f32,
 ) -> i32 {
     gemm_lut(planes, group, mode, w, lut, 0, 1, rows, cols, out, rows)
 }
 
-unsafe fn sums_into<const B: usize, const G: usize>(w: *const u8, lut: *const u8, rows: usize, cols: usize, mode: u32, out: *mut i32) {
+unsafe fn sums_into<const B: usize, const G: usize>(
+    w: *const u8,
+    lut: *const u8,
+    rows: usize,
+    cols: usize,
+    mode: u32,
+    out: *mut i32,
+) {
     let groups = (cols + G - 1) / G;
     let tiles = (rows + ROW_TILE - 1) / ROW_TILE;
     let blk_bytes = block_bytes(B, G, mode);
     let mut tmp = [0i32; 4];
     for tile in 0..tiles {
         for g in 0..groups {
-            let sums = group_sums::<B, G>(w.add((tile * groups + g) * blk_bytes), lut.add(g * 4 * G));
+            let blk = w.add((tile * groups + g) * blk_bytes);
+            let sums = group_sums::<B, G, 1>(blk, [lut.add(g * 4 * G)])[0];
             for p in 0..B {
                 for r in 0..4 {
                     v128_store(tmp.as_mut_ptr() as *mut v128, quarter(&sums[p], r));
@@ -261,7 +402,13 @@ unsafe fn sums_into<const B: usize, const G: usize>(w: *const u8, lut: *const u8
 /// whole tiles of 16.
 #[no_mangle]
 pub unsafe extern "C" fn lut_group_sums(
-    planes: usize, group: usize, mode: u32, w: *const u8, lut: *const u8, rows: usize, cols: usize,
+    planes: usize,
+    group: usize,
+    mode: u32,
+    w: *const u8,
+    lut: *const u8,
+    rows: usize,
+    cols: usize,
     out: *mut i32,
 ) -> i32 {
     macro_rules! run {

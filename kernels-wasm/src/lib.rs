@@ -19,3 +19,4 @@ mod vmath;
 mod dense;
 mod gemm;
 mod lut;
+mod q8dot;

@@ -12,6 +12,8 @@
 //! Rounding is round-half-to-even through the 1.5*2^23 trick, so the TypeScript twin
 //! (runtime/kernels/reference/matmul.ts) reproduces every byte.
 
+use core::arch::wasm32::*;
+
 const ROUND_MAGIC: f32 = 12582912.0; // 1.5 * 2^23
 
 #[inline(always)]
@@ -31,67 +33,83 @@ pub fn lut_bytes(cols: usize, group: usize) -> usize {
     groups * (4 * group + 8)
 }
 
+/// Tables and (ts, sum) of one group of G activations at `a` (all present, zero-padded).
 #[inline(always)]
-unsafe fn act(x: *const f32, cols: usize, i: usize) -> f32 {
-    if i < cols {
-        *x.add(i)
-    } else {
-        0.0
+unsafe fn build_group(a: *const f32, group: usize, tables: *mut u8, meta: *mut f32) {
+    let quads = group / 4;
+    let mut lane = f32x4_splat(0.0);
+    let mut maxv = f32x4_splat(0.0);
+    for c in 0..quads {
+        let q = v128_load(a.add(4 * c) as *const v128);
+        lane = f32x4_add(lane, q);
+        let m = f32x4_abs(q);
+        let p = f32x4_add(m, i32x4_shuffle::<1, 0, 3, 2>(m, m));
+        maxv = f32x4_max(maxv, f32x4_add(p, i32x4_shuffle::<2, 3, 0, 1>(p, p)));
     }
+    let maxsum = f32x4_extract_lane::<0>(maxv);
+    let ts = maxsum / 127.0;
+    let inv = f32x4_splat(if maxsum > 0.0 { 127.0 / maxsum } else { 0.0 });
+    // Lane j of the entries with bit 3 set: idx = 8 + j (+4 for the second vector).
+    let s0 = f32x4(-1.0, 1.0, -1.0, 1.0);
+    let s1 = f32x4(-1.0, -1.0, 1.0, 1.0);
+    let magic = f32x4_splat(ROUND_MAGIC);
+    let (lo, hi) = (f32x4_splat(-127.0), f32x4_splat(127.0));
+    let bias = i16x8_splat(128);
+    for c in 0..quads {
+        let q = v128_load(a.add(4 * c) as *const v128);
+        let a0 = i32x4_shuffle::<0, 0, 0, 0>(q, q);
+        let a1 = i32x4_shuffle::<1, 1, 1, 1>(q, q);
+        let a2 = i32x4_shuffle::<2, 2, 2, 2>(q, q);
+        let a3 = i32x4_shuffle::<3, 3, 3, 3>(q, q);
+        let common = f32x4_add(f32x4_add(a3, f32x4_mul(s0, a0)), f32x4_mul(s1, a1));
+        let mut e = [f32x4_sub(common, a2), f32x4_add(common, a2)];
+        for v in e.iter_mut() {
+            let r = f32x4_sub(f32x4_add(f32x4_mul(*v, inv), magic), magic);
+            *v = i32x4_trunc_sat_f32x4(f32x4_min(f32x4_max(r, lo), hi));
+        }
+        let pos = i16x8_narrow_i32x4(e[0], e[1]); // q of idx 8..15
+        let neg = i16x8_sub(bias, pos);
+        let neg = i16x8_shuffle::<7, 6, 5, 4, 3, 2, 1, 0>(neg, neg); // idx 0..7 = -q(15-idx)
+        v128_store(
+            tables.add(16 * c) as *mut v128,
+            u8x16_narrow_i16x8(neg, i16x8_add(pos, bias)),
+        );
+    }
+    *meta = ts;
+    *meta.add(1) = (f32x4_extract_lane::<0>(lane) + f32x4_extract_lane::<1>(lane))
+        + (f32x4_extract_lane::<2>(lane) + f32x4_extract_lane::<3>(lane));
 }
 
 /// Builds the tables of one input vector `x` (cols f32) for weight group `group` at `lut`.
 /// Returns 0, or -1 when `group` is not 32, 64 or 128.
 #[no_mangle]
-pub unsafe extern "C" fn build_lut_f32(x: *const f32, cols: usize, group: usize, lut: *mut u8) -> i32 {
+pub unsafe extern "C" fn build_lut_f32(
+    x: *const f32,
+    cols: usize,
+    group: usize,
+    lut: *mut u8,
+) -> i32 {
     if group != 32 && group != 64 && group != 128 {
         return -1;
     }
     let groups = (cols + group - 1) / group;
     let meta = lut.add(groups * 4 * group) as *mut f32;
+    let mut tail = [0.0f32; 128];
     for g in 0..groups {
         let base = g * group;
-        let quads = group / 4;
-        let mut lane = [0.0f32; 4];
-        let mut maxsum = 0.0f32;
-        for c in 0..quads {
-            let mut a = [0.0f32; 4];
-            for i in 0..4 {
-                a[i] = act(x, cols, base + 4 * c + i);
-                lane[i] += a[i];
+        let a = if base + group <= cols {
+            x.add(base)
+        } else {
+            for i in 0..group {
+                tail[i] = if base + i < cols {
+                    *x.add(base + i)
+                } else {
+                    0.0
+                };
             }
-            let s = (abs(a[0]) + abs(a[1])) + (abs(a[2]) + abs(a[3]));
-            if s > maxsum {
-                maxsum = s;
-            }
-        }
-        let ts = maxsum / 127.0;
-        let inv = if maxsum > 0.0 { 127.0 / maxsum } else { 0.0 };
-        let tables = lut.add(g * 4 * group);
-        for c in 0..quads {
-            let mut a = [0.0f32; 4];
-            for i in 0..4 {
-                a[i] = act(x, cols, base + 4 * c + i);
-            }
-            let t = tables.add(16 * c);
-            for idx in 8..16usize {
-                let s0 = if idx & 1 != 0 { a[0] } else { -a[0] };
-                let s1 = if idx & 2 != 0 { a[1] } else { -a[1] };
-                let s2 = if idx & 4 != 0 { a[2] } else { -a[2] };
-                let e = ((a[3] + s0) + s1) + s2;
-                let mut q = round_even(e * inv);
-                if q > 127.0 {
-                    q = 127.0;
-                } else if q < -127.0 {
-                    q = -127.0;
-                }
-                let q = q as i32;
-                *t.add(idx) = (q + 128) as u8;
-                *t.add(15 - idx) = (128 - q) as u8;
-            }
-        }
-        *meta.add(2 * g) = ts;
-        *meta.add(2 * g + 1) = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+            tail.as_ptr()
+        };
+        build_group(a, group, lut.add(g * 4 * group), meta.add(2 * g));
     }
     0
 }

@@ -1,6 +1,6 @@
 /**
  * `crumb generate <model> [--tokenizer F] [-p PROMPT] [-n N] [--temperature T] [--seed S]
- * [--top-k K] [--top-p P] [--min-p P] [--ctx N] [--threads N] [--kv f32|f16]`: prints only the
+ * [--top-k K] [--top-p P] [--min-p P] [--ctx N] [--threads N] [--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget BYTES]`: prints only the
  * generated text on stdout (streamed, never broken UTF-8) and its statistics on stderr.
  * Packed crumb files run on the WASM engine; source checkpoints (HF directory, .gguf,
  * llama2.c .bin) on the fp32 reference engine.
@@ -9,12 +9,14 @@ import { existsSync } from "node:fs";
 import { InvalidArgumentError } from "../errors.ts";
 import { loadEngine } from "../engine/load-engine.ts";
 import { KV_TYPES, type KvType } from "../engine/wasm-backend.ts";
+import { parseBytes } from "../engine/kv-cache/auto.ts";
 import { defaultThreads } from "../kernels/pool.ts";
 import { numberOption, parseCommandLine } from "./args.ts";
 
 export const GENERATE_USAGE =
   "usage: bun run generate <model dir | model.gguf | model.bin> [--tokenizer <file>] [-p <prompt>] [-n <max tokens>] " +
-  "[--temperature <t>] [--seed <s>] [--top-k <k>] [--top-p <p>] [--min-p <p>] [--ctx <positions>] [--threads <n>] [--kv f32|f16]";
+  "[--temperature <t>] [--seed <s>] [--top-k <k>] [--top-p <p>] [--min-p <p>] [--ctx <positions>] [--threads <n>] " +
+  "[--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget <bytes, e.g. 64MB>]";
 
 export interface CliIo {
   stdout(text: string): void;
@@ -34,6 +36,7 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
     ctx: { type: "string" },
     threads: { type: "string" },
     kv: { type: "string", default: "f16" },
+    "kv-budget": { type: "string" },
   }, GENERATE_USAGE);
   if (positionals.length !== 1) {
     throw new InvalidArgumentError("model", `give exactly one model path, got ${positionals.length}\n${GENERATE_USAGE}`);
@@ -63,6 +66,7 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
     contextLength,
     threads,
     kv: kv as KvType,
+    kvBudget: values["kv-budget"] === undefined ? undefined : parseBytes(String(values["kv-budget"])),
   });
   const loadMs = performance.now() - loadStart;
 

@@ -9,7 +9,7 @@ import { createEngine, createEngineOn } from "./engine.ts";
 import type { Engine } from "./types.ts";
 import { isPackedCheckpoint, type LoadProgress, loadPackedModel } from "./packed-model.ts";
 import { createWasmBackend, type KvType } from "./wasm-backend.ts";
-import { wasmCacheBytes } from "./kv-cache/wasm-cache.ts";
+import { chooseKvMode, kvCacheSize } from "./kv-cache/auto.ts";
 import { resolveModel } from "../models/registry.ts";
 import { openCheckpoint } from "../format/file.ts";
 import { loadTokenizerFile } from "../tokenizer/load-file.ts";
@@ -20,6 +20,8 @@ export interface LoadEngineOptions {
   readonly contextLength?: number;
   readonly threads?: number;
   readonly kv?: KvType;
+  /** Bytes the attention state may take; `kv: "auto"` picks the fastest mode that fits. */
+  readonly kvBudget?: number;
   readonly modelId?: string;
   /** A chat template (jinja source) that replaces the model's default one. */
   readonly chatTemplate?: string;
@@ -55,9 +57,10 @@ export async function loadEngine(path: string, options: LoadEngineOptions = {}):
   await checkpoint.close();
   const { args } = resolveModel(header.config);
   const contextLength = options.contextLength ?? Math.min(args.maxPositions, 4096);
-  const kv = options.kv ?? "f16";
-  const reserveBytes = wasmCacheBytes({ ...args, numLayers: args.numLayers, numHeads: args.numHeads, numKvHeads: args.numKvHeads, headDim: args.headDim, contextLength }, kv) +
-    64 * 1024 * 1024;
+  const shape = { numLayers: args.numLayers, numHeads: args.numHeads, numKvHeads: args.numKvHeads, headDim: args.headDim, contextLength };
+  const requested = options.kv ?? "f16";
+  const kv = requested === "auto" ? chooseKvMode(options.kvBudget ?? Infinity, shape, args.hiddenSize).mode : requested;
+  const reserveBytes = kvCacheSize(kv, shape, args.hiddenSize).wasmBytes + 64 * 1024 * 1024;
   const model = await loadPackedModel(path, { onProgress: options.onProgress, reserveBytes });
   const backend = await createWasmBackend(model, { contextLength, threads: options.threads, kv });
   const tokenizer = options.tokenizer === undefined ? header.tokenizer ?? undefined : loadTokenizerFile(options.tokenizer);

@@ -9,10 +9,14 @@ import { createPool, disposePool, type Pool } from "../kernels/pool.ts";
 import { createWasmOps, MAX_TOKENS_PER_CALL, packedWeightStore } from "../ops/wasm-ops.ts";
 import type { ForwardContext, ForwardOptions } from "../ops/types.ts";
 import type { ModelBackend } from "./engine.ts";
-import { createWasmCache, type WasmCache } from "./kv-cache/wasm-cache.ts";
+import { createKvCache, type KvOptions } from "./kv-cache/create-kv-cache.ts";
+import { chooseKvMode } from "./kv-cache/auto.ts";
+import { KV_MODES, type KvCache } from "./kv-cache/types.ts";
+import { createLatentCodec } from "./kv-cache/xquant-svd.ts";
+import { ropeInverseFrequencies } from "../models/rope-frequencies.ts";
 import type { PackedModel } from "./packed-model.ts";
 
-export const KV_TYPES = ["f32", "f16"] as const;
+export const KV_TYPES = [...KV_MODES, "auto"] as const;
 export type KvType = typeof KV_TYPES[number];
 
 export interface WasmBackendOptions {
@@ -20,10 +24,13 @@ export interface WasmBackendOptions {
   /** Threads for matmuls and attention, including the calling one; default 1. */
   readonly threads?: number;
   readonly kv?: KvType;
+  /** Bytes the attention state may take (`--kv auto` picks the fastest mode that fits). */
+  readonly kvBudget?: number;
+  readonly kvOptions?: KvOptions;
 }
 
 export interface WasmBackend extends ModelBackend {
-  readonly cache: WasmCache;
+  readonly cache: KvCache;
   readonly threads: number;
   dispose(): Promise<void>;
 }
@@ -40,18 +47,28 @@ export async function createWasmBackend(model: PackedModel, options: WasmBackend
   const threads = options.threads ?? 1;
   const pool: Pool | undefined = threads > 1 ? await createPool({ threads, kernels: model.kernels }) : undefined;
   const ops = createWasmOps(model.kernels, pool);
-  const cache = createWasmCache(model.kernels, pool, {
+  const shape = {
     numLayers: args.numLayers,
     numHeads: args.numHeads,
     numKvHeads: args.numKvHeads,
     headDim: args.headDim,
     contextLength,
     slidingWindow: args.slidingWindow,
-  }, kv);
+  };
+  const mode = kv === "auto" ? chooseKvMode(options.kvBudget ?? Infinity, shape, args.hiddenSize, options.kvOptions).mode : kv;
+  const cache = createKvCache(mode, {
+    kernels: model.kernels,
+    pool,
+    shape,
+    hidden: args.hiddenSize,
+    invFreq: ropeInverseFrequencies(args.headDim, args.ropeTheta, args.ropeScaling),
+    projector: (layer, x, n, startPos) => arch.projectKv(args, { ops, weights }, layer, x, n, startPos),
+    latent: () => createLatentCodec(model.kernels, ops, weights, args, arch.projectKv),
+  }, options.kvOptions);
   const ctx: ForwardContext = { ops, weights, attention: cache } as ForwardContext;
 
   return {
-    name: `wasm engine, ${threads} thread${threads === 1 ? "" : "s"}, kv ${kv}`,
+    name: `wasm engine, ${threads} thread${threads === 1 ? "" : "s"}, kv ${mode}`,
     args,
     contextLength,
     cache,

@@ -171,7 +171,14 @@ export function matrixLayout(e: Encoding, rows: number, cols: number): MatrixLay
       const colsPadded = groups * e.group;
       const scaleOffset = alignTo(rows * colsPadded, TENSOR_ALIGN);
       return {
-        rows, cols, rowsPadded: rows, colsPadded, group: e.group, groups, ...none, scaleOffset,
+        rows,
+        cols,
+        rowsPadded: rows,
+        colsPadded,
+        group: e.group,
+        groups,
+        ...none,
+        scaleOffset,
         byteLength: scaleOffset + 2 * rows * groups,
       };
     }
@@ -184,8 +191,17 @@ export function matrixLayout(e: Encoding, rows: number, cols: number): MatrixLay
       const scaleBytes = 2 * ROW_TILE * (e.kind === "ternary" ? e.planes : e.scales === "zero-point" ? 2 : e.bits + 1);
       const blockBytes = indexBytes + scaleBytes;
       return {
-        rows, cols, rowsPadded, colsPadded: groups * e.group, group: e.group, groups, planes,
-        indexBytes, scaleBytes, blockBytes, scaleOffset: 0,
+        rows,
+        cols,
+        rowsPadded,
+        colsPadded: groups * e.group,
+        group: e.group,
+        groups,
+        planes,
+        indexBytes,
+        scaleBytes,
+        blockBytes,
+        scaleOffset: 0,
         byteLength: (rowsPadded / ROW_TILE) * groups * blockBytes,
       };
     }

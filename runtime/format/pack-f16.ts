@@ -82,6 +82,8 @@ export function unpackF16(bytes: Uint8Array, count: number): Float32Array {
 
 export function checkLength(bytes: Uint8Array, expected: number, what: string): void {
   if (bytes.byteLength < expected) {
-    throw new FormatError(`${what} tensor data has ${bytes.byteLength} bytes, its shape needs ${expected}; the file is truncated or the shape is wrong`);
+    throw new FormatError(
+      `${what} tensor data has ${bytes.byteLength} bytes, its shape needs ${expected}; the file is truncated or the shape is wrong`,
+    );
   }
 }

@@ -6,7 +6,7 @@
  * bitplane: the code q itself; ternary: (t1+1) | (t2+1) << 2.
  */
 import { FormatError } from "../errors.ts";
-import { type Encoding, lutPlanes, matrixLayout, type MatrixLayout, ROW_TILE } from "./encoding.ts";
+import { type Encoding, lutPlanes, type MatrixLayout, matrixLayout, ROW_TILE } from "./encoding.ts";
 import { checkLength, f16ToF32, scaleToF16 } from "./pack-f16.ts";
 
 export type BitplaneEncoding = Extract<Encoding, { kind: "bitplane" }>;
@@ -107,7 +107,9 @@ export function packBitplane(
   const perRow = e.scales === "zero-point" ? 1 : e.bits;
   if (params.scales.length !== rows * l.groups * perRow || params.zeros.length !== rows * l.groups) {
     throw new FormatError(
-      `packBitplane: expected ${rows * l.groups * perRow} scales and ${rows * l.groups} zeros for ${rows}x${l.groups} groups, got ${params.scales.length} and ${params.zeros.length}`,
+      `packBitplane: expected ${rows * l.groups * perRow} scales and ${
+        rows * l.groups
+      } zeros for ${rows}x${l.groups} groups, got ${params.scales.length} and ${params.zeros.length}`,
     );
   }
   const scale = (r: number, g: number, k: number): number => {
@@ -128,7 +130,9 @@ export function packTernary(
 ): Uint8Array {
   const l = matrixLayout(e, rows, cols);
   const n = rows * cols;
-  if (trits.length !== e.planes * n) throw new FormatError(`packTernary: ${trits.length} trits, expected planes*rows*cols = ${e.planes * n}`);
+  if (trits.length !== e.planes * n) {
+    throw new FormatError(`packTernary: ${trits.length} trits, expected planes*rows*cols = ${e.planes * n}`);
+  }
   for (let i = 0; i < trits.length; i++) {
     if (trits[i] < -1 || trits[i] > 1) throw new FormatError(`packTernary: trit ${trits[i]} at index ${i} is not -1, 0 or 1`);
   }

@@ -51,7 +51,7 @@ function lutBound(e: LutEncoding, bytes: Uint8Array, rows: number, cols: number,
       for (let g = 0; g < l.groups; g++) {
         const s = (r * l.groups + g) * vectors;
         let coef = 0;
-        if (e.kind === "ternary") for (let q = 0; q < e.planes; q++) coef += 3 * Math.abs(scales[s + q]);
+        if (e.kind === "ternary") { for (let q = 0; q < e.planes; q++) coef += 3 * Math.abs(scales[s + q]); }
         else if (e.scales === "zero-point") coef = Math.abs(scales[s]) * ((1 << e.bits) - 1);
         else for (let p = 0; p < e.bits; p++) coef += Math.abs(scales[s + p]);
         b += (meta.getFloat32(8 * g, true) / 2) * (e.group / 8) * coef;
@@ -125,7 +125,9 @@ describe("LUT kernels: shapes and accuracy", () => {
       for (const m of [1, 7, 8, 9, 17]) {
         const x = randomFloats(m * cols, 100 + m);
         const y = gemm(k, a, x, m) as Float32Array;
-        for (let t = 0; t < m; t++) expect(y.subarray(t * rows, (t + 1) * rows)).toEqual(gemv(k, a, x.subarray(t * cols, (t + 1) * cols)) as Float32Array);
+        for (let t = 0; t < m; t++) {
+          expect(y.subarray(t * rows, (t + 1) * rows)).toEqual(gemv(k, a, x.subarray(t * cols, (t + 1) * cols)) as Float32Array);
+        }
       }
     } finally {
       k.arena.release(mark);

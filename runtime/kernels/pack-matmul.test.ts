@@ -113,9 +113,19 @@ describe("q8, f16, f32 round trip and sizes", () => {
 
   test("validateEncoding accepts the known kinds and rejects the rest", () => {
     expect(validateEncoding({ kind: "ternary", group: 32, planes: 2, extra: 1 })).toEqual({ kind: "ternary", group: 32, planes: 2 });
-    for (const bad of [null, 3, [], { kind: "q5" }, { kind: "q8", group: 20 }, { kind: "bitplane", bits: 0, group: 32, scales: "zero-point" },
-      { kind: "bitplane", bits: 2, group: 16, scales: "zero-point" }, { kind: "bitplane", bits: 2, group: 32, scales: "x" },
-      { kind: "ternary", group: 32, planes: 3 }]) {
+    for (
+      const bad of [
+        null,
+        3,
+        [],
+        { kind: "q5" },
+        { kind: "q8", group: 20 },
+        { kind: "bitplane", bits: 0, group: 32, scales: "zero-point" },
+        { kind: "bitplane", bits: 2, group: 16, scales: "zero-point" },
+        { kind: "bitplane", bits: 2, group: 32, scales: "x" },
+        { kind: "ternary", group: 32, planes: 3 },
+      ]
+    ) {
       expect(() => validateEncoding(bad)).toThrow(FormatError);
     }
   });
@@ -125,6 +135,8 @@ describe("q8, f16, f32 round trip and sizes", () => {
     const ones = new Float32Array(2);
     expect(() => packBitplane(e, Uint8Array.from([4, 0]), { scales: ones, zeros: ones }, 2, 1)).toThrow(FormatError);
     expect(() => packBitplane(e, Uint8Array.from([1, 0]), { scales: Float32Array.from([1e6, 1]), zeros: ones }, 2, 1)).toThrow(FormatError);
-    expect(() => packTernary({ kind: "ternary", group: 32, planes: 1 }, Int8Array.from([2]), Float32Array.from([1]), 1, 1)).toThrow(FormatError);
+    expect(() => packTernary({ kind: "ternary", group: 32, planes: 1 }, Int8Array.from([2]), Float32Array.from([1]), 1, 1)).toThrow(
+      FormatError,
+    );
   });
 });

@@ -7,7 +7,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Encoding } from "../format/encoding.ts";
 import { dequantize } from "../format/pack-dequantize.ts";
-import { buildLut, gemmDense, gemmLut, lutByteLength } from "../kernels/reference/matmul.ts";
+import { buildLut, gemmDense, gemmLut, gemmQ8I8, lutByteLength } from "../kernels/reference/matmul.ts";
 import { referenceOps } from "./reference.ts";
 import type { MatrixHandle, Ops } from "./types.ts";
 
@@ -40,6 +40,8 @@ export const packedReferenceOps: Ops<PackedBytesMatrix> = {
       const luts = new Uint8Array(n * stride);
       for (let t = 0; t < n; t++) luts.set(buildLut(x.subarray(t * w.cols, (t + 1) * w.cols), w.cols, e.group), t * stride);
       out = gemmLut(e, w.bytes, w.rows, w.cols, luts, n);
+    } else if (e.kind === "q8") {
+      out = gemmQ8I8(e, w.bytes, w.rows, w.cols, x, n);
     } else {
       out = gemmDense(e, w.bytes, w.rows, w.cols, x, n);
     }

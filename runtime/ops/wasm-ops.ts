@@ -1,16 +1,23 @@
 /**
  * The WASM backend of the op interface. `linear` dispatches on each weight's encoding: LUT
- * matrices (bitplane, ternary) go through table building + LUT GEMM, dense ones (f32, f16,
- * q8) through the dense GEMM; both split rows across the worker pool. The tables of one input
- * are built once and reused by every matrix that reads the same input (fused Q/K/V and
- * gate/up: the model passes the same array). Norms, RoPE and activations are cheap next to
+ * matrices (bitplane, ternary) go through table building + LUT GEMM, q8 through int8
+ * activations + integer dot products, f32/f16 through the dense GEMM; all split rows across
+ * the worker pool. An input is prepared (tables, int8 blocks) once and reused by every matrix
+ * that reads the same input (fused Q/K/V and gate/up: the model passes the same array). Norms, RoPE and activations are cheap next to
  * the matmuls and reuse the reference loops.
  */
 import { FormatError, ShapeError, UnsupportedModelError } from "../errors.ts";
 import { f16ToF32 } from "../format/pack-f16.ts";
 import type { Kernels } from "../kernels/wasm.ts";
-import { buildLut, createLut, type LutBuffer, type PackedMatrix } from "../kernels/matmul.ts";
-import { matmulShards } from "../kernels/matmul-shards.ts";
+import {
+  buildLut,
+  createLut,
+  createQ8Input,
+  gemmShardCall,
+  type PackedMatrix,
+  type PreparedInput,
+  quantizeQ8Input,
+} from "../kernels/matmul.ts";
 import type { Pool } from "../kernels/pool.ts";
 import { referenceOps } from "./reference.ts";
 import type { Ops, WeightStore } from "./types.ts";
@@ -37,12 +44,13 @@ function runRows(kernels: Kernels, pool: Pool | undefined, exportName: string, r
 }
 
 export function createWasmOps(kernels: Kernels, pool?: Pool): WasmOps {
-  // Persistent scratch, grown on demand: input rows, output rows, and tables per (cols, group).
+  // Persistent scratch, grown on demand: f32 input rows, output rows, and prepared inputs
+  // (LUT tables, int8 activations) per (kind, cols, group).
   let inputPtr = 0;
   let inputFloats = 0;
   let outputPtr = 0;
   let outputFloats = 0;
-  const tables = new Map<string, { lut: LutBuffer; source?: Float32Array; n: number }>();
+  const prepared = new Map<string, { buffer: PreparedInput; source?: Float32Array; n: number }>();
 
   const ensureInput = (floats: number) => {
     if (floats > inputFloats) {
@@ -59,20 +67,30 @@ export function createWasmOps(kernels: Kernels, pool?: Pool): WasmOps {
     return outputPtr;
   };
 
-  /** Tables of x for (cols, group), rebuilt only when x is a different array. */
-  const tablesFor = (x: Float32Array, n: number, cols: number, group: number): LutBuffer => {
-    const key = `${cols}/${group}`;
-    let entry = tables.get(key);
-    if (entry === undefined || entry.lut.m < n) {
-      entry = { lut: createLut(kernels, cols, group, Math.max(n, 1)), n: 0 };
-      tables.set(key, entry);
+  /** x prepared for `w` (tables or int8 blocks), rebuilt only when x is a different array. */
+  const prepare = (x: Float32Array, n: number, w: WasmMatrix): number | PreparedInput => {
+    const e = w.encoding;
+    if (e.kind === "f32" || e.kind === "f16") {
+      const ptr = ensureInput(n * w.cols);
+      new Float32Array(kernels.memory.buffer, ptr, n * w.cols).set(x);
+      return ptr;
+    }
+    const kind = e.kind === "q8" ? "q8" : "lut";
+    const key = `${kind}/${w.cols}/${e.group}`;
+    let entry = prepared.get(key);
+    if (entry === undefined || entry.buffer.m < n) {
+      const capacity = Math.max(n, entry?.buffer.m ?? 1);
+      const buffer = kind === "q8" ? createQ8Input(kernels, w.cols, e.group, capacity) : createLut(kernels, w.cols, e.group, capacity);
+      entry = { buffer, n: 0 };
+      prepared.set(key, entry);
     }
     if (entry.source !== x || entry.n !== n) {
-      buildLut(kernels, entry.lut, x, n);
+      if (entry.buffer.kind === "q8") quantizeQ8Input(kernels, entry.buffer as Parameters<typeof quantizeQ8Input>[1], x, n);
+      else buildLut(kernels, entry.buffer as Parameters<typeof buildLut>[1], x, n);
       entry.source = x;
       entry.n = n;
     }
-    return entry.lut;
+    return entry.buffer;
   };
 
   return {
@@ -92,15 +110,8 @@ export function createWasmOps(kernels: Kernels, pool?: Pool): WasmOps {
     linear(x, n, w, bias) {
       if (x.length !== n * w.cols) throw new ShapeError(`linear ${w.name}`, `input of ${n}x${w.cols}`, `${x.length} values`);
       if (n > MAX_TOKENS_PER_CALL) throw new ShapeError(`linear ${w.name}`, `at most ${MAX_TOKENS_PER_CALL} tokens per call`, String(n));
-      const e = w.encoding;
       const outPtr = ensureOutput(n * w.rows);
-      const lut = e.kind === "bitplane" || e.kind === "ternary" ? tablesFor(x, n, w.cols, e.group) : undefined;
-      let xPtr: number | undefined;
-      if (lut === undefined) {
-        xPtr = ensureInput(n * w.cols);
-        new Float32Array(kernels.memory.buffer, xPtr, n * w.cols).set(x);
-      }
-      const call = matmulShards(w, { lut, xPtr, xStride: w.cols }, n, outPtr, w.rows);
+      const call = gemmShardCall(w, prepare(x, n, w), n, outPtr, w.rows);
       runRows(kernels, pool, call.exportName, w.rows, call.align, call.argsFor);
       const out = new Float32Array(kernels.memory.buffer, outPtr, n * w.rows).slice();
       if (bias !== undefined) {
@@ -111,7 +122,7 @@ export function createWasmOps(kernels: Kernels, pool?: Pool): WasmOps {
     },
 
     resetTables() {
-      for (const entry of tables.values()) entry.source = undefined;
+      for (const entry of prepared.values()) entry.source = undefined;
     },
   };
 }

@@ -11,12 +11,12 @@ import type { Pool } from "../../kernels/pool.ts";
 import { splitRows } from "../../kernels/pool.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
 import type { AttentionInput } from "../../ops/types.ts";
-import type { CacheShape, ReferenceCache } from "./reference-cache.ts";
+import type { CacheShape } from "./reference-cache.ts";
+import { checkMeta } from "./kivi-cache.ts";
+import type { KvCache, StateArray } from "./types.ts";
 
-export interface WasmCache extends ReferenceCache {
+export interface WasmCache extends KvCache {
   readonly type: CacheType;
-  /** Bytes the cache holds per cached position (all layers, keys and values). */
-  readonly bytesPerToken: number;
 }
 
 /** Bytes a cache of this shape and type needs in WASM memory (for the fit check). */
@@ -54,10 +54,41 @@ export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape:
     }
   };
 
+  const meta = { numLayers, kvDim, contextLength };
+  const rowsOf = (base: number, length: number): StateArray => {
+    const bytes = new Uint8Array(kernels.memory.buffer, base, length * kvDim * elem).slice();
+    return type === "f32" ? new Float32Array(bytes.buffer) : new Uint16Array(bytes.buffer);
+  };
+
   return {
     shape,
     type,
+    mode: type,
+    meta,
     bytesPerToken: 2 * numLayers * kvDim * elem,
+    fixedBytes: wasmCacheBytes({ ...shape, contextLength: 0 }, type) + shape.numHeads * contextLength * 4,
+    exportState() {
+      const arrays: Record<string, StateArray> = {};
+      for (let l = 0; l < numLayers; l++) {
+        arrays[`k${l}`] = rowsOf(keys[l], lengths[l]);
+        arrays[`v${l}`] = rowsOf(values[l], lengths[l]);
+      }
+      return { mode: type, length: lengths[0], meta, arrays };
+    },
+    importState(state) {
+      checkMeta(type, meta, state);
+      for (let l = 0; l < numLayers; l++) {
+        const k = state.arrays[`k${l}`];
+        const v = state.arrays[`v${l}`];
+        const rows = k === undefined ? -1 : k.length / kvDim;
+        if (k === undefined || v === undefined || k.BYTES_PER_ELEMENT !== elem || v.length !== k.length || rows !== state.length) {
+          throw new ShapeError("cache restore", `${state.length} rows of ${kvDim} ${type} keys and values in layer ${l}`, `${k?.length} and ${v?.length} values`);
+        }
+        new Uint8Array(kernels.memory.buffer, keys[l], k.byteLength).set(new Uint8Array(k.buffer, k.byteOffset, k.byteLength));
+        new Uint8Array(kernels.memory.buffer, values[l], v.byteLength).set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+        lengths[l] = state.length;
+      }
+    },
     length: () => lengths[0],
     truncate(pos) {
       for (let l = 0; l < numLayers; l++) lengths[l] = Math.min(lengths[l], pos);

@@ -8,6 +8,7 @@
  */
 import { type Encoding, lutPlanes, matrixLayout } from "../../format/encoding.ts";
 import { dequantize } from "../../format/pack-dequantize.ts";
+import { f16ToF32 } from "../../format/pack-f16.ts";
 import { isLutEncoding, type LutEncoding, unpackLut } from "../../format/pack-lut.ts";
 import { KernelError } from "../../errors.ts";
 
@@ -96,7 +97,16 @@ export function lutGroupSums(e: LutEncoding, bytes: Uint8Array, rows: number, co
 }
 
 /** Adds one (row, group) term of the kernel's epilogue to acc, in the kernel's f32 order. */
-function accumulate(acc: number, e: LutEncoding, sv: Float32Array, at: number, sums: Int32Array, s: number, hts: number, sx: number): number {
+function accumulate(
+  acc: number,
+  e: LutEncoding,
+  sv: Float32Array,
+  at: number,
+  sums: Int32Array,
+  s: number,
+  hts: number,
+  sx: number,
+): number {
   if (e.kind === "ternary") {
     const halfSx = f(sx * 0.5);
     for (let k = 0; k < e.planes; k++) {
@@ -163,8 +173,67 @@ export function matmulF64(w: Float32Array, x: Float32Array, m: number, rows: num
   return out;
 }
 
-/** Twin of gemm_f32 / gemm_f16 / gemm_q8: f64 dot products on the dequantised weights. */
+/** Twin of gemm_f32 / gemm_f16 / gemm_q8 (f32 activations): f64 dot products on the dequantised weights. */
 export function gemmDense(e: Encoding, bytes: Uint8Array, rows: number, cols: number, x: Float32Array, m: number): Float32Array {
   if (isLutEncoding(e)) throw new KernelError(`gemmDense: ${e.kind} is a LUT encoding; use buildLut + gemmLut`);
   return matmulF64(dequantize(e, bytes, rows, cols), x, m, rows, cols);
+}
+
+/** Bytes of one token's quantised q8 activations: int16 codes (groups*group) + f32 scales. */
+export function q8ActByteLength(cols: number, group: number): number {
+  const groups = Math.ceil(cols / group);
+  return groups * group * 2 + groups * 4;
+}
+
+/** Twin of quantize_q8_act for one token: absmax int8 per block of `group` (zero padded). */
+export function quantizeQ8Act(x: Float32Array, cols: number, group: number): { q: Int16Array; scales: Float32Array } {
+  const groups = Math.ceil(cols / group);
+  const q = new Int16Array(groups * group);
+  const scales = new Float32Array(groups);
+  for (let g = 0; g < groups; g++) {
+    const end = Math.min(cols, (g + 1) * group);
+    let amax = 0;
+    for (let i = g * group; i < end; i++) amax = Math.max(amax, Math.abs(x[i]));
+    const inv = amax > 0 ? f(127 / amax) : 0;
+    for (let i = g * group; i < end; i++) q[i] = Math.max(-127, Math.min(127, roundEven(f(x[i] * inv))));
+    scales[g] = f(amax / 127);
+  }
+  return { q, scales };
+}
+
+/**
+ * Twin of gemm_q8_i8: int32 dot per (row, group) in the kernel's 4 lanes (lane j of a 16-column
+ * chunk takes columns 2j, 2j+1, 8+2j, 9+2j), scaled by f32(weight scale * activation scale).
+ */
+export function gemmQ8I8(
+  e: Extract<Encoding, { kind: "q8" }>,
+  bytes: Uint8Array,
+  rows: number,
+  cols: number,
+  x: Float32Array,
+  m: number,
+): Float32Array {
+  const l = matrixLayout(e, rows, cols);
+  const G = e.group;
+  const w = new Int8Array(bytes.buffer, bytes.byteOffset, l.byteLength);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, l.byteLength);
+  const out = new Float32Array(m * rows);
+  for (let t = 0; t < m; t++) {
+    const { q, scales } = quantizeQ8Act(x.subarray(t * cols, (t + 1) * cols), cols, G);
+    for (let r = 0; r < rows; r++) {
+      const row = [0, 0, 0, 0];
+      for (let g = 0; g < l.groups; g++) {
+        const acc = [0, 0, 0, 0];
+        for (let c = g * G; c < (g + 1) * G; c += 16) {
+          for (let j = 0; j < 4; j++) {
+            for (const k of [2 * j, 2 * j + 1, 8 + 2 * j, 9 + 2 * j]) acc[j] += w[r * l.colsPadded + c + k] * q[c + k];
+          }
+        }
+        const s = f(f16ToF32(view.getUint16(l.scaleOffset + 2 * (r * l.groups + g), true)) * scales[g]);
+        for (let j = 0; j < 4; j++) row[j] = f(row[j] + f(acc[j] * s));
+      }
+      out[t * rows + r] = f(f(row[0] + row[1]) + f(row[2] + row[3]));
+    }
+  }
+  return out;
 }

@@ -1,0 +1,34 @@
+/**
+ * What every attention state of the WASM engine offers beyond the reference contract: its
+ * mode, its compact size (bytes per cached position, fixed buffers) and its content as named
+ * arrays, which sessions write to a file and read back.
+ */
+import type { ReferenceCache } from "./reference-cache.ts";
+
+export const KV_MODES = ["f32", "f16", "q8", "q4", "xquant", "xquant-cl"] as const;
+export type KvMode = typeof KV_MODES[number];
+
+/** A typed array section of a saved cache. */
+export type StateArray = Uint8Array | Uint16Array | Uint32Array | Float32Array;
+
+export interface KvCacheState {
+  readonly mode: KvMode;
+  /** Positions held. */
+  readonly length: number;
+  /** Small JSON-able settings the cache must be rebuilt with (bits, groups, windows). */
+  readonly meta: Record<string, unknown>;
+  readonly arrays: Record<string, StateArray>;
+}
+
+export interface KvCache extends ReferenceCache {
+  readonly mode: KvMode;
+  /** Compact bytes per cached position, all layers (the asymptotic cost of one more token). */
+  readonly bytesPerToken: number;
+  /** Bytes held regardless of length: full-precision windows, staging and accumulators. */
+  readonly fixedBytes: number;
+  /** The settings a restored cache must match (compared on restore). */
+  readonly meta: Record<string, unknown>;
+  exportState(): KvCacheState;
+  /** Replaces the content; throws ShapeError when the state was saved with other settings. */
+  importState(state: KvCacheState): void;
+}

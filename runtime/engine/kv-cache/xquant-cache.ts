@@ -1,0 +1,175 @@
+/**
+ * XQuant attention state (arXiv 2508.10395): instead of keys and values, cache what they are
+ * computed from and rematerialise K and V for every cached position at every step.
+ * - Multi-head models: the post-norm layer input X (hidden per position, half of K+V),
+ *   quantised per token (asymmetric, groups of 128 along hidden); K, V = projector(X̂), which
+ *   is the architecture's projectKv (bias, q/k norm, RoPE at each row's position).
+ * - Grouped-query models (X would be larger than K+V): the SVD latents X·Uk, quantised per
+ *   channel (blocks of positions, like KIVI keys; latent channel 0 kept in f16 at ≤ 2 bits,
+ *   the paper's outlier note), and X·Uv, quantised per token; K and V are rebuilt through the
+ *   small Σ·Bᵀ matrices (xquant-svd.ts), again inside projectKv so the bias, k_norm and RoPE
+ *   follow the model's own code: XQuant rebuilds the pre-norm projection, so k_norm must be
+ *   re-applied, and RoPE per position after reconstruction.
+ * The newest `window` positions stay unquantised. The block being processed uses the k and v
+ * the model just computed; only older positions are rematerialised.
+ */
+import type { Pool } from "../../kernels/pool.ts";
+import type { Kernels } from "../../kernels/wasm.ts";
+import type { AttentionInput, KvProjector } from "../../ops/types.ts";
+import { MAX_TOKENS_PER_CALL } from "../../ops/wasm-ops.ts";
+import { checkCodeBits } from "./kv-quant.ts";
+import { checkMeta } from "./kivi-cache.ts";
+import type { CacheShape } from "./reference-cache.ts";
+import { createRowStore, getStoreState, putStoreState, type RowStore, type RowStoreOptions } from "./row-store.ts";
+import { checkAttentionInput, createStagedAttention, type StagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
+import type { KvCache, KvCacheState, StateArray } from "./types.ts";
+import type { LatentCodec } from "./xquant-svd.ts";
+
+export interface XquantOptions {
+  /** Bits of the cached X or latents; default 4. */
+  readonly bits?: number;
+  /** Channels per group (X, value latents); default 128. */
+  readonly group?: number;
+  /** Positions per block of the key latents' per-channel groups; default 32. */
+  readonly keyBlock?: number;
+  /** Newest positions kept unquantised; default 128. */
+  readonly window?: number;
+}
+
+export interface XquantSources {
+  readonly hidden: number;
+  /** Multi-head path: K and V from X. */
+  readonly projector: KvProjector;
+  /** Grouped-query path: the SVD latent codec; when absent, X is cached. */
+  readonly latent?: LatentCodec;
+}
+
+/** One cached stream per layer and what it needs. */
+interface StreamSpec extends Omit<RowStoreOptions, "capacity"> {
+  readonly name: string;
+}
+
+function streamsFor(shape: CacheShape, hidden: number, rank: number | undefined, options: XquantOptions): StreamSpec[] {
+  const bits = checkCodeBits(options.bits ?? 4, "xquant bits");
+  const group = options.group ?? 128;
+  const window = options.window ?? 128;
+  if (rank === undefined) return [{ name: "x", width: hidden, bits, axis: "token", group: Math.min(group, hidden), window }];
+  return [
+    { name: "lk", width: rank, bits, axis: "channel", group: options.keyBlock ?? 32, window, exactChannels: bits <= 2 ? [0] : [] },
+    { name: "lv", width: rank, bits, axis: "token", group: Math.min(group, rank), window },
+  ];
+}
+
+/** Compact bytes per position and fixed bytes of an XQuant cache. */
+export function xquantCacheBytes(shape: CacheShape, hidden: number, rank: number | undefined, options: XquantOptions) {
+  let perLayer = 0;
+  let windows = 0;
+  for (const s of streamsFor(shape, hidden, rank, options)) {
+    const block = s.axis === "channel" ? s.group : 1;
+    perLayer += Math.ceil((s.width * s.bits) / 8) + (s.axis === "channel" ? (4 * s.width) / s.group : 4 * Math.ceil(s.width / s.group)) +
+      2 * (s.exactChannels?.length ?? 0);
+    windows += (s.window + block) * s.width * 4;
+  }
+  return { perToken: shape.numLayers * perLayer, fixed: shape.numLayers * windows + stagedAttentionBytes(shape) };
+}
+
+export function createXquantCache(
+  kernels: Kernels,
+  pool: Pool | undefined,
+  shape: CacheShape,
+  sources: XquantSources,
+  options: XquantOptions = {},
+): KvCache & { rematerialize(layer: number, from: number, to: number): { k: Float32Array; v: Float32Array } } {
+  const kvDim = shape.numKvHeads * shape.headDim;
+  const rank = sources.latent?.rank;
+  const specs = streamsFor(shape, sources.hidden, rank, options);
+  const width = specs.reduce((w, s) => w + s.width, 0); // encoded row: the streams side by side
+  const stores: RowStore[][] = [];
+  for (let l = 0; l < shape.numLayers; l++) stores.push(specs.map((s) => createRowStore({ ...s, capacity: shape.contextLength })));
+  const staged: StagedAttention = createStagedAttention(kernels, pool, shape);
+  const meta = { specs, numLayers: shape.numLayers, kvDim, contextLength: shape.contextLength };
+  const bytes = xquantCacheBytes(shape, sources.hidden, rank, options);
+
+  const encode = (layer: number, x: Float32Array, n: number) => sources.latent === undefined ? x : sources.latent.encode(layer, x, n);
+  const decode = (layer: number, rows: Float32Array, n: number, first: number) =>
+    sources.latent === undefined ? sources.projector(layer, rows, n, first) : sources.latent.decode(layer, rows, n, first);
+
+  /** Encoded rows from..to-1 of a layer, (to - from, width). */
+  const readEncoded = (layer: number, from: number, to: number): Float32Array => {
+    const n = to - from;
+    if (specs.length === 1) {
+      const out = new Float32Array(n * width);
+      stores[layer][0].read(from, to, out, 0);
+      return out;
+    }
+    const out = new Float32Array(n * width);
+    let col = 0;
+    specs.forEach((s, i) => {
+      const part = new Float32Array(n * s.width);
+      stores[layer][i].read(from, to, part, 0);
+      for (let r = 0; r < n; r++) out.set(part.subarray(r * s.width, (r + 1) * s.width), r * width + col);
+      col += s.width;
+    });
+    return out;
+  };
+
+  const appendEncoded = (layer: number, rows: Float32Array, n: number, first: number) => {
+    let col = 0;
+    specs.forEach((s, i) => {
+      const part = specs.length === 1 ? rows : new Float32Array(n * s.width);
+      if (specs.length > 1) for (let r = 0; r < n; r++) part.set(rows.subarray(r * width + col, r * width + col + s.width), r * s.width);
+      stores[layer][i].append(part, n, first);
+      col += s.width;
+    });
+  };
+
+  /** Writes rematerialised K and V of positions from..to-1 into kOut/vOut from row outRow. */
+  const rematerializeInto = (layer: number, from: number, to: number, kOut: Float32Array, vOut: Float32Array, outRow: number) => {
+    for (let p = from; p < to; p += MAX_TOKENS_PER_CALL) {
+      const m = Math.min(MAX_TOKENS_PER_CALL, to - p);
+      const { k, v } = decode(layer, readEncoded(layer, p, p + m), m, p);
+      kOut.set(k, (outRow + p - from) * kvDim);
+      vOut.set(v, (outRow + p - from) * kvDim);
+    }
+  };
+
+  const cache = {
+    shape,
+    mode: "xquant" as const,
+    meta,
+    bytesPerToken: bytes.perToken,
+    fixedBytes: bytes.fixed,
+    length: () => stores[0][0].length(),
+    truncate(pos: number) {
+      for (const layer of stores) for (const s of layer) s.truncate(pos);
+    },
+    attend(input: AttentionInput): Float32Array {
+      const { layer, q, k, v, n, startPos, x } = input;
+      checkAttentionInput(shape, input, stores[layer][0].length());
+      appendEncoded(layer, encode(layer, x, n), n, startPos);
+      const base = staged.firstNeeded(startPos);
+      const view = staged.views();
+      rematerializeInto(layer, base, startPos, view.k, view.v, 0);
+      view.k.set(k, (startPos - base) * kvDim);
+      view.v.set(v, (startPos - base) * kvDim);
+      return staged.run(q, n, startPos, base);
+    },
+    /** K and V of cached positions from..to-1 rebuilt from the cache (tests and sessions). */
+    rematerialize(layer: number, from: number, to: number) {
+      const k = new Float32Array((to - from) * kvDim);
+      const v = new Float32Array((to - from) * kvDim);
+      rematerializeInto(layer, from, to, k, v, 0);
+      return { k, v };
+    },
+    exportState(): KvCacheState {
+      const arrays: Record<string, StateArray> = {};
+      stores.forEach((layer, l) => layer.forEach((s, i) => putStoreState(arrays, `${specs[i].name}${l}`, s.exportState())));
+      return { mode: "xquant", length: cache.length(), meta, arrays };
+    },
+    importState(state: KvCacheState) {
+      checkMeta("xquant", JSON.parse(JSON.stringify(meta)), state);
+      stores.forEach((layer, l) => layer.forEach((s, i) => s.importState(getStoreState(state.arrays, `${specs[i].name}${l}`))));
+    },
+  };
+  return cache;
+}
