@@ -1,0 +1,123 @@
+// `bun run quantize` end to end: byte-identical output for identical input, the --report mode,
+// and every bad input (missing path, unknown architecture, missing tensor, bad flags,
+// unwritable output, Ctrl-C) failing with a clear message, a non-zero exit and no file.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { importModel } from "../../quantizer/import/index.ts";
+import { writeRandomModel } from "../fixtures/write-model.ts";
+import { haveFiles, modelPath } from "../shared-data.ts";
+
+const REPO = new URL("../..", import.meta.url).pathname;
+const CLI = join(REPO, "quantizer/cli.ts");
+const STORIES = modelPath("stories260K/stories260K.bin");
+const TOK = modelPath("stories260K/tok512.bin");
+const CALIB = new URL("./calibration-small.txt", import.meta.url).pathname;
+const available = haveFiles("stories260K/stories260K.bin", "stories260K/tok512.bin", "hf-tokenizers/llama2/tokenizer.json");
+
+let dir = "";
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "crumb-quantize-cli-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function run(args: string[]) {
+  const p = Bun.spawnSync([process.execPath, CLI, ...args], { cwd: REPO, env: { ...process.env, NO_COLOR: "1" } });
+  return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+}
+
+/** Nothing but `keep` in the scratch directory: no output, no temp file. */
+function expectNoOutput(keep: string[] = []): void {
+  expect(readdirSync(dir).filter((f) => !keep.includes(f))).toEqual([]);
+}
+
+describe.skipIf(!available)("quantize CLI", () => {
+  test("same input twice gives byte-identical files; the file loads and reports itself", async () => {
+    const a = join(dir, "a.q2");
+    const b = join(dir, "b.q2");
+    const args = [STORIES, "--tokenizer", TOK, "--bits", "2", "--method", "gptq", "--calib", CALIB, "--eval-tokens", "96"];
+    const first = run([...args, "-o", a]);
+    expect(first.stderr).toBe("");
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain("model.layers.0.self_attn.q_proj.weight");
+    expect(first.stdout).toMatch(/q2g32zp\s+gptq\s+16\.0 KiB ->\s+1\.5 KiB/);
+    expect(first.stdout).toContain("KL divergence");
+    const second = run([...args, "-o", b, "--json"]);
+    expect(second.code).toBe(0);
+    const summary = JSON.parse(second.stdout);
+    for (const key of ["kl_mean", "kl_p99", "kl_max", "top1", "ppl_ratio", "bpw", "bytes"]) expect(typeof summary[key]).toBe("number");
+    expect(readFileSync(a)).toEqual(readFileSync(b));
+    expect(summary.bytes).toBe(readFileSync(a).length);
+
+    const source = await importModel(a);
+    expect(source.format).toBe("crumb");
+    expect(source.tokenizer).toBeDefined();
+    expect(source.tensors.get("model.layers.0.self_attn.k_proj.weight")!.dtype).toBe("q2g32zp");
+
+    const report = run(["--report", a, "--reference", STORIES, "--tokenizer", TOK, "--json", "--eval-tokens", "96"]);
+    expect(report.code).toBe(0);
+    const again = JSON.parse(report.stdout);
+    expect(again.kl_mean).toBeCloseTo(summary.kl_mean, 10);
+    expect(again.bytes).toBe(summary.bytes);
+    rmSync(a);
+    rmSync(b);
+  }, 30_000);
+
+  test("bad flags and paths: clear message, non-zero exit, no file", () => {
+    const out = join(dir, "x.q2");
+    const cases: [string[], RegExp, number][] = [
+      [[join(dir, "missing.bin"), "-o", out], /does not exist/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--bits", "5"], /--bits 5 is not supported/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--bits", "ternary", "--method", "gptq"], /--bits ternary needs --method absmean or ptqtp/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--keep", "*.down_proj.weight=q5"], /--keep .* must be <tensor-pattern>=<encoding>/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", join(dir, "no-such-dir", "x.q2")], /output directory .* does not exist/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", dir], /is a directory/, 1],
+      [[STORIES, "-o", out], /carries no tokenizer; pass --tokenizer/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--frobnicate"], /usage: bun run quantize/, 2],
+    ];
+    for (const [args, message, code] of cases) {
+      const r = run(args);
+      expect(r.stderr).toMatch(message);
+      expect(r.code).toBe(code);
+      expectNoOutput();
+    }
+  });
+
+  test("unknown architecture and missing tensors are refused by name", () => {
+    const model = join(dir, "hf");
+    writeRandomModel({ arch: "llama", hidden: 32, intermediate: 64, layers: 1, heads: 2 }, model);
+    const config = JSON.parse(readFileSync(join(model, "config.json"), "utf8"));
+    writeFileSync(join(model, "config.json"), JSON.stringify({ ...config, model_type: "gpt_neox" }));
+    const unknown = run([model, "-o", join(dir, "x.q2")]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/model_type "gpt_neox" is not supported; supported: llama/);
+    writeFileSync(join(model, "config.json"), JSON.stringify({ ...config, num_hidden_layers: 2 }));
+    const missing = run([model, "-o", join(dir, "x.q2")]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/missing tensor "model\.layers\.1\./);
+    expectNoOutput(["hf"]);
+    rmSync(model, { recursive: true });
+  }, 20_000);
+
+  test("Ctrl-C midway exits 130 and leaves no output or temp file", async () => {
+    const out = join(dir, "int.q2");
+    const child = Bun.spawn([process.execPath, CLI, STORIES, "--tokenizer", TOK, "--bits", "3", "--method", "gptq", "-o", out], {
+      cwd: REPO,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const reader = child.stdout.getReader();
+    let seen = "";
+    while (!seen.includes("calibrating")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += new TextDecoder().decode(value);
+    }
+    child.kill("SIGINT");
+    expect(await child.exited).toBe(130);
+    expect(await new Response(child.stderr).text()).toContain("interrupted");
+    expectNoOutput();
+  }, 20_000);
+});
+
