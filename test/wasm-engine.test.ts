@@ -138,3 +138,45 @@ describe("WASM backend errors", () => {
     expect(() => bad.forward([1])).toThrow(UnsupportedModelError);
   });
 });
+
+describe("sessions through the engine", () => {
+  test("a restored session continues exactly like the uninterrupted conversation", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { writeCheckpointFile } = await import("../runtime/format/file.ts");
+    const { loadEngine } = await import("../runtime/engine/load-engine.ts");
+    const { loadFixtureTokenizer } = await import("./fixtures/write-model.ts");
+    const dir = mkdtempSync(join(tmpdir(), "crumb-session-"));
+    try {
+      const spec: RandomModelSpec = { arch: "llama", hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2, vocab: 32000, seed: 9 };
+      const source = createRandomModel(spec, loadFixtureTokenizer("llama2"));
+      const model = join(dir, "tiny.q4");
+      await writeCheckpointFile(model, {
+        header: headerFor(source),
+        tensors: packModel(source, { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" }, { kind: "q8", group: 32 }),
+      });
+      const greedy = { temperature: 0, maxTokens: 8, stopAtEos: false } as const;
+      const run = async (engine: Awaited<ReturnType<typeof loadEngine>>, prompt: string) => {
+        const ids: number[] = [];
+        for await (const e of engine.generate(prompt, greedy)) if (e.type === "token") ids.push(e.id);
+        return ids;
+      };
+      const first = "Hello there, how are you";
+      const second = "Hello there, how are you today? I am";
+      const uninterrupted = await loadEngine(model, { kv: "q8", threads: 1 });
+      await run(uninterrupted, first);
+      const expected = await run(uninterrupted, second);
+      const session = join(dir, "chat.session");
+      const a = await loadEngine(model, { kv: "q8", threads: 1 });
+      await run(a, first);
+      expect(await a.saveSession(session)).toBeGreaterThan(0);
+      const b = await loadEngine(model, { kv: "q8", threads: 1 });
+      expect(await b.restoreSession(session)).toBeGreaterThan(5);
+      expect(await run(b, second)).toEqual(expected);
+      for (const e of [uninterrupted, a, b]) await e.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});

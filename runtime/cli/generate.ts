@@ -1,6 +1,6 @@
 /**
  * `crumb generate <model> [--tokenizer F] [-p PROMPT] [-n N] [--temperature T] [--seed S]
- * [--top-k K] [--top-p P] [--min-p P] [--ctx N] [--threads N] [--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget BYTES]`: prints only the
+ * [--top-k K] [--top-p P] [--min-p P] [--ctx N] [--threads N] [--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget BYTES] [--session FILE]`: prints only the
  * generated text on stdout (streamed, never broken UTF-8) and its statistics on stderr.
  * Packed crumb files run on the WASM engine; source checkpoints (HF directory, .gguf,
  * llama2.c .bin) on the fp32 reference engine.
@@ -16,7 +16,7 @@ import { numberOption, parseCommandLine } from "./args.ts";
 export const GENERATE_USAGE =
   "usage: bun run generate <model dir | model.gguf | model.bin> [--tokenizer <file>] [-p <prompt>] [-n <max tokens>] " +
   "[--temperature <t>] [--seed <s>] [--top-k <k>] [--top-p <p>] [--min-p <p>] [--ctx <positions>] [--threads <n>] " +
-  "[--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget <bytes, e.g. 64MB>]";
+  "[--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget <bytes, e.g. 64MB>] [--session <file>]";
 
 export interface CliIo {
   stdout(text: string): void;
@@ -37,6 +37,7 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
     threads: { type: "string" },
     kv: { type: "string", default: "f16" },
     "kv-budget": { type: "string" },
+    session: { type: "string" },
   }, GENERATE_USAGE);
   if (positionals.length !== 1) {
     throw new InvalidArgumentError("model", `give exactly one model path, got ${positionals.length}\n${GENERATE_USAGE}`);
@@ -68,6 +69,8 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
     kv: kv as KvType,
     kvBudget: values["kv-budget"] === undefined ? undefined : parseBytes(String(values["kv-budget"])),
   });
+  const session = values.session as string | undefined;
+  const restored = session !== undefined && existsSync(session) ? await engine.restoreSession(session) : 0;
   const loadMs = performance.now() - loadStart;
 
   const start = performance.now();
@@ -89,5 +92,9 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
     `\n[crumb] ${count} tokens in ${seconds.toFixed(2)} s: ${(count > 1 ? (count - 1) / decodeSeconds : 0).toFixed(1)} tokens/s decode; ` +
       `prompt ${promptTokens} tokens, first token after ${firstTokenMs.toFixed(0)} ms; load ${loadMs.toFixed(0)} ms (${engine.backendName})\n`,
   );
+  if (session !== undefined) {
+    const bytes = await engine.saveSession(session);
+    io.stderr(`[crumb] session ${session}: restored ${restored} tokens, saved ${bytes} bytes\n`);
+  }
   await engine.dispose();
 }

@@ -1,6 +1,6 @@
 /**
  * `crumb serve [model] [--tokenizer F] [--chat-template F] [--host 127.0.0.1] [--port 8080] [--api-key K]
- * [--threads N] [--kv auto] [--ctx N] [--parallel 1] [--queue 16] [--pooling mean|last]`:
+ * [--threads N] [--kv auto|f16|q8|q4|xquant|xquant-cl|f32] [--kv-budget B] [--ctx N] [--parallel 1] [--queue 16] [--pooling mean|last]`:
  * loads the model in the background (/health answers 503 until it is ready), serves the
  * OpenAI-compatible API on Bun or Deno, and on SIGTERM/SIGINT stops taking requests, lets
  * running ones finish (cancelling them after a grace period) and exits cleanly.
@@ -10,7 +10,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
 import { isPackedFile, loadEngine } from "../engine/load-engine.ts";
-import type { KvType } from "../engine/wasm-backend.ts";
+import { KV_TYPES, type KvType } from "../engine/wasm-backend.ts";
+import { parseBytes } from "../engine/kv-cache/auto.ts";
 import { defaultThreads } from "../kernels/pool.ts";
 import type { Pooling } from "../engine/types.ts";
 import { CrumbError, InvalidArgumentError } from "../errors.ts";
@@ -21,9 +22,8 @@ import { numberOption, parseCommandLine } from "./args.ts";
 
 export const SERVE_USAGE =
   "usage: bun run serve <model dir | model.gguf | model.bin> [--tokenizer <file>] [--chat-template <file.jinja>] [--host 127.0.0.1] [--port 8080] [--api-key <key>] " +
-  "[--threads <n>] [--kv auto] [--ctx <positions>] [--parallel 1] [--queue 16] [--pooling mean|last] [--grace <seconds>]";
+  "[--threads <n>] [--kv auto|f16|q8|q4|xquant|xquant-cl|f32] [--kv-budget <bytes>] [--ctx <positions>] [--parallel 1] [--queue 16] [--pooling mean|last] [--grace <seconds>]";
 
-const KV_MODES = ["auto", "f32", "f16", "q8", "q4", "xquant", "xquant-cl"];
 
 export interface ServeConfig {
   readonly model: string;
@@ -35,6 +35,7 @@ export interface ServeConfig {
   readonly apiKey?: string;
   readonly threads?: number;
   readonly kv: string;
+  readonly kvBudget?: number;
   readonly contextLength?: number;
   readonly parallel: number;
   readonly queueDepth: number;
@@ -71,6 +72,7 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     "api-key": { type: "string" },
     threads: { type: "string" },
     kv: { type: "string", default: "auto" },
+    "kv-budget": { type: "string" },
     ctx: { type: "string" },
     parallel: { type: "string", default: "1" },
     queue: { type: "string", default: "16" },
@@ -86,7 +88,9 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     throw new InvalidArgumentError("--chat-template", `chat template file "${template}" does not exist`);
   }
   const kv = String(values.kv);
-  if (!KV_MODES.includes(kv)) throw new InvalidArgumentError("--kv", `--kv must be one of ${KV_MODES.join(", ")}, got "${kv}"`);
+  if (!(KV_TYPES as readonly string[]).includes(kv)) {
+    throw new InvalidArgumentError("--kv", `--kv must be one of ${KV_TYPES.join(", ")}, got "${kv}"`);
+  }
   const pooling = String(values.pooling);
   if (pooling !== "mean" && pooling !== "last") {
     throw new InvalidArgumentError("--pooling", `--pooling must be mean or last, got "${pooling}"`);
@@ -100,6 +104,7 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     apiKey: (values["api-key"] as string | undefined) ?? env.CRUMB_API_KEY,
     threads: numberOption(values.threads, "--threads", { min: 1, max: 256, integer: true }),
     kv,
+    kvBudget: values["kv-budget"] === undefined ? undefined : parseBytes(String(values["kv-budget"])),
     contextLength: numberOption(values.ctx, "--ctx", { min: 1, integer: true }),
     parallel: numberOption(values.parallel, "--parallel", { min: 1, max: 64, integer: true })!,
     queueDepth: numberOption(values.queue, "--queue", { min: 0, max: 100_000, integer: true })!,
@@ -128,7 +133,8 @@ export async function runServe(
     tokenizer: config.tokenizer,
     contextLength: config.contextLength,
     threads: config.threads ?? defaultThreads(),
-    kv: config.kv === "auto" ? undefined : config.kv as KvType,
+    kv: config.kv as KvType,
+    kvBudget: config.kvBudget,
     chatTemplate: config.chatTemplate === undefined ? undefined : readFileSync(config.chatTemplate, "utf8"),
   });
   const queue = createRequestQueue({ parallel: config.parallel, depth: config.queueDepth });

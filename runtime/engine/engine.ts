@@ -8,6 +8,8 @@ import { InvalidArgumentError, TokenizerError } from "../errors.ts";
 import type { ModelSource, TokenizerFiles } from "../models/types.ts";
 import type { ModelArgs } from "../models/registry.ts";
 import type { ForwardOptions } from "../ops/types.ts";
+import type { KvCache } from "./kv-cache/types.ts";
+import { modelKey, restoreSession, saveSession } from "./kv-cache/session-file.ts";
 import { renderChat, selectChatTemplate } from "../tokenizer/chat-template.ts";
 import { createTokenizer } from "../tokenizer/tokenizer.ts";
 import { createReferenceEngine } from "./reference-engine.ts";
@@ -31,6 +33,8 @@ export interface ModelBackend extends SequenceBackend {
   readonly name: string;
   /** Stops worker threads, if any. */
   dispose?(): Promise<void>;
+  /** The cache, when it can be saved to and restored from a session file. */
+  readonly cache?: KvCache;
 }
 
 /** The model files that travel with the weights. */
@@ -70,6 +74,15 @@ export function createEngineOn(backend: ModelBackend, source: ModelMetadata, opt
   const cached: CachedSequence = { tokens: [] };
   const lock = createLock();
   const stopTokenIds = new Set<number>([...backend.args.eosTokenIds, ...tokenizer.eosTokenIds, ...eosFrom(source.generationConfig)]);
+
+  // Sessions only restore into the same model file: same config, same file name.
+  const sessionKey = modelKey({ args: backend.args, file: basename(source.path) });
+  const savableCache = (): KvCache => {
+    if (backend.cache === undefined || !("exportState" in backend.cache)) {
+      throw new InvalidArgumentError("session", `sessions are saved from packed models on the WASM engine; ${source.path} runs on the ${backend.name}`);
+    }
+    return backend.cache;
+  };
 
   const applyChatTemplate: Engine["applyChatTemplate"] = (messages, chatOptions = {}) => {
     const tools = chatOptions.tools;
@@ -150,6 +163,28 @@ export function createEngineOn(backend: ModelBackend, source: ModelMetadata, opt
     },
 
     backendName: backend.name,
+
+    async saveSession(path) {
+      const cache = savableCache();
+      const release = await lock.acquire();
+      try {
+        return saveSession(path, sessionKey, cached.tokens, cache);
+      } finally {
+        release();
+      }
+    },
+
+    async restoreSession(path) {
+      const cache = savableCache();
+      const release = await lock.acquire();
+      try {
+        cached.tokens = [];
+        cached.tokens = restoreSession(path, sessionKey, cache);
+        return cached.tokens.length;
+      } finally {
+        release();
+      }
+    },
 
     async dispose() {
       backend.reset();

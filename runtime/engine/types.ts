@@ -73,6 +73,13 @@ export interface Engine {
   generate(prompt: string | readonly number[] | readonly ChatMessage[], options?: GenerateOptions): AsyncGenerator<GenerateEvent>;
   /** One L2-normalised vector per input, pooled over the final hidden states. */
   embed(inputs: readonly string[], options?: { pooling?: Pooling }): Promise<Float32Array[]>;
+  /**
+   * Writes the cached conversation (tokens and KV cache in its compact form) to a file;
+   * returns its size. Only backends with a savable cache (the WASM engine) support it.
+   */
+  saveSession(path: string): Promise<number>;
+  /** Restores a saved conversation; a prompt that extends it then prefills only what is new. */
+  restoreSession(path: string): Promise<number>;
   /** Which backend runs the model ("wasm, 2 threads, kv f16", "reference fp32"). */
   readonly backendName: string;
   /** Frees worker threads and caches. */
