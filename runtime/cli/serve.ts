@@ -43,25 +43,38 @@ export interface ServeConfig {
   readonly graceSeconds: number;
 }
 
-/** The newest entry of the local model cache ($CRUMB_CACHE or ~/.cache/crumb, under models/). */
+/**
+ * The most recent model in the local cache ($CRUMB_CACHE, else ~/.cache/crumb/models, where
+ * `bun run pull` stores {org}--{name}/{commit}/ snapshots): the newest snapshot directory
+ * with a config.json, or packed crumb file, at most two levels down.
+ */
 function newestCachedModel(env: Record<string, string | undefined>): string | undefined {
   // HOME rather than os.homedir(): Deno would need --allow-sys for the latter.
   const home = env.HOME ?? env.USERPROFILE;
-  const root = env.CRUMB_CACHE ?? (home === undefined ? undefined : join(home, ".cache", "crumb"));
-  if (root === undefined) return undefined;
-  const dir = join(root, "models");
-  if (!existsSync(dir)) return undefined;
-  const entries = readdirSync(dir).map((name) => join(dir, name)).map((path) => ({ path, mtime: statSync(path).mtimeMs }));
-  entries.sort((a, b) => b.mtime - a.mtime);
-  return entries[0]?.path;
+  const root = env.CRUMB_CACHE?.trim() || (home === undefined ? undefined : join(home, ".cache", "crumb", "models"));
+  if (root === undefined || !existsSync(root)) return undefined;
+  const candidates: { path: string; mtime: number }[] = [];
+  const visit = (dir: string, depth: number) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      const stat = statSync(path);
+      if (stat.isDirectory()) {
+        if (existsSync(join(path, "config.json"))) candidates.push({ path, mtime: stat.mtimeMs });
+        else if (depth < 2 && name !== "refs") visit(path, depth + 1);
+      } else if (isPackedFile(path)) candidates.push({ path, mtime: stat.mtimeMs });
+    }
+  };
+  visit(root, 0);
+  candidates.sort((a, b) => b.mtime - a.mtime);
+  return candidates[0]?.path;
 }
 
 const NO_MODEL =
-  "no model given. Pass one (bun run serve <model dir | model.gguf | llama2.c model.bin>), set CRUMB_MODEL, or fetch and pack one:\n" +
-  "  bun run pull <org/repo>                  # e.g. HuggingFaceTB/SmolLM2-135M-Instruct\n" +
-  "  bun run quantize <dir> -o model.q4\n" +
+  "no model given, CRUMB_MODEL is not set and the local cache holds none. Get one:\n" +
+  "  bun run pull HuggingFaceTB/SmolLM2-135M-Instruct        # prints the directory it downloaded to\n" +
+  "  bun run quantize <that directory> --bits 4 -o model.q4\n" +
   "  bun run serve model.q4\n" +
-  "(pull and quantize arrive with their own issues; until then serve a Hugging Face directory, a .gguf or a llama2.c .bin directly)";
+  "(serve also runs a Hugging Face directory, a .gguf or a llama2.c .bin directly, on the slower fp32 reference engine)";
 
 export function parseServeArgs(argv: string[], env: Record<string, string | undefined> = process.env): ServeConfig {
   const { values, positionals } = parseCommandLine(argv, {
