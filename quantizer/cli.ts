@@ -14,7 +14,7 @@ import { basename, dirname, resolve } from "node:path";
 import process from "node:process";
 import { CrumbError, InvalidArgumentError } from "../runtime/errors.ts";
 import { writeCheckpointFile } from "../runtime/format/file.ts";
-import { parseCommandLine } from "../runtime/cli/args.ts";
+import { HelpRequested, parseCommandLine } from "../runtime/cli/args.ts";
 import { evaluateCheckpoint } from "./evaluate.ts";
 import { importModel } from "./import/index.ts";
 import { METHOD_NAMES, type MethodName } from "./methods/index.ts";
@@ -158,6 +158,10 @@ async function main(): Promise<number> {
     });
     return 0;
   } catch (error) {
+    if (error instanceof HelpRequested) {
+      process.stdout.write(`${error.usage}\n`);
+      return 0;
+    }
     if (error instanceof CrumbError) {
       process.stderr.write(`crumb quantize: ${error.message}\n`);
       return error instanceof InvalidArgumentError && error.argument === "argv" ? 2 : 1;

@@ -6,6 +6,7 @@
 import process from "node:process";
 import { CrumbError } from "./errors.ts";
 import { runGenerate } from "./cli/generate.ts";
+import { HelpRequested } from "./cli/args.ts";
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
   generate: (argv) =>
@@ -27,6 +28,10 @@ async function main(argv: string[]): Promise<number> {
     await run(rest);
     return 0;
   } catch (error) {
+    if (error instanceof HelpRequested) {
+      process.stdout.write(`${error.usage}\n`);
+      return 0;
+    }
     if (error instanceof CrumbError) {
       process.stderr.write(`crumb ${command}: ${error.message}\n`);
       return 1;

@@ -8,7 +8,7 @@
  */
 import process from "node:process";
 import { CrumbError, InvalidArgumentError } from "../../runtime/errors.ts";
-import { parseCommandLine } from "../../runtime/cli/args.ts";
+import { HelpRequested, parseCommandLine } from "../../runtime/cli/args.ts";
 import { createProgress, silentProgress } from "./progress.ts";
 import { pullModel } from "./pull.ts";
 
@@ -44,7 +44,10 @@ process.once("SIGINT", () => controller.abort(new Error("interrupted")));
 try {
   await main(process.argv.slice(2), controller.signal);
 } catch (error) {
-  if (!(error instanceof CrumbError)) throw error;
-  process.stderr.write(`pull: ${error.message}\n`);
-  process.exitCode = controller.signal.aborted ? 130 : 1;
+  if (error instanceof HelpRequested) process.stdout.write(`${error.usage}\n`);
+  else if (!(error instanceof CrumbError)) throw error;
+  else {
+    process.stderr.write(`pull: ${error.message}\n`);
+    process.exitCode = controller.signal.aborted ? 130 : 1;
+  }
 }

@@ -4,11 +4,21 @@
  * that names the flag and the accepted values.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { InvalidArgumentError } from "../errors.ts";
+import { CrumbError, InvalidArgumentError } from "../errors.ts";
 
 export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
 
+/** Thrown for --help / -h: the CLI prints `usage` on stdout and exits 0. */
+export class HelpRequested extends CrumbError {
+  constructor(readonly usage: string) {
+    super("help", usage);
+  }
+}
+
 export function parseCommandLine(argv: string[], options: OptionSpec, usage: string) {
+  if (argv.includes("--help") || (argv.includes("-h") && options.h === undefined && !Object.values(options).some((o) => o.short === "h"))) {
+    throw new HelpRequested(usage);
+  }
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (cause) {

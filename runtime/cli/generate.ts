@@ -14,7 +14,7 @@ import { defaultThreads } from "../kernels/pool.ts";
 import { numberOption, parseCommandLine } from "./args.ts";
 
 export const GENERATE_USAGE =
-  "usage: bun run generate <model dir | model.gguf | model.bin> [--tokenizer <file>] [-p <prompt>] [-n <max tokens>] " +
+  "usage: bun run generate <model.q4 | model dir | model.gguf | model.bin> [--tokenizer <file>] [-p <prompt>] [-n <max tokens>] " +
   "[--temperature <t>] [--seed <s>] [--top-k <k>] [--top-p <p>] [--min-p <p>] [--ctx <positions>] [--threads <n>] " +
   "[--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget <bytes, e.g. 64MB>] [--session <file>]";
 

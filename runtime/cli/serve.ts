@@ -21,7 +21,7 @@ import { createRequestQueue } from "../server/queue.ts";
 import { numberOption, parseCommandLine } from "./args.ts";
 
 export const SERVE_USAGE =
-  "usage: bun run serve <model dir | model.gguf | model.bin> [--tokenizer <file>] [--chat-template <file.jinja>] [--host 127.0.0.1] [--port 8080] [--api-key <key>] " +
+  "usage: bun run serve <model.q4 | model dir | model.gguf | model.bin> [--tokenizer <file>] [--chat-template <file.jinja>] [--host 127.0.0.1] [--port 8080] [--api-key <key>] " +
   "[--threads <n>] [--kv auto|f16|q8|q4|xquant|xquant-cl|f32] [--kv-budget <bytes>] [--ctx <positions>] [--parallel 1] [--queue 16] [--pooling mean|last] [--grace <seconds>]";
 
 
