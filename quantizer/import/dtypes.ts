@@ -4,52 +4,13 @@
  * (ggml-quants.c: Q8_0 = f16 scale d + 32 int8, x = q*d; Q4_0 = f16 scale d + 16 bytes,
  * x = (nibble - 8)*d with low nibbles holding elements 0..15 and high nibbles 16..31).
  */
+import { f16ToF32, f32ToF16 } from "../../runtime/format/pack-f16.ts";
+
+// binary16 conversions are the packed format's own; re-exported for the importers.
+export { f16ToF32, f32ToF16 };
 
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** binary16 bits → number (exact). */
-export function f16ToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac === 0 ? sign * Infinity : NaN;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
-/** number → binary16 bits, round to nearest even, overflow to ±Inf. */
-export function f32ToF16(x: number): number {
-  f32Scratch[0] = x;
-  const bits = u32Scratch[0]!;
-  const sign = (bits >>> 16) & 0x8000;
-  const exp = (bits >>> 23) & 0xff;
-  let mant = bits & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let m = mant >>> shift;
-    const rest = mant & ((1 << shift) - 1);
-    if (rest > half || (rest === half && (m & 1) === 1)) m += 1;
-    return sign | m;
-  }
-  let m = mant >>> 13;
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (m & 1) === 1)) {
-    m += 1;
-    if (m === 0x400) {
-      m = 0;
-      e += 1;
-      if (e >= 31) return sign | 0x7c00;
-    }
-  }
-  return sign | (e << 10) | m;
-}
 
 /** bfloat16 bits → number. */
 export function bf16ToF32(b: number): number {
