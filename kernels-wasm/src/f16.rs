@@ -1,6 +1,8 @@
 //! IEEE 754 binary16 ↔ binary32 conversion for the f16 KV cache.
 //! f16 → f32 is exact: the 15 magnitude bits shifted into f32 position and multiplied by 2^112
 //! rebias the exponent and normalise subnormals in one step; Inf/NaN are patched afterwards.
+//! The attention kernels' fast load skips the multiply (and the patch), leaving the 2^112
+//! factor to the caller and flagging Inf/NaN instead.
 //! f32 → f16 rounds to nearest, ties to even, with overflow to ±Inf and gradual underflow.
 use core::arch::wasm32::*;
 
@@ -80,4 +82,23 @@ pub unsafe extern "C" fn f16_to_f32(src: *const u16, dst: *mut f32, n: u32) {
     if body < n {
         crate::vmath::store_partial(dst.add(body), load_f16_partial(src.add(body), n - body), n - body);
     }
+}
+
+/// 2^112: the f16 → f32 exponent rebias as a factor.
+pub const TWO_112: f32 = 5.192_296_9e33;
+
+/// 8 f16 values at p as f32 divided by 2^112, exact for finite values: sign-extended into
+/// 32-bit lanes and shifted by 13, the 15 magnitude bits sit where f32 keeps them (sign copies
+/// in bits 30..28 are masked off), so an f16 exponent e reads as the f32 exponent e, i.e. the
+/// value times 2^-112 (f16 subnormals become f32 subnormals, still exact). A caller multiplying
+/// by x·2^112 restores the factor: (x·2^112)·(k·2^-112) rounds exactly as x·k. Inf/NaN would
+/// read as finite: `flag` keeps the largest magnitude bits seen so the caller can tell.
+#[inline(always)]
+pub unsafe fn load_f16x8_unscaled(p: *const u16, flag: &mut v128) -> (v128, v128) {
+    let a = v128_load(p as *const v128);
+    *flag = u16x8_max(*flag, v128_and(a, u16x8_splat(0x7fff)));
+    let mask = u32x4_splat(0x8fff_e000);
+    let lo = v128_and(i32x4_shl(i32x4_extend_low_i16x8(a), 13), mask);
+    let hi = v128_and(i32x4_shl(i32x4_extend_high_i16x8(a), 13), mask);
+    (lo, hi)
 }

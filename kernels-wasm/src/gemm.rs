@@ -8,7 +8,7 @@
 //! lane, see group_sums; at most G/4 = 32 lookups per row: inside the 257-lookup bound), then
 //! converted and scaled per row (S_p: plane sums; ts, sum_x: the group's table scale and sum):
 //!   zero-point (w = d(q-z)):  out += d * ((ts/2) * S + sum_x * ((2^b-1)/2 - z)),
-//!                             S = sum_p 2^p S_p combined exactly in int32;
+//!                             S = sum_p 2^p S_p combined exactly (in int16 when it fits);
 //!   per-plane (w = sum_p s_p bit_p + z): out += (ts/2) * sum_p s_p S_p + sum_x * ((sum_p s_p)/2 + z);
 //!   ternary (code = t+1, two bit-planes per trit-plane k):
 //!                             out += sum_k alpha_k * ((ts/2) * (S_2k + 2 S_2k+1) + sum_x/2).
@@ -48,18 +48,28 @@ pub fn small_i32x4_to_f32(v: v128) -> v128 {
 }
 
 /// 4 f32x4 (16 rows) from 16 f16 at `p`: exact for finite values (zero and subnormals too).
+/// Sign-extended to 32 bits and shifted by 13, an f16's 15 magnitude bits sit where f32 keeps
+/// them (the sign copies in bits 30..28 are masked off): that reads as the value times 2^-112,
+/// and × 2^112 rebiases the exponent, normalising subnormals.
 #[inline(always)]
 pub unsafe fn load_f16x16(p: *const u8) -> [v128; 4] {
     let a = v128_load(p as *const v128);
     let b = v128_load(p.add(16) as *const v128);
     [
-        f16x4_to_f32(u32x4_extend_low_u16x8(a)),
-        f16x4_to_f32(u32x4_extend_high_u16x8(a)),
-        f16x4_to_f32(u32x4_extend_low_u16x8(b)),
-        f16x4_to_f32(u32x4_extend_high_u16x8(b)),
+        f16_sext_to_f32(i32x4_extend_low_i16x8(a)),
+        f16_sext_to_f32(i32x4_extend_high_i16x8(a)),
+        f16_sext_to_f32(i32x4_extend_low_i16x8(b)),
+        f16_sext_to_f32(i32x4_extend_high_i16x8(b)),
     ]
 }
 
+#[inline(always)]
+fn f16_sext_to_f32(h: v128) -> v128 {
+    let bits = v128_and(i32x4_shl(h, 13), u32x4_splat(0x8fff_e000));
+    f32x4_mul(bits, f32x4_splat(5.192_297e33)) // 2^112
+}
+
+/// 4 f16 values zero-extended in u32 lanes to f32 (finite values; see load_f16x16).
 #[inline(always)]
 pub unsafe fn f16x4_to_f32(h: v128) -> v128 {
     let mag = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
@@ -67,7 +77,8 @@ pub unsafe fn f16x4_to_f32(h: v128) -> v128 {
     v128_or(val, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
 }
 
-/// Exact lookup sums of one block: [p][0] = rows 0..7, [p][1] = rows 8..15 of plane p (i16).
+/// Lookup accumulators of one block, from which unbias gives the exact sums: [p][0] = rows
+/// 0..7, [p][1] = rows 8..15 of plane p (i16).
 ///
 /// Tables are stored biased (entry + 128, unsigned), and byte 2j / 2j+1 of an index vector
 /// belongs to row j / 8+j. Read as u16 lanes, a swizzle result is lo + 256*hi with lo the
@@ -75,12 +86,12 @@ pub unsafe fn f16x4_to_f32(h: v128) -> v128 {
 /// bytes' carries land in the high byte) and a second accumulator sums hi = lane >> 8; at the
 /// end lo = total - 256*hi (mod 2^16). Both stay below 2^16 for up to 257 lookups per lane
 /// (G/4 <= 32 here), and subtracting 128 per lookup removes the bias.
-/// T tokens at once share each index vector load and nibble split: [t][p][half].
+/// T tokens at once share each index vector load and nibble split. Returns [tot, hi][t][p].
 #[inline(always)]
-unsafe fn group_sums<const B: usize, const G: usize, const T: usize>(
+unsafe fn group_sums_raw<const B: usize, const G: usize, const T: usize>(
     idx: *const u8,
     tabs: [*const u8; T],
-) -> [[[v128; 2]; B]; T] {
+) -> [[[v128; B]; T]; 2] {
     let mut tot = [[u16x8_splat(0); B]; T];
     let mut hi = [[u16x8_splat(0); B]; T];
     let mask = u8x16_splat(0x0f);
@@ -104,15 +115,53 @@ unsafe fn group_sums<const B: usize, const G: usize, const T: usize>(
             }
         }
     }
+    [tot, hi]
+}
+
+/// Per-plane sums from group_sums_raw's (tot, hi): lo = tot - 256*hi, both minus the bias.
+#[inline(always)]
+fn unbias<const B: usize, const G: usize>(tot: &[v128; B], hi: &[v128; B]) -> [[v128; 2]; B] {
     let bias = i16x8_splat((128 * (G / 4)) as i16);
-    let mut out = [[[i16x8_splat(0); 2]; B]; T];
-    for t in 0..T {
-        for p in 0..B {
-            let lo = i16x8_sub(tot[t][p], i16x8_shl(hi[t][p], 8));
-            out[t][p] = [i16x8_sub(lo, bias), i16x8_sub(hi[t][p], bias)];
-        }
+    let mut out = [[i16x8_splat(0); 2]; B];
+    for p in 0..B {
+        let lo = i16x8_sub(tot[p], i16x8_shl(hi[p], 8));
+        out[p] = [i16x8_sub(lo, bias), i16x8_sub(hi[p], bias)];
     }
     out
+}
+
+/// The exact sums of one block per token and plane: [t][p][half].
+#[inline(always)]
+unsafe fn group_sums<const B: usize, const G: usize, const T: usize>(
+    idx: *const u8,
+    tabs: [*const u8; T],
+) -> [[[v128; 2]; B]; T] {
+    let [tot, hi] = group_sums_raw::<B, G, T>(idx, tabs);
+    let mut out = [[[i16x8_splat(0); 2]; B]; T];
+    for t in 0..T {
+        out[t] = unbias::<B, G>(&tot[t], &hi[t]);
+    }
+    out
+}
+
+/// True when the combined sum S = sum_p 2^p S_p fits in i16 (|S_p| <= 127 G/4): every case
+/// but 4 planes at group 128.
+const fn combine_in_i16(b: usize, g: usize) -> bool {
+    ((1 << b) - 1) * 127 * (g / 4) < 32768
+}
+
+/// S = sum_p 2^p S_p straight from group_sums_raw (rows 0..7, rows 8..15), computed mod 2^16
+/// (exact when combine_in_i16): the bias is removed once for all planes.
+#[inline(always)]
+fn combined_i16<const B: usize, const G: usize>(tot: &[v128; B], hi: &[v128; B]) -> [v128; 2] {
+    let (mut t, mut h) = (tot[0], hi[0]);
+    for p in 1..B {
+        t = i16x8_add(t, i16x8_shl(tot[p], p as u32));
+        h = i16x8_add(h, i16x8_shl(hi[p], p as u32));
+    }
+    let bias = i16x8_splat((128 * (G / 4) * ((1 << B) - 1)) as i16);
+    let lo = i16x8_sub(t, i16x8_shl(h, 8));
+    [i16x8_sub(lo, bias), i16x8_sub(h, bias)]
 }
 
 #[inline(always)]
@@ -158,7 +207,13 @@ unsafe fn tile_gemm<const B: usize, const G: usize, const T: usize>(
         for t in 0..T {
             tabs[t] = luts[t].add(g * 4 * G);
         }
-        let sums = group_sums::<B, G, T>(blk, tabs);
+        let [tot, hi] = group_sums_raw::<B, G, T>(blk, tabs);
+        let mut sums = [[[i16x8_splat(0); 2]; B]; T];
+        if mode != MODE_ZERO_POINT || !combine_in_i16(B, G) {
+            for t in 0..T {
+                sums[t] = unbias::<B, G>(&tot[t], &hi[t]);
+            }
+        }
         let mut hts = [f32x4_splat(0.0); T];
         let mut sx = [f32x4_splat(0.0); T];
         for t in 0..T {
@@ -171,13 +226,21 @@ unsafe fn tile_gemm<const B: usize, const G: usize, const T: usize>(
                 let d = load_f16x16(scales);
                 let z = load_f16x16(scales.add(32));
                 let half = f32x4_splat(((1u32 << B) - 1) as f32 * 0.5);
+                let mut c = [[i16x8_splat(0); 2]; T];
+                if combine_in_i16(B, G) {
+                    for t in 0..T {
+                        c[t] = combined_i16::<B, G>(&tot[t], &hi[t]);
+                    }
+                }
                 for r in 0..4 {
                     let hz = f32x4_sub(half, z[r]);
                     for t in 0..T {
-                        let inner = f32x4_add(
-                            f32x4_mul(hts[t], combined(&sums[t], 0, B, r)),
-                            f32x4_mul(sx[t], hz),
-                        );
+                        let sum = if combine_in_i16(B, G) {
+                            small_i32x4_to_f32(quarter(&c[t], r))
+                        } else {
+                            combined(&sums[t], 0, B, r)
+                        };
+                        let inner = f32x4_add(f32x4_mul(hts[t], sum), f32x4_mul(sx[t], hz));
                         acc[t][r] = f32x4_add(acc[t][r], f32x4_mul(d[r], inner));
                     }
                 }

@@ -1,9 +1,11 @@
 //! q8 GEMV/GEMM on int8 activations (the llama.cpp q8_0 x q8_0 scheme): activations are
 //! quantised per block of the weight group (absmax, round half to even) into int16 lanes, and
-//! each (row, group) dot product is exact in int32 (`i32x4.dot_i16x8_s`), then scaled by
-//! weight scale x activation scale in f32. Weight layout: runtime/format/encoding.ts (q8).
+//! each (row, group) dot product is exact in int32 (`i32x4.dot_i16x8_s`, lanes reduced in
+//! int32), then converted to f32 and scaled by weight scale x activation scale. Groups go in
+//! fours: one transpose-add reduces four dot products, and their scales convert together.
+//! Weight layout: runtime/format/encoding.ts (q8).
 //! Twin: runtime/kernels/reference/matmul.ts (same lanes and f32 order: bit-exact).
-use crate::dense::f16_to_f32;
+use crate::gemm::f16x4_to_f32;
 use crate::lut::round_even;
 use core::arch::wasm32::*;
 
@@ -72,7 +74,25 @@ pub unsafe extern "C" fn quantize_q8_act(
     0
 }
 
-/// One row: sum over groups of (int32 dot, 4 lanes) * (weight scale * activation scale).
+/// Exact int32 dot of one group (4 lanes to be summed).
+#[inline(always)]
+unsafe fn group_dot(w: *const i8, xq: *const i16, group: usize) -> v128 {
+    let mut acc = i32x4_splat(0);
+    let mut i = 0;
+    while i < group {
+        let q = v128_load(w.add(i) as *const v128);
+        let a = v128_load(xq.add(i) as *const v128);
+        let b = v128_load(xq.add(i + 8) as *const v128);
+        acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_low_i8x16(q), a));
+        acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_high_i8x16(q), b));
+        i += 16;
+    }
+    acc
+}
+
+/// One row: groups in fours, lane j taking group 4c+j. Each group's exact int32 dot is
+/// converted to f32 and scaled by f32(weight scale x activation scale), lane j sums its groups
+/// in order, and the lanes are added pairwise at the end.
 #[inline(always)]
 unsafe fn dot_row(
     w: *const i8,
@@ -83,20 +103,30 @@ unsafe fn dot_row(
     group: usize,
 ) -> f32 {
     let mut row = f32x4_splat(0.0);
-    for g in 0..groups {
-        let mut acc = i32x4_splat(0);
-        let base = g * group;
-        let mut i = base;
-        while i < base + group {
-            let q = v128_load(w.add(i) as *const v128);
-            let a = v128_load(xq.add(i) as *const v128);
-            let b = v128_load(xq.add(i + 8) as *const v128);
-            acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_low_i8x16(q), a));
-            acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_high_i8x16(q), b));
-            i += 16;
+    let mut g = 0;
+    while g < groups {
+        let n = if groups - g < 4 { groups - g } else { 4 };
+        let mut acc = [i32x4_splat(0); 4];
+        for j in 0..n {
+            acc[j] = group_dot(w.add((g + j) * group), xq.add((g + j) * group), group);
         }
-        let s = f16_to_f32(*wscales.add(g)) * *xs.add(g);
-        row = f32x4_add(row, f32x4_mul(f32x4_convert_i32x4(acc), f32x4_splat(s)));
+        // Transpose-add: lane j = the sum of acc[j]'s lanes (exact in int32).
+        let t0 = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(acc[0], acc[1]), i32x4_shuffle::<2, 6, 3, 7>(acc[0], acc[1]));
+        let t1 = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(acc[2], acc[3]), i32x4_shuffle::<2, 6, 3, 7>(acc[2], acc[3]));
+        let dots = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(t0, t1), i32x4_shuffle::<2, 3, 6, 7>(t0, t1));
+        let (ws, sx) = if n == 4 {
+            (u32x4_extend_low_u16x8(v128_load64_zero(wscales.add(g) as *const u64)), v128_load(xs.add(g) as *const v128))
+        } else {
+            let (mut h, mut a) = ([0u32; 4], [0f32; 4]);
+            for j in 0..n {
+                h[j] = *wscales.add(g + j) as u32;
+                a[j] = *xs.add(g + j);
+            }
+            (v128_load(h.as_ptr() as *const v128), v128_load(a.as_ptr() as *const v128))
+        };
+        let s = f32x4_mul(f16x4_to_f32(ws), sx);
+        row = f32x4_add(row, f32x4_mul(f32x4_convert_i32x4(dots), s));
+        g += n;
     }
     (f32x4_extract_lane::<0>(row) + f32x4_extract_lane::<1>(row))
         + (f32x4_extract_lane::<2>(row) + f32x4_extract_lane::<3>(row))

@@ -1,5 +1,5 @@
 //! SIMD128 helpers shared by the elementwise and attention kernels: loads with zero/fill
-//! padding for ragged tails, horizontal reductions, and a vector exp.
+//! padding for ragged tails, horizontal reductions (also of 4 vectors at once), and a vector exp.
 //!
 //! exp: Cody–Waite range reduction x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split into a 9-bit
 //! head and a tail so n·ln2_hi is exact), a degree-7 Taylor polynomial for e^r (truncation
@@ -31,6 +31,16 @@ pub unsafe fn load_partial(p: *const f32, len: usize, fill: f32) -> v128 {
     load(buf.as_ptr())
 }
 
+/// Loads the first `n` (≤ 4) floats at `p`; other lanes are 0.
+#[inline(always)]
+pub unsafe fn load_upto(p: *const f32, n: usize) -> v128 {
+    if n == 4 {
+        load(p)
+    } else {
+        load_partial(p, n, 0.0)
+    }
+}
+
 /// Stores the first `len` (< 4) lanes of `v` at `p`.
 #[inline(always)]
 pub unsafe fn store_partial(p: *mut f32, v: v128, len: usize) {
@@ -47,6 +57,14 @@ pub unsafe fn store_partial(p: *mut f32, v: v128, len: usize) {
 pub fn hsum(v: v128) -> f32 {
     (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
         + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+}
+
+/// Lane-wise sums of 4 vectors: [Σa0, Σa1, Σa2, Σa3], each as (l0 + l2) + (l1 + l3).
+#[inline(always)]
+pub fn transpose_add(a: &[v128; 4]) -> v128 {
+    let t0 = f32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a[0], a[1]), i32x4_shuffle::<2, 6, 3, 7>(a[0], a[1]));
+    let t1 = f32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a[2], a[3]), i32x4_shuffle::<2, 6, 3, 7>(a[2], a[3]));
+    f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(t0, t1), i32x4_shuffle::<2, 3, 6, 7>(t0, t1))
 }
 
 #[inline(always)]

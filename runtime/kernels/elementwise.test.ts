@@ -248,6 +248,36 @@ describe("attention", () => {
       }
       expect(getF32(kern, out2, nHeads * headDim)).toEqual(got16);
     }));
+  // The f16 kernel converts in registers assuming finite values and redoes a KV head holding
+  // Inf/NaN (or a query too large to prescale) with the exact conversion.
+  test("attention_f16 with Inf/NaN in the cache or a huge query matches the twin", () =>
+    withArena(kern, () => {
+      const [nHeads, nKvHeads, headDim, kvLen] = [4, 2, 72, 9];
+      const n = kvLen * nKvHeads * headDim;
+      const cases: [string, (q: Float32Array, k: Uint16Array, v: Uint16Array) => void][] = [
+        ["Inf in K (kv head 0)", (_q, k) => void (k[(3 * nKvHeads + 0) * headDim + 5] = 0x7c00)],
+        ["NaN in V (kv head 1)", (_q, _k, v) => void (v[(6 * nKvHeads + 1) * headDim + 17] = 0x7e01)],
+        ["-Inf in V tail (kv head 0)", (_q, _k, v) => void (v[(2 * nKvHeads + 0) * headDim + 70] = 0xfc00)],
+        ["query beyond 2^15", (q) => q.forEach((x, i) => (q[i] = x * 1e5))],
+      ];
+      for (const [, edit] of cases) {
+        const q = randomF32(11, nHeads * headDim, 2);
+        const k = Uint16Array.from(randomF32(12, n), (x) => f32ToF16Ref(x));
+        const v = Uint16Array.from(randomF32(13, n), (x) => f32ToF16Ref(x));
+        edit(q, k, v);
+        const out = alloc(kern, nHeads * headDim);
+        const scratch = alloc(kern, nHeads * kvLen);
+        const args = { q: put(kern, q), out, scratch, nHeads, nKvHeads, headDim, kvLen };
+        attention(kern, "f16", { ...args, kCache: put(kern, k), vCache: put(kern, v), scale: 0.125 });
+        const got = Array.from(getF32(kern, out, nHeads * headDim));
+        const want = Array.from(attentionRef(q, Array.from(k, f16ToF32Ref), Array.from(v, f16ToF32Ref), nHeads, nKvHeads, headDim, kvLen, 0.125));
+        const special = want.map((w) => (Number.isFinite(w) ? "" : String(w)));
+        expect(got.map((g) => (Number.isFinite(g) ? "" : String(g)))).toEqual(special);
+        expect(special.some((x) => x !== "") || q[0] !== randomF32(11, 1, 2)[0]).toBe(true);
+        const finite = (a: number[]) => a.map((x, i) => (special[i] === "" ? x : 0));
+        expectClose(finite(got), finite(want), 2e-6, 2e-5);
+      }
+    }));
 });
 
 describe("argument checks", () => {

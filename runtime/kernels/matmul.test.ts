@@ -12,7 +12,7 @@ import { describe, expect, test } from "bun:test";
 import type { Encoding } from "../format/encoding.ts";
 import { encodingName, matrixLayout } from "../format/encoding.ts";
 import { dequantize } from "../format/pack-dequantize.ts";
-import { type LutEncoding, unpackLut } from "../format/pack-lut.ts";
+import { type LutEncoding, packBitplane, unpackLut } from "../format/pack-lut.ts";
 import { buildLut as buildLutWasm, createLut, createPackedMatrix, gemm, gemv, lutGroupSums as lutGroupSumsWasm } from "./matmul.ts";
 import { quantizeRtn, randomFloats } from "./matmul-fixtures.ts";
 import { buildLut, gemmLut, lutByteLength, lutGroupSums, matmulF64 } from "./reference/matmul.ts";
@@ -131,6 +131,31 @@ describe("LUT kernels: shapes and accuracy", () => {
       }
     } finally {
       k.arena.release(mark);
+    }
+  });
+
+  // Zero-point kernels combine the planes' sums in int16 when (2^b-1)*127*G/4 fits: codes all
+  // 2^b-1 (or 0) under equal activations make every lookup the table's +127 (or -127).
+  test("zero-point at the int8 table limit: plane sums combine exactly for every bits/group", () => {
+    for (const group of [32, 64, 128] as const) {
+      for (const bits of [1, 2, 3, 4] as const) {
+        const e = { kind: "bitplane", bits, group, scales: "zero-point" } as const;
+        const [rows, cols] = [32, 2 * group];
+        const codes = Uint8Array.from({ length: rows * cols }, (_, i) => (Math.floor(i / cols) % 2 === 0 ? (1 << bits) - 1 : 0));
+        const n = rows * 2;
+        const bytes = packBitplane(e, codes, { scales: new Float32Array(n).fill(0.5), zeros: new Float32Array(n).fill(0.25) }, rows, cols);
+        const x = new Float32Array(cols).fill(1.5);
+        const lut = buildLut(x, cols, group);
+        const mark = k.arena.mark();
+        try {
+          const y = gemv(k, createPackedMatrix(k, e, rows, cols, bytes), x) as Float32Array;
+          expect(y).toEqual(gemmLut(e, bytes, rows, cols, lut, 1));
+          const exact = matmulF64(dequantize(e, bytes, rows, cols), x, 1, rows, cols);
+          expect(Array.from(y, (v, i) => Math.abs(v - exact[i]) <= 1e-4 * Math.abs(exact[i]))).not.toContain(false);
+        } finally {
+          k.arena.release(mark);
+        }
+      }
     }
   });
 

@@ -202,8 +202,9 @@ export function quantizeQ8Act(x: Float32Array, cols: number, group: number): { q
 }
 
 /**
- * Twin of gemm_q8_i8: int32 dot per (row, group) in the kernel's 4 lanes (lane j of a 16-column
- * chunk takes columns 2j, 2j+1, 8+2j, 9+2j), scaled by f32(weight scale * activation scale).
+ * Twin of gemm_q8_i8: an exact int dot per (row, group), rounded to f32 and scaled by
+ * f32(weight scale * activation scale); f32 lane j sums groups j, j+4, j+8, ... in order and
+ * the lanes are added pairwise at the end.
  */
 export function gemmQ8I8(
   e: Extract<Encoding, { kind: "q8" }>,
@@ -223,14 +224,10 @@ export function gemmQ8I8(
     for (let r = 0; r < rows; r++) {
       const row = [0, 0, 0, 0];
       for (let g = 0; g < l.groups; g++) {
-        const acc = [0, 0, 0, 0];
-        for (let c = g * G; c < (g + 1) * G; c += 16) {
-          for (let j = 0; j < 4; j++) {
-            for (const k of [2 * j, 2 * j + 1, 8 + 2 * j, 9 + 2 * j]) acc[j] += w[r * l.colsPadded + c + k] * q[c + k];
-          }
-        }
+        let dot = 0;
+        for (let c = g * G; c < (g + 1) * G; c++) dot += w[r * l.colsPadded + c] * q[c];
         const s = f(f16ToF32(view.getUint16(l.scaleOffset + 2 * (r * l.groups + g), true)) * scales[g]);
-        for (let j = 0; j < 4; j++) row[j] = f(row[j] + f(acc[j] * s));
+        row[g % 4] = f(row[g % 4] + f(f(dot) * s));
       }
       out[t * rows + r] = f(f(row[0] + row[1]) + f(row[2] + row[3]));
     }
