@@ -1,0 +1,132 @@
+/**
+ * What the benchmark measures: the model shapes, crumb's weight encodings with the llama.cpp
+ * type each is compared against, and the row format of the results (bench.json, --json).
+ */
+import type { Encoding } from "../runtime/format/encoding.ts";
+import type { RandomModelSpec } from "../test/fixtures/random-model.ts";
+import type { GgufExportType } from "../quantizer/export/gguf-export.ts";
+
+export interface BenchShape {
+  readonly name: string;
+  readonly spec: RandomModelSpec;
+}
+
+const llama = (name: string, hidden: number, intermediate: number, layers: number, heads: number, kvHeads: number, vocab = 32000): BenchShape => ({
+  name,
+  spec: { arch: "llama", hidden, intermediate, layers, heads, kvHeads, vocab, maxPositions: 4096 },
+});
+
+export const SHAPES: Readonly<Record<string, BenchShape>> = {
+  "134M": llama("134M", 768, 2048, 12, 12, 12),
+  "1.1B": llama("1.1B", 2048, 5632, 22, 32, 4),
+  /**
+   * For the harness test: every dimension still tiles ggml's 256-weight super-blocks; the
+   * vocab keeps the first 512 Llama 2 tokens (specials, bytes, first merges).
+   */
+  tiny: llama("tiny", 256, 512, 2, 4, 2, 512),
+};
+
+export const ENCODING_NAMES = ["q2", "q3", "q4", "ternary"] as const;
+export type EncodingName = typeof ENCODING_NAMES[number];
+
+const bitplane = (bits: 2 | 3 | 4): Encoding => ({ kind: "bitplane", bits, group: 64, scales: "zero-point" });
+
+/** Every 2-D weight except the token embeddings (lm_head included, as llama.cpp's files do). */
+export const ENCODINGS: Readonly<Record<EncodingName, Encoding>> = {
+  q2: bitplane(2),
+  q3: bitplane(3),
+  q4: bitplane(4),
+  ternary: { kind: "ternary", group: 64, planes: 1 },
+};
+
+/**
+ * Token embeddings: int8 per 32 weights with an f16 scale in both engines (crumb q8 g32 and
+ * ggml Q8_0 are the same format), as quantised checkpoints usually keep them at 8 bits.
+ */
+export const EMBEDDING_ENCODING: Encoding = { kind: "q8", group: 32 };
+export const EMBEDDING_GGUF_TYPE: GgufExportType = "Q8_0";
+
+/** The llama.cpp type each crumb encoding is compared with (nearest bits per weight). */
+export const LLAMACPP_TYPE: Readonly<Record<EncodingName, GgufExportType>> = {
+  q2: "Q2_K",
+  q3: "Q2_K",
+  q4: "Q4_0",
+  ternary: "TQ2_0",
+};
+
+export interface LlamaCppResult {
+  readonly type: string;
+  readonly decode_tps: number;
+  readonly prefill_tps: number;
+  readonly ttft_ms: number;
+  readonly rss_mb: number;
+}
+
+export interface BenchRow {
+  readonly shape: string;
+  readonly encoding: EncodingName;
+  readonly kv: string;
+  readonly ctx: number;
+  readonly threads: number;
+  readonly decode_tps: number;
+  readonly prefill_tps: number;
+  readonly ttft_ms: number;
+  readonly rss_mb: number;
+  readonly kv_bytes_per_token: number;
+  readonly llamacpp: LlamaCppResult | null;
+}
+
+/** One timed run in a fresh process: fill the cache to ctx - decodeTokens, then decode. */
+export interface RunSpec {
+  readonly engine: "crumb" | "llamacpp";
+  readonly model: string;
+  readonly threads: number;
+  readonly ctx: number;
+  readonly kv: string;
+  readonly decodeTokens: number;
+  readonly seed: number;
+  /** Prompt ids are drawn below this (the model's vocab size). */
+  readonly vocab: number;
+}
+
+export interface RunResult {
+  readonly decode_tps: number;
+  readonly prefill_tps: number;
+  readonly ttft_ms: number;
+  readonly rss_mb: number;
+  readonly kv_bytes_per_token: number;
+  readonly prefill_tokens: number;
+  readonly decode_tokens: number;
+  /** Decoded ids (a sanity check that both engines actually generated). */
+  readonly ids: readonly number[];
+}
+
+/** Deterministic prompt ids in [3, vocab): no BOS/EOS/unk, the same for both engines. */
+export function promptIds(n: number, seed: number, vocab = 32000): number[] {
+  let a = (seed * 2654435761) >>> 0;
+  const ids: number[] = [];
+  for (let i = 0; i < n; i++) {
+    a = (Math.imul(a ^ (a >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
+    ids.push(3 + (a % (vocab - 3)));
+  }
+  return ids;
+}
+
+/** Peak resident set of this process in MiB (Linux VmHWM; elsewhere the current RSS). */
+export async function peakRssMb(): Promise<number> {
+  try {
+    const { readFileSync } = await import("node:fs");
+    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+    if (match !== null) return Number(match[1]) / 1024;
+  } catch {
+    // not Linux: fall through to the current RSS
+  }
+  return process.memoryUsage().rss / (1024 * 1024);
+}
+
+/** Greedy choice over one token's logits. */
+export function argmax(logits: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  return best;
+}
