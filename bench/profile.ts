@@ -3,7 +3,8 @@
  * --threads 1 --ctx 128`. Fills the cache with the WASM backend, then runs decode steps
  * through the architecture's forward pass with timed wrappers around `linear` (LUT tables +
  * matmul, split into the layers' matrices and lm_head) and the attention state's `attend`
- * (cache store + attention); the rest is norms, RoPE, activations, embedding and JS glue.
+ * (cache store + attention, on one thread); the rest is norms, RoPE, activations, embedding
+ * and JS glue. `--threads N` runs the matmuls on an N-thread pool.
  * Also reports the weight bytes streamed per token and the bandwidth the matmuls reach.
  */
 import { fileURLToPath } from "node:url";
@@ -29,7 +30,9 @@ export interface DecodeProfile {
 export async function profileDecode(modelPath: string, options: { threads: number; ctx: number; kv: string; steps: number; seed: number }): Promise<DecodeProfile> {
   const model = await loadPackedModel(modelPath);
   const { arch, args } = resolveModel(model.header.config);
-  const backend = await createWasmBackend(model, { threads: options.threads, kv: options.kv as KvType, contextLength: options.ctx });
+  // The backend (cache fill, attention) stays on one thread: a second worker pool next to its
+  // own would make the two compete for the cores. `threads` drives the profiled matmuls only.
+  const backend = await createWasmBackend(model, { threads: 1, kv: options.kv as KvType, contextLength: options.ctx });
   const pool = options.threads > 1 ? await createPool({ threads: options.threads, kernels: model.kernels }) : undefined;
   try {
     const ops = createWasmOps(model.kernels, pool);
