@@ -157,6 +157,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   }
 
   const extra: Record<string, unknown> = {};
+  if (source.pooling !== undefined) extra.pooling = source.pooling;
   const xquant = options.xquant ?? args.numKvHeads < args.numHeads;
   if (xquant) extra.xquant = addXquant(tensors, args.numLayers, args.hiddenSize, args.numKvHeads * args.headDim);
 

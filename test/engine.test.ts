@@ -123,6 +123,12 @@ describe.skipIf(!available)("engine on stories260K", () => {
     expect(dot(a, b)).toBeLessThan(0.9999);
     const [last] = await engine.embed(["The cat sat on the mat."], { pooling: "last" });
     expect(Array.from(last)).not.toEqual(Array.from(a));
+    expect(engine.pooling).toBe("mean");
+    // A model that declares last-token pooling gets it by default.
+    const source = await importModel(modelPath("stories260K/stories260K.bin"), { tokenizer: modelPath("stories260K/tok512.bin") });
+    const declared = createEngine({ ...source, pooling: "last" });
+    expect(declared.pooling).toBe("last");
+    expect(Array.from((await declared.embed(["The cat sat on the mat."]))[0])).toEqual(Array.from(last));
   });
 });
 

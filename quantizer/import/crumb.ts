@@ -46,6 +46,7 @@ export function packedSource(path: string, header: CheckpointHeader, tensors: re
     tokenizer: header.tokenizer ?? undefined,
     chatTemplates: header.chatTemplates,
     generationConfig: header.generationConfig,
+    pooling: header.extra.pooling === "last" || header.extra.pooling === "mean" ? header.extra.pooling : undefined,
   };
 }
 

@@ -152,3 +152,25 @@ describe("HF directory import: errors", () => {
     await expectTypedError(() => importModel(missing), FormatError, { file: missing, message: /no such file/ });
   });
 });
+
+describe("embedding pooling from sentence-transformers metadata", () => {
+  test("1_Pooling/config.json last-token and mean modes are read; none means undefined", async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { createRandomModel } = await import("../../test/fixtures/random-model.ts");
+    const { exportHfDirectory, importHfDirectory } = await import("./index.ts");
+    const dir = mkdtempSync(join(tmpdir(), "crumb-pooling-"));
+    try {
+      exportHfDirectory(createRandomModel({ arch: "qwen3", hidden: 32, intermediate: 64, layers: 1, heads: 2, vocab: 64 }), dir);
+      expect(importHfDirectory(dir).pooling).toBeUndefined();
+      mkdirSync(join(dir, "1_Pooling"));
+      writeFileSync(join(dir, "1_Pooling", "config.json"), JSON.stringify({ pooling_mode_lasttoken: true, pooling_mode_mean_tokens: false }));
+      expect(importHfDirectory(dir).pooling).toBe("last");
+      writeFileSync(join(dir, "1_Pooling", "config.json"), JSON.stringify({ pooling_mode_mean_tokens: true }));
+      expect(importHfDirectory(dir).pooling).toBe("mean");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

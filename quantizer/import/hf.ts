@@ -150,5 +150,15 @@ export function importHfDirectory(dir: string): ModelSource {
     tokenizer,
     chatTemplates: readChatTemplates(dir, tokenizerConfig),
     generationConfig: readJsonObject(path.join(dir, "generation_config.json"), false) ?? {},
+    pooling: readPooling(dir),
   };
+}
+
+/** sentence-transformers' pooling choice (1_Pooling/config.json): last token or mean, if declared. */
+function readPooling(dir: string): "mean" | "last" | undefined {
+  const config = readJsonObject(path.join(dir, "1_Pooling", "config.json"), false);
+  if (config === undefined) return undefined;
+  if (config.pooling_mode_lasttoken === true) return "last";
+  if (config.pooling_mode_mean_tokens === true) return "mean";
+  return undefined;
 }

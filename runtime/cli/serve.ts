@@ -39,7 +39,8 @@ export interface ServeConfig {
   readonly contextLength?: number;
   readonly parallel: number;
   readonly queueDepth: number;
-  readonly pooling: Pooling;
+  /** Overrides the model's own pooling. */
+  readonly pooling?: Pooling;
   readonly graceSeconds: number;
 }
 
@@ -89,7 +90,7 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     ctx: { type: "string" },
     parallel: { type: "string", default: "1" },
     queue: { type: "string", default: "16" },
-    pooling: { type: "string", default: "mean" },
+    pooling: { type: "string" },
     grace: { type: "string", default: "10" },
   }, SERVE_USAGE);
   if (positionals.length > 1) throw new InvalidArgumentError("model", `give one model path, got ${positionals.length}\n${SERVE_USAGE}`);
@@ -104,8 +105,8 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
   if (!(KV_TYPES as readonly string[]).includes(kv)) {
     throw new InvalidArgumentError("--kv", `--kv must be one of ${KV_TYPES.join(", ")}, got "${kv}"`);
   }
-  const pooling = String(values.pooling);
-  if (pooling !== "mean" && pooling !== "last") {
+  const pooling = values.pooling === undefined ? undefined : String(values.pooling);
+  if (pooling !== undefined && pooling !== "mean" && pooling !== "last") {
     throw new InvalidArgumentError("--pooling", `--pooling must be mean or last, got "${pooling}"`);
   }
   return {
@@ -121,7 +122,7 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     contextLength: numberOption(values.ctx, "--ctx", { min: 1, integer: true }),
     parallel: numberOption(values.parallel, "--parallel", { min: 1, max: 64, integer: true })!,
     queueDepth: numberOption(values.queue, "--queue", { min: 0, max: 100_000, integer: true })!,
-    pooling,
+    pooling: pooling as Pooling | undefined,
     graceSeconds: numberOption(values.grace, "--grace", { min: 0, max: 3600 })!,
   };
 }

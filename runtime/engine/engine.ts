@@ -43,6 +43,8 @@ export interface ModelMetadata {
   readonly tokenizer: TokenizerFiles | undefined;
   readonly chatTemplates: Readonly<Record<string, string>>;
   readonly generationConfig: Readonly<Record<string, unknown>>;
+  /** Embedding pooling the model declares; "mean" when it declares none. */
+  readonly pooling?: Pooling;
 }
 
 /** A FIFO mutex: `acquire` resolves with the release function once the caller's turn comes. */
@@ -75,6 +77,7 @@ export function createEngineOn(backend: ModelBackend, source: ModelMetadata, opt
   const lock = createLock();
   const stopTokenIds = new Set<number>([...backend.args.eosTokenIds, ...tokenizer.eosTokenIds, ...eosFrom(source.generationConfig)]);
 
+  const defaultPooling: Pooling = source.pooling ?? "mean";
   // Sessions only restore into the same model file: same config, same file name.
   const sessionKey = modelKey({ args: backend.args, file: basename(source.path) });
   const savableCache = (): KvCache => {
@@ -137,7 +140,7 @@ export function createEngineOn(backend: ModelBackend, source: ModelMetadata, opt
     },
 
     async embed(inputs, embedOptions = {}) {
-      const pooling: Pooling = embedOptions.pooling ?? "mean";
+      const pooling: Pooling = embedOptions.pooling ?? defaultPooling;
       const encoded = inputs.map((text, i) => {
         const ids = tokenizer.encode(text, { addSpecialTokens: true });
         if (ids.length === 0) throw new InvalidArgumentError(`input[${i}]`, `input ${i} is empty; embeddings need some text`);
@@ -163,6 +166,7 @@ export function createEngineOn(backend: ModelBackend, source: ModelMetadata, opt
     },
 
     backendName: backend.name,
+    pooling: defaultPooling,
 
     async saveSession(path) {
       const cache = savableCache();

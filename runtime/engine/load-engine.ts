@@ -69,6 +69,7 @@ export async function loadEngine(path: string, options: LoadEngineOptions = {}):
     tokenizer,
     chatTemplates: withTemplate(header.chatTemplates, options.chatTemplate),
     generationConfig: header.generationConfig,
+    pooling: header.extra.pooling === "last" || header.extra.pooling === "mean" ? header.extra.pooling : undefined,
   }, options);
 }
 

@@ -80,6 +80,8 @@ export interface Engine {
   saveSession(path: string): Promise<number>;
   /** Restores a saved conversation; a prompt that extends it then prefills only what is new. */
   restoreSession(path: string): Promise<number>;
+  /** Embedding pooling used when a request names none (the model's own, else "mean"). */
+  readonly pooling: Pooling;
   /** Which backend runs the model ("wasm, 2 threads, kv f16", "reference fp32"). */
   readonly backendName: string;
   /** Frees worker threads and caches. */

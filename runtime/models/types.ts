@@ -42,4 +42,6 @@ export interface ModelSource {
   readonly chatTemplates: Readonly<Record<string, string>>;
   /** generation_config.json contents (eos_token_id, temperature, ...), or {}. */
   readonly generationConfig: Readonly<Record<string, unknown>>;
+  /** Embedding pooling the model declares (sentence-transformers 1_Pooling/config.json), if any. */
+  readonly pooling?: "mean" | "last";
 }

@@ -27,7 +27,7 @@ export interface AppOptions {
   readonly queueDepth?: number;
   /** Largest request body in bytes (default 4 MiB); larger ones get 413. */
   readonly bodyLimit?: number;
-  /** Embedding pooling (default "mean"). */
+  /** Embedding pooling; default: the model's own (Engine.pooling). */
   readonly pooling?: Pooling;
   /** SSE keep-alive interval in ms (default 10 000). */
   readonly keepAliveMs?: number;
@@ -73,7 +73,7 @@ export function createApp(engine: Engine | Promise<Engine>, options: AppOptions 
     queue: options.queue ?? createRequestQueue({ parallel: options.parallel, depth: options.queueDepth }),
     metrics: options.metrics ?? createMetrics(),
     keepAliveMs: options.keepAliveMs ?? 10_000,
-    pooling: options.pooling ?? "mean",
+    pooling: options.pooling,
     log,
   };
   const app = new Hono();

@@ -15,8 +15,8 @@ export interface ServerContext {
   readonly metrics: Metrics;
   /** Milliseconds of silence before an SSE keep-alive comment. */
   readonly keepAliveMs: number;
-  /** Pooling for /v1/embeddings when the request does not say. */
-  readonly pooling: Pooling;
+  /** Pooling for /v1/embeddings: --pooling, else the model's own (Engine.pooling). */
+  readonly pooling: Pooling | undefined;
   readonly log: (line: string) => void;
 }
 

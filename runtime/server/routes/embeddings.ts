@@ -1,6 +1,6 @@
 /**
  * POST /v1/embeddings: one L2-normalised vector per input, pooled over the model's final
- * hidden states (mean or last token, from --pooling); `dimensions` truncates and
+ * hidden states (mean or last token: --pooling, else what the model declares); `dimensions` truncates and
  * renormalises (Matryoshka-style, as OpenAI's text-embedding-3 does); base64 output is the
  * little-endian float32 bytes, the openai SDK's default request.
  */
@@ -48,7 +48,7 @@ export function registerEmbeddings(app: Hono, ctx: ServerContext): void {
     const slot = await ctx.queue.enter(gone.signal);
     let vectors: Float32Array[];
     try {
-      vectors = await engine.embed(request.inputs, { pooling: ctx.pooling });
+      vectors = await engine.embed(request.inputs, { pooling: ctx.pooling ?? engine.pooling });
     } finally {
       slot.release();
     }
