@@ -41,17 +41,28 @@ export function affineError(x: Float64Array, h: Float64Array, n: number, p: Affi
   return err;
 }
 
-/** Weighted least squares of x ≈ a·q + c for the codes of p; returns refit params or undefined. */
-function refit(x: Float64Array, h: Float64Array, n: number, p: AffineParams, levels: number): AffineParams | undefined {
+/**
+ * One pass over the group with the codes of p: their weighted squared error, and the weighted
+ * least-squares refit x ≈ a·q + c for those codes (undefined when degenerate). Fused because
+ * the search needs both for every candidate and the pass dominates quantisation time.
+ */
+function errorAndRefit(x: Float64Array, h: Float64Array, n: number, p: AffineParams, levels: number): { err: number; next: AffineParams | undefined } {
+  let err = 0;
   let sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
   for (let i = 0; i < n; i++) {
     const q = affineCode(x[i], p, levels);
+    const e = x[i] - p.d * (q - p.z);
+    err += h[i] * e * e;
     sw += h[i];
     sq += h[i] * q;
     sqq += h[i] * q * q;
     sx += h[i] * x[i];
     sqx += h[i] * q * x[i];
   }
+  return { err, next: solveRefit(sw, sq, sqq, sx, sqx) };
+}
+
+function solveRefit(sw: number, sq: number, sqq: number, sx: number, sqx: number): AffineParams | undefined {
   const det = sw * sqq - sq * sq;
   if (!(Math.abs(det) > 1e-30 * Math.max(1, sw * sqq))) return undefined;
   const a = (sw * sqx - sq * sx) / det;
@@ -80,12 +91,12 @@ export function fitAffine(x: Float64Array, h: Float64Array, n: number, bits: num
   for (const ratio of CLIP_RATIOS) {
     let p: AffineParams | undefined = paramsForRange(lo * ratio, hi * ratio, levels);
     for (let step = 0; step < 3 && p !== undefined; step++) {
-      const err = affineError(x, h, n, p, levels);
+      const { err, next } = errorAndRefit(x, h, n, p, levels);
       if (err < bestErr) {
         bestErr = err;
         best = p;
       }
-      p = refit(x, h, n, p, levels);
+      p = next;
     }
   }
   return best;
