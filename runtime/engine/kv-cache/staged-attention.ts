@@ -2,16 +2,16 @@
  * Attention over keys and values staged as f32 in WASM memory, for the compressed caches:
  * they dequantise (q8/q4) or rematerialise (XQuant) the positions a block of queries reads
  * into the staging buffers, then the WASM attention_f32 kernel runs per query token with the
- * query heads split across the worker pool, as in wasm-cache.ts. Staging layout
+ * query heads split across the worker pool (wasm-cache.ts attendHeads). Staging layout
  * (positions, nKvHeads, headDim); staged row 0 holds position `base`.
  */
 import { ContextLengthError, ShapeError } from "../../errors.ts";
 import type { AttentionInput } from "../../ops/types.ts";
-import { attentionCallArgs, attentionScratchFloats } from "../../kernels/elementwise.ts";
+import { attentionScratchFloats } from "../../kernels/elementwise.ts";
 import type { Pool } from "../../kernels/pool.ts";
-import { splitRows } from "../../kernels/pool.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
 import type { CacheShape } from "./reference-cache.ts";
+import { attendHeads } from "./wasm-cache.ts";
 
 export interface StagedAttention {
   /** f32 views of the staging buffers, (contextLength, kvDim) each; valid until memory grows. */
@@ -40,7 +40,6 @@ export function createStagedAttention(kernels: Kernels, pool: Pool | undefined, 
   const qPtr = kernels.arena.alloc(qDim * 4, 64);
   const outPtr = kernels.arena.alloc(qDim * 4, 64);
   const scratchPtr = kernels.arena.alloc(attentionScratchFloats(numHeads, contextLength) * 4, 64);
-  const threads = pool?.threads ?? 1;
   const firstNeeded = (pos: number) => shape.slidingWindow === undefined ? 0 : Math.max(0, pos + 1 - shape.slidingWindow);
 
   return {
@@ -57,23 +56,17 @@ export function createStagedAttention(kernels: Kernels, pool: Pool | undefined, 
         const kvLen = end - first;
         const memory = kernels.memory.buffer;
         new Float32Array(memory, qPtr, qDim).set(q.subarray(t * qDim, (t + 1) * qDim));
-        const shards = splitRows(numHeads, threads).map(([headBegin, headEnd]) =>
-          attentionCallArgs(kernels, "f32", {
-            q: qPtr,
-            kCache: kPtr + (first - base) * kvDim * 4,
-            vCache: vPtr + (first - base) * kvDim * 4,
-            out: outPtr,
-            scratch: scratchPtr + headBegin * kvLen * 4,
-            nHeads: numHeads,
-            nKvHeads: numKvHeads,
-            headDim,
-            kvLen,
-            headBegin,
-            headEnd,
-          })
-        );
-        if (pool === undefined || shards.length === 1) kernels.exports.attention_f32(...shards[0]);
-        else pool.run("attention_f32", shards);
+        attendHeads(kernels, pool, "f32", {
+          q: qPtr,
+          kCache: kPtr + (first - base) * kvDim * 4,
+          vCache: vPtr + (first - base) * kvDim * 4,
+          out: outPtr,
+          scratch: scratchPtr,
+          nHeads: numHeads,
+          nKvHeads: numKvHeads,
+          headDim,
+          kvLen,
+        });
         out.set(new Float32Array(kernels.memory.buffer, outPtr, qDim), t * qDim);
       }
       return out;

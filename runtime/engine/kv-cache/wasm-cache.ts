@@ -6,7 +6,7 @@
  */
 import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { f32ToF16 } from "../../format/pack-f16.ts";
-import { attentionCallArgs, attentionScratchFloats, type CacheType } from "../../kernels/elementwise.ts";
+import { type AttentionArgs, attentionCallArgs, attentionScratchFloats, type CacheType } from "../../kernels/elementwise.ts";
 import type { Pool } from "../../kernels/pool.ts";
 import { splitRows } from "../../kernels/pool.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
@@ -28,6 +28,18 @@ export function wasmCacheBytes(shape: CacheShape, type: CacheType): number {
   return cache + scratch + 64 * 4;
 }
 
+/**
+ * One query token's attention with the query heads split across the pool (each shard gets
+ * its own slice of `scratch`, which must hold nHeads * kvLen floats).
+ */
+export function attendHeads(kernels: Kernels, pool: Pool | undefined, type: CacheType, args: AttentionArgs): void {
+  const shards = splitRows(args.nHeads, pool?.threads ?? 1).map(([headBegin, headEnd]) =>
+    attentionCallArgs(kernels, type, { ...args, scratch: args.scratch + headBegin * args.kvLen * 4, headBegin, headEnd })
+  );
+  if (pool === undefined || shards.length === 1) kernels.exports[`attention_${type}`](...shards[0]);
+  else pool.run(`attention_${type}`, shards);
+}
+
 export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape: CacheShape, type: CacheType): WasmCache {
   const { numLayers, numHeads, numKvHeads, headDim, contextLength } = shape;
   const elem = type === "f32" ? 4 : 2;
@@ -43,7 +55,6 @@ export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape:
   const outPtr = kernels.arena.alloc(numHeads * headDim * 4, 64);
   const scratchPtr = kernels.arena.alloc(attentionScratchFloats(numHeads, contextLength) * 4, 64);
   const lengths = new Array<number>(numLayers).fill(0);
-  const threads = pool?.threads ?? 1;
 
   const store = (base: number, pos: number, rows: Float32Array) => {
     const offset = base + pos * kvDim * elem;
@@ -113,23 +124,17 @@ export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape:
         const first = shape.slidingWindow === undefined ? 0 : Math.max(0, end - shape.slidingWindow);
         const kvLen = end - first;
         new Float32Array(memory, qPtr, qDim).set(q.subarray(t * qDim, (t + 1) * qDim));
-        const shards = splitRows(numHeads, threads).map(([headBegin, headEnd]) =>
-          attentionCallArgs(kernels, type, {
-            q: qPtr,
-            kCache: keys[layer] + first * kvDim * elem,
-            vCache: values[layer] + first * kvDim * elem,
-            out: outPtr,
-            scratch: scratchPtr + headBegin * kvLen * 4,
-            nHeads: numHeads,
-            nKvHeads: numKvHeads,
-            headDim,
-            kvLen,
-            headBegin,
-            headEnd,
-          })
-        );
-        if (pool === undefined || shards.length === 1) kernels.exports[`attention_${type}`](...shards[0]);
-        else pool.run(`attention_${type}`, shards);
+        attendHeads(kernels, pool, type, {
+          q: qPtr,
+          kCache: keys[layer] + first * kvDim * elem,
+          vCache: values[layer] + first * kvDim * elem,
+          out: outPtr,
+          scratch: scratchPtr,
+          nHeads: numHeads,
+          nKvHeads: numKvHeads,
+          headDim,
+          kvLen,
+        });
         out.set(new Float32Array(memory, outPtr, qDim), t * qDim);
       }
       return out;
