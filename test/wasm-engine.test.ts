@@ -5,6 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { resolveModel } from "../runtime/models/registry.ts";
 import type { Encoding } from "../runtime/format/encoding.ts";
 import { packedModelFromBytes } from "../runtime/engine/packed-model.ts";
+import { createKernels } from "../runtime/kernels/wasm.ts";
 import { createWasmBackend, type WasmBackend } from "../runtime/engine/wasm-backend.ts";
 import { createReferenceCache } from "../runtime/engine/kv-cache/reference-cache.ts";
 import { type PackedBytesMatrix, packedReferenceOps } from "../runtime/ops/packed-reference.ts";
@@ -118,6 +119,29 @@ describe("WASM backend equals its kernel twins on packed weights", () => {
       expect(relativeError((await wasmForward(spec, dense, TOKENS, 2, "f16")).logits, twinForward(spec, dense, TOKENS))).toBeLessThan(5e-3);
       const q4 = packModel(createRandomModel(spec), { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" }, { kind: "q8", group: 32 });
       expect(relativeError((await wasmForward(spec, q4, TOKENS, 2, "f16")).logits, twinForward(spec, q4, TOKENS))).toBeLessThan(5e-2);
+    });
+  }
+});
+
+describe("row-shard fallback (runtimes without shared WebAssembly memory)", () => {
+  for (const [arch, encoding] of [["llama", ENCODINGS[3]], ["qwen2", ENCODINGS[2]]] as const) {
+    test(`${arch} ${JSON.stringify(encoding)}: 2 and 3 threads on private memories equal 1 thread bit for bit`, async () => {
+      const spec: RandomModelSpec = { ...BASE, arch, heads: 4, kvHeads: 2, tieEmbeddings: arch === "qwen2" };
+      const source = createRandomModel(spec);
+      const tensors = packModel(source, encoding);
+      const run = async (threads: number) => {
+        const model = packedModelFromBytes(headerFor(source), tensors, createKernels({ shared: false }));
+        const backend = await createWasmBackend(model, { threads, kv: "f16", contextLength: 64 });
+        backends.push(backend);
+        const logits = [backend.forward(TOKENS.slice(0, 5), { allLogits: true }), ...TOKENS.slice(5).map((t) => backend.forward([t]))];
+        return { name: backend.name, logits };
+      };
+      const one = await run(1);
+      for (const threads of [2, 3]) {
+        const many = await run(threads);
+        expect(many.name).toContain(`${threads} threads (row shards`);
+        expect(many.logits).toEqual(one.logits);
+      }
     });
   }
 });

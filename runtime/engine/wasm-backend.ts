@@ -6,6 +6,7 @@
 import { ContextLengthError, InvalidArgumentError } from "../errors.ts";
 import { checkTensors, resolveModel } from "../models/registry.ts";
 import { createPool, disposePool, type Pool } from "../kernels/pool.ts";
+import { createShardPool, type ShardPool } from "../kernels/shard-pool.ts";
 import { createWasmOps, MAX_TOKENS_PER_CALL, packedWeightStore } from "../ops/wasm-ops.ts";
 import type { ForwardContext, ForwardOptions } from "../ops/types.ts";
 import type { ModelBackend } from "./engine.ts";
@@ -44,9 +45,8 @@ export async function createWasmBackend(model: PackedModel, options: WasmBackend
     throw new InvalidArgumentError("kv", `--kv ${kv} is not available in this backend; choose one of ${KV_TYPES.join(", ")}`);
   }
   const contextLength = options.contextLength ?? Math.min(args.maxPositions, 4096);
-  const threads = options.threads ?? 1;
-  const pool: Pool | undefined = threads > 1 ? await createPool({ threads, kernels: model.kernels }) : undefined;
-  const ops = createWasmOps(model.kernels, pool);
+  const { threads, pool, shardPool, note } = await startThreads(model, options.threads ?? 1);
+  const ops = createWasmOps(model.kernels, pool ?? shardPool);
   const shape = {
     numLayers: args.numLayers,
     numHeads: args.numHeads,
@@ -68,7 +68,7 @@ export async function createWasmBackend(model: PackedModel, options: WasmBackend
   const ctx: ForwardContext = { ops, weights, attention: cache } as ForwardContext;
 
   return {
-    name: `wasm engine, ${threads} thread${threads === 1 ? "" : "s"}, kv ${mode}`,
+    name: `wasm engine, ${threads} thread${threads === 1 ? "" : "s"}${note}, kv ${mode}`,
     args,
     contextLength,
     cache,
@@ -98,8 +98,28 @@ export async function createWasmBackend(model: PackedModel, options: WasmBackend
     },
     async dispose() {
       if (pool !== undefined) await disposePool(pool);
+      shardPool?.dispose();
     },
   };
+}
+
+/**
+ * Workers for `threads` > 1: the pool over the shared memory when the kernels have one, else
+ * the row-shard pool (each worker holds its rows of every linear weight in a private memory),
+ * else, without SharedArrayBuffer at all, one thread.
+ */
+async function startThreads(
+  model: PackedModel,
+  threads: number,
+): Promise<{ threads: number; pool?: Pool; shardPool?: ShardPool; note: string }> {
+  if (threads <= 1) return { threads: 1, note: "" };
+  if (model.kernels.memory.buffer instanceof SharedArrayBuffer) return { threads, pool: await createPool({ threads, kernels: model.kernels }), note: "" };
+  if (typeof SharedArrayBuffer !== "function") return { threads: 1, note: " (no SharedArrayBuffer in this runtime)" };
+  // The embedding table is only read row by row unless the lm_head is tied to it.
+  const tiedHead = !model.matrices.has("lm_head.weight");
+  const matrices = [...model.matrices.values()].filter((m) => tiedHead || m.name !== "model.embed_tokens.weight");
+  const shardPool = await createShardPool({ threads, kernels: model.kernels, matrices, maxTokens: MAX_TOKENS_PER_CALL });
+  return { threads, shardPool, note: " (row shards: no shared WebAssembly memory)" };
 }
 
 /** A synchronous collection where the runtime offers one (Bun; Deno/Node with --expose-gc). */

@@ -1,11 +1,15 @@
 /**
  * Stand-alone pool check for runtimes without bun:test (run by pool.test.ts under Deno):
- * RMSNorm over rows and f16 attention over heads, split across 2 threads, must equal the
- * single-threaded result bit for bit. Prints one line and exits non-zero on a mismatch.
+ * RMSNorm over rows and f16 attention over heads, split across 2 threads, and a q2 matmul on
+ * the row-shard fallback pool (private memories) must equal the single-threaded result bit
+ * for bit. Prints one line and exits non-zero on a mismatch.
  */
 import { attentionCallArgs } from "./elementwise.ts";
+import { buildLut, createLut, createPackedMatrix, gemm } from "./matmul.ts";
+import { quantizeRtn, randomFloats } from "./matmul-fixtures.ts";
 import { createPool, disposePool } from "./pool.ts";
-import { loadKernels } from "./wasm.ts";
+import { createShardPool } from "./shard-pool.ts";
+import { createKernels, loadKernels } from "./wasm.ts";
 
 const kern = loadKernels();
 const [rows, n] = [37, 1001];
@@ -40,5 +44,21 @@ const d = new Uint8Array(kern.memory.buffer, attOut[1], nHeads * headDim * 4);
 const sameAttention = c.every((v, i) => v === d[i]);
 await disposePool(pool);
 
-if (!same || !sameAttention) throw new Error(`pool result differs from one thread (rmsnorm ${same}, attention ${sameAttention})`);
+const own = createKernels({ shared: false });
+const q2 = { kind: "bitplane", bits: 2, group: 64, scales: "zero-point" } as const;
+const [mRows, mCols] = [90, 130];
+const matrix = createPackedMatrix(own, q2, mRows, mCols, quantizeRtn(q2, randomFloats(mRows * mCols, 1), mRows, mCols));
+const xv = randomFloats(mCols, 2);
+const single = gemm(own, matrix, xv, 1) as Float32Array;
+const shardPool = await createShardPool({ threads: 2, kernels: own, matrices: [matrix], maxTokens: 1 });
+const lut = createLut(own, mCols, 64, 1);
+buildLut(own, lut, xv);
+const sharded = own.arena.alloc(mRows * 4);
+shardPool.gemm(matrix, lut, 1, sharded, mRows);
+shardPool.dispose();
+const sameRows = new Float32Array(own.memory.buffer, sharded, mRows).every((v, i) => v === single[i]);
+
+if (!same || !sameAttention || !sameRows) {
+  throw new Error(`pool result differs from one thread (rmsnorm ${same}, attention ${sameAttention}, row shards ${sameRows})`);
+}
 console.log("pool smoke ok: 2 threads equal 1 thread");

@@ -1,9 +1,12 @@
 /**
- * Worker side of the kernel pool (./pool.ts): instantiates the kernel module over the shared
- * memory with its own stack, then serves calls from its control slot until told to quit.
+ * Worker side of the kernel pools. The shared-memory pool (./pool.ts) sends `{ module, memory,
+ * ... }`: the worker instantiates the kernel module over that shared memory with its own
+ * stack, then serves calls from its control slot until told to quit. The row-shard pool
+ * (./shard-pool.ts) sends `{ mode: "rows", ... }`: see ./shard-worker.ts.
  * Waits spin for `spinMicros`, then sleep in Atomics.wait; no messages after start-up.
  */
-import { ARGS_OFFSET, functionExports, QUIT, SLOT, SLOT_BYTES } from "./pool.ts";
+import { ARGS_OFFSET, functionExports, nextRequest, QUIT, SLOT, SLOT_BYTES } from "./pool.ts";
+import { type RowShardStart, startRowShardWorker, type WorkerScope } from "./shard-worker.ts";
 import { instantiateKernels } from "./wasm.ts";
 
 interface Start {
@@ -14,17 +17,16 @@ interface Start {
   spinMicros: number;
 }
 
-interface WorkerScope {
-  onmessage: ((event: { data: Start }) => void) | null;
-  postMessage(message: unknown): void;
-  close(): void;
-}
-
 const scope = globalThis as unknown as WorkerScope;
 
 scope.onmessage = (event) => {
   scope.onmessage = null;
-  const { module, memory, stackTop, slot, spinMicros } = event.data;
+  const start = event.data as Start | RowShardStart;
+  if ("mode" in start && start.mode === "rows") {
+    startRowShardWorker(scope, start);
+    return;
+  }
+  const { module, memory, stackTop, slot, spinMicros } = start as Start;
   let fns: Array<(...args: number[]) => unknown>;
   try {
     const { exports } = instantiateKernels(memory, stackTop, module);
@@ -45,16 +47,7 @@ function serve(memory: WebAssembly.Memory, slot: number, spinMicros: number, fns
   // current value instead would lose a request posted between start-up and this line.
   let last = 0;
   for (;;) {
-    let request = Atomics.load(words, SLOT.request);
-    if (request === last) {
-      const spinEnd = performance.now() + spinMicros / 1000;
-      while (request === last && performance.now() < spinEnd) request = Atomics.load(words, SLOT.request);
-      if (request === last) {
-        Atomics.wait(words, SLOT.request, last);
-        continue;
-      }
-    }
-    last = request;
+    last = nextRequest(words, last, spinMicros);
     const fn = words[SLOT.exportIndex];
     if (fn === QUIT) return;
     let status = 0;
@@ -64,7 +57,7 @@ function serve(memory: WebAssembly.Memory, slot: number, spinMicros: number, fns
       status = 1;
     }
     words[SLOT.status] = status;
-    Atomics.store(words, SLOT.done, request);
+    Atomics.store(words, SLOT.done, last);
     Atomics.notify(words, SLOT.done);
   }
 }

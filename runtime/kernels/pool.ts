@@ -62,11 +62,16 @@ interface PoolState extends Pool {
   quit(): void;
 }
 
-let poolWorkerUrl: URL | undefined;
+let workerUrlOverride: URL | undefined;
 
 /** Single-file executables bundle the worker at another path; their entry point sets it here. */
 export function usePoolWorkerUrl(url: URL): void {
-  poolWorkerUrl = url;
+  workerUrlOverride = url;
+}
+
+/** Where pool workers start (./pool-worker.ts, or what a single-file executable set). */
+export function poolWorkerUrl(): URL {
+  return workerUrlOverride ?? new URL("./pool-worker.ts", import.meta.url);
 }
 
 /** Threads available to this process: navigator.hardwareConcurrency, else os.availableParallelism(). */
@@ -103,7 +108,7 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
   const timeoutMs = options.timeoutMs ?? 60_000;
   const { memory, arena } = kernels;
   if (!(memory.buffer instanceof SharedArrayBuffer)) {
-    throw new KernelError("the worker pool needs a shared WebAssembly.Memory; this runtime gave an unshared one, use threads: 1");
+    throw new KernelError("the worker pool needs kernels over a shared WebAssembly.Memory; for private memories use the row-shard pool (./shard-pool.ts) or threads: 1");
   }
   const module = kernels.module;
   const names = functionExports(module);
@@ -114,7 +119,7 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
   const words = new Int32Array(memory.buffer);
   const doubles = new Float64Array(memory.buffer);
   new Uint8Array(memory.buffer, control, nWorkers * SLOT_BYTES).fill(0);
-  const workerUrl = poolWorkerUrl ?? new URL("./pool-worker.ts", import.meta.url);
+  const workerUrl = poolWorkerUrl();
   const workers: Worker0[] = [];
   const ready: Promise<void>[] = [];
   for (let w = 0; w < nWorkers; w++) {
@@ -215,7 +220,7 @@ export async function disposePool(pool: Pool): Promise<void> {
 }
 
 /** Waits until words[i] === value: spins for spinMicros, then sleeps in Atomics.wait. */
-function waitFor(words: Int32Array, i: number, value: number, spinMicros: number, timeoutMs: number, onTimeout: () => Error): void {
+export function waitFor(words: Int32Array, i: number, value: number, spinMicros: number, timeoutMs: number, onTimeout: () => Error): void {
   let current = Atomics.load(words, i);
   if (current === value) return;
   const start = performance.now();
@@ -231,6 +236,18 @@ function waitFor(words: Int32Array, i: number, value: number, spinMicros: number
     const left = deadline - performance.now();
     if (left <= 0) throw onTimeout();
     Atomics.wait(words, i, current, Math.min(left, 1000));
+  }
+}
+
+/** Waits for the request word of a control slot to move past `last` (spin, then Atomics.wait) and returns it. */
+export function nextRequest(words: Int32Array, last: number, spinMicros: number): number {
+  for (;;) {
+    let request = Atomics.load(words, SLOT.request);
+    if (request !== last) return request;
+    const spinEnd = performance.now() + spinMicros / 1000;
+    while (request === last && performance.now() < spinEnd) request = Atomics.load(words, SLOT.request);
+    if (request !== last) return request;
+    Atomics.wait(words, SLOT.request, last);
   }
 }
 

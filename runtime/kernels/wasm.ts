@@ -3,9 +3,12 @@
  * WebAssembly.Memory and hands out 64-byte aligned regions of it with a bump arena.
  * One module instance per thread: the main thread uses the instance made here; pool
  * workers instantiate the same module over the same memory, each with its own stack.
+ * Runtimes without shared WebAssembly memory get the same binary over a private memory
+ * (./unshared-binary.ts); the row-shard pool (./shard-pool.ts) then gives each worker its own.
  */
 import { readFileSync } from "node:fs";
 import { KernelError } from "../errors.ts";
+import { unsharedMemoryBinary } from "./unshared-binary.ts";
 
 export const KERNELS_ABI_VERSION = 1;
 /** wasm32 addresses 4 GiB at most; the binary is linked with this maximum. */
@@ -17,6 +20,7 @@ export const STACK_BYTES = 1024 * 1024;
 const WASM_URL = new URL("../../kernels-wasm/pkg/crumb_kernels.wasm", import.meta.url);
 
 let cachedModule: WebAssembly.Module | undefined;
+let cachedUnsharedModule: WebAssembly.Module | undefined;
 let embeddedBinary: Uint8Array | undefined;
 
 /**
@@ -26,24 +30,41 @@ let embeddedBinary: Uint8Array | undefined;
 export function useEmbeddedKernelBinary(bytes: Uint8Array): void {
   embeddedBinary = bytes;
   cachedModule = undefined;
+  cachedUnsharedModule = undefined;
 }
 
-/** Compiles the kernel binary once per process (workers receive the compiled module). */
-export function kernelModule(): WebAssembly.Module {
-  if (cachedModule === undefined && embeddedBinary !== undefined) cachedModule = new WebAssembly.Module(new Uint8Array(embeddedBinary));
-  if (cachedModule === undefined) {
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = new Uint8Array(readFileSync(WASM_URL)); // a plain ArrayBuffer copy: the typings refuse Buffer's ArrayBufferLike
-    } catch (cause) {
-      throw new KernelError(
-        `cannot read the kernel binary at ${WASM_URL.pathname}; run 'npm run build:kernels' or reinstall crumb`,
-        { cause },
-      );
-    }
-    cachedModule = new WebAssembly.Module(bytes);
+function kernelBinary(): Uint8Array<ArrayBuffer> {
+  if (embeddedBinary !== undefined) return new Uint8Array(embeddedBinary);
+  try {
+    return new Uint8Array(readFileSync(WASM_URL)); // a plain ArrayBuffer copy: the typings refuse Buffer's ArrayBufferLike
+  } catch (cause) {
+    throw new KernelError(
+      `cannot read the kernel binary at ${WASM_URL.pathname}; run 'npm run build:kernels' or reinstall crumb`,
+      { cause },
+    );
   }
+}
+
+/**
+ * Compiles the kernel binary once per process (workers receive the compiled module).
+ * `shared: false` gives the variant that imports a private, unshared memory.
+ */
+export function kernelModule(options: { shared?: boolean } = {}): WebAssembly.Module {
+  if (options.shared === false) {
+    cachedUnsharedModule ??= new WebAssembly.Module(unsharedMemoryBinary(kernelBinary()));
+    return cachedUnsharedModule;
+  }
+  cachedModule ??= new WebAssembly.Module(kernelBinary());
   return cachedModule;
+}
+
+/** True when this runtime can create a shared WebAssembly.Memory (the worker pool needs one). */
+export function sharedMemorySupported(): boolean {
+  try {
+    return new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+  } catch {
+    return false;
+  }
 }
 
 /** Raw exports: every kernel takes byte offsets into the shared memory and plain numbers. */
@@ -123,18 +144,28 @@ export interface Kernels extends KernelInstance {
   readonly arena: Arena;
 }
 
-let sharedKernels: Kernels | undefined;
+let processKernels: Kernels | undefined;
 
-/** The process-wide kernel instance (main thread) with its arena. */
+/**
+ * The process-wide kernel instance (main thread) with its arena: over a shared memory where
+ * the runtime has one, else over a private memory.
+ */
 export function loadKernels(): Kernels {
-  if (sharedKernels !== undefined) return sharedKernels;
-  const module = kernelModule();
-  const memory = new WebAssembly.Memory({ initial: 32, maximum: WASM_MAX_BYTES / PAGE_BYTES, shared: true });
+  processKernels ??= createKernels({ shared: sharedMemorySupported() });
+  return processKernels;
+}
+
+/**
+ * A new kernel instance over a new memory with its own arena. `shared: false` runs the same
+ * kernels over a private memory (what runtimes without shared WebAssembly memory get).
+ */
+export function createKernels(options: { shared: boolean }): Kernels {
+  const module = kernelModule(options);
+  const memory = new WebAssembly.Memory({ initial: 32, maximum: WASM_MAX_BYTES / PAGE_BYTES, shared: options.shared });
   // The linker places its own stack and static data below __heap_base; keep that stack.
   const instance = instantiateKernels(memory, undefined, module);
   const arena = new Arena(memory, Number(instance.exports.__heap_base.value));
-  sharedKernels = { ...instance, arena };
-  return sharedKernels;
+  return { ...instance, arena };
 }
 
 export function alignUp(value: number, align: number): number {

@@ -19,6 +19,7 @@ import {
   quantizeQ8Input,
 } from "../kernels/matmul.ts";
 import type { Pool } from "../kernels/pool.ts";
+import type { ShardPool } from "../kernels/shard-pool.ts";
 import { referenceOps } from "./reference.ts";
 import type { Ops, WeightStore } from "./types.ts";
 
@@ -43,7 +44,11 @@ function runRows(kernels: Kernels, pool: Pool | undefined, exportName: string, r
   pool.runRows(exportName, rows, argsFor, align);
 }
 
-export function createWasmOps(kernels: Kernels, pool?: Pool): WasmOps {
+/**
+ * `pool` splits matmul rows across threads: the shared-memory pool, or the row-shard pool
+ * where the runtime has no shared WebAssembly memory.
+ */
+export function createWasmOps(kernels: Kernels, pool?: Pool | ShardPool): WasmOps {
   // Persistent scratch, grown on demand: f32 input rows, output rows, and prepared inputs
   // (LUT tables, int8 activations) per (kind, cols, group).
   let inputPtr = 0;
@@ -111,8 +116,12 @@ export function createWasmOps(kernels: Kernels, pool?: Pool): WasmOps {
       if (x.length !== n * w.cols) throw new ShapeError(`linear ${w.name}`, `input of ${n}x${w.cols}`, `${x.length} values`);
       if (n > MAX_TOKENS_PER_CALL) throw new ShapeError(`linear ${w.name}`, `at most ${MAX_TOKENS_PER_CALL} tokens per call`, String(n));
       const outPtr = ensureOutput(n * w.rows);
-      const call = gemmShardCall(w, prepare(x, n, w), n, outPtr, w.rows);
-      runRows(kernels, pool, call.exportName, w.rows, call.align, call.argsFor);
+      const input = prepare(x, n, w);
+      if (pool !== undefined && "gemm" in pool) pool.gemm(w, input, n, outPtr, w.rows);
+      else {
+        const call = gemmShardCall(w, input, n, outPtr, w.rows);
+        runRows(kernels, pool, call.exportName, w.rows, call.align, call.argsFor);
+      }
       const out = new Float32Array(kernels.memory.buffer, outPtr, n * w.rows).slice();
       if (bias !== undefined) {
         if (bias.length !== w.rows) throw new ShapeError(`linear ${w.name} bias`, `${w.rows} values`, `${bias.length}`);
