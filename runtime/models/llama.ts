@@ -145,6 +145,7 @@ export function decoderForward(
 
   const x = ops.embed(tokens, weights.matrix("model.embed_tokens.weight")); // (n, hidden)
   for (let l = 0; l < args.numLayers; l++) {
+    ops.beginLayer?.(); // this layer's temporaries may reuse the previous layer's memory
     const p = `model.layers.${l}`;
     const h = ops.rmsNorm(x, n, weights.vector(`${p}.input_layernorm.weight`), args.rmsNormEps);
     const bias = (proj: string) => args.attentionBias ? weights.vector(`${p}.self_attn.${proj}.bias`) : undefined;
@@ -160,6 +161,7 @@ export function decoderForward(
     const up = ops.linear(h2, n, weights.matrix(`${p}.mlp.up_proj.weight`));
     ops.addInPlace(x, ops.linear(ops.siluMul(gate, up), n, weights.matrix(`${p}.mlp.down_proj.weight`)));
   }
+  ops.endLayers?.();
 
   const rows = options.allLogits ? n : 1;
   const last = options.allLogits ? x : x.subarray((n - 1) * args.hiddenSize, n * args.hiddenSize);

@@ -43,16 +43,7 @@ export const referenceOps: Ops<DenseMatrix> = {
   },
 
   rmsNorm(x, n, weight, eps) {
-    const dim = weight.length;
-    if (x.length !== n * dim) throw new ShapeError("rmsNorm", `${n}x${dim} values`, `${x.length}`);
-    const out = new Float32Array(x.length);
-    for (let t = 0; t < n; t++) {
-      let sumSquares = 0;
-      for (let i = 0; i < dim; i++) sumSquares += x[t * dim + i] * x[t * dim + i];
-      const inv = 1 / Math.sqrt(sumSquares / dim + eps);
-      for (let i = 0; i < dim; i++) out[t * dim + i] = Math.fround(x[t * dim + i] * inv) * weight[i];
-    }
-    return out;
+    return rmsNormInto(new Float32Array(x.length), x, n, weight, eps);
   },
 
   rope(x, n, nHeads, headDim, startPos, invFreq) {
@@ -77,10 +68,7 @@ export const referenceOps: Ops<DenseMatrix> = {
   },
 
   siluMul(gate, up) {
-    if (gate.length !== up.length) throw new ShapeError("siluMul", `equal lengths`, `${gate.length} and ${up.length}`);
-    const out = new Float32Array(gate.length);
-    for (let i = 0; i < gate.length; i++) out[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
-    return out;
+    return siluMulInto(new Float32Array(gate.length), gate, up);
   },
 
   addInPlace(a, b) {
@@ -88,6 +76,26 @@ export const referenceOps: Ops<DenseMatrix> = {
     for (let i = 0; i < a.length; i++) a[i] += b[i];
   },
 };
+
+/** RMSNorm of each row of x (n, weight.length) into `out` (same length); returns out. */
+export function rmsNormInto(out: Float32Array, x: Float32Array, n: number, weight: Float32Array, eps: number): Float32Array {
+  const dim = weight.length;
+  if (x.length !== n * dim) throw new ShapeError("rmsNorm", `${n}x${dim} values`, `${x.length}`);
+  for (let t = 0; t < n; t++) {
+    let sumSquares = 0;
+    for (let i = 0; i < dim; i++) sumSquares += x[t * dim + i] * x[t * dim + i];
+    const inv = 1 / Math.sqrt(sumSquares / dim + eps);
+    for (let i = 0; i < dim; i++) out[t * dim + i] = Math.fround(x[t * dim + i] * inv) * weight[i];
+  }
+  return out;
+}
+
+/** silu(gate) * up into `out`; returns out. */
+export function siluMulInto(out: Float32Array, gate: Float32Array, up: Float32Array): Float32Array {
+  if (gate.length !== up.length) throw new ShapeError("siluMul", `equal lengths`, `${gate.length} and ${up.length}`);
+  for (let i = 0; i < gate.length; i++) out[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
+  return out;
+}
 
 /** Resolves weights from an imported checkpoint, reading (dequantising) each tensor once. */
 export function createReferenceWeights(source: ModelSource): WeightStore<DenseMatrix> {

@@ -36,6 +36,13 @@ export interface Ops<M extends MatrixHandle = MatrixHandle> {
   siluMul(gate: Float32Array, up: Float32Array): Float32Array;
   /** a += b, elementwise. */
   addInPlace(a: Float32Array, b: Float32Array): void;
+  /**
+   * Optional: a new decoder layer starts. Arrays this backend returned during the previous
+   * layer may be reused from here on, so a forward pass must not keep them across layers.
+   */
+  beginLayer?(): void;
+  /** Optional: the layers are done; arrays returned from now on are the caller's to keep. */
+  endLayers?(): void;
 }
 
 /** What one layer hands to the attention state for a block of n new tokens. */

@@ -20,7 +20,8 @@ import {
 } from "../kernels/matmul.ts";
 import type { Pool } from "../kernels/pool.ts";
 import type { ShardPool } from "../kernels/shard-pool.ts";
-import { referenceOps } from "./reference.ts";
+import { LayerScratch } from "./layer-scratch.ts";
+import { referenceOps, rmsNormInto, siluMulInto } from "./reference.ts";
 import type { Ops, WeightStore } from "./types.ts";
 
 /** A packed matrix resident in WASM memory, under its HF name. */
@@ -56,6 +57,7 @@ export function createWasmOps(kernels: Kernels, pool?: Pool | ShardPool): WasmOp
   let outputPtr = 0;
   let outputFloats = 0;
   const prepared = new Map<string, { buffer: PreparedInput; source?: Float32Array; n: number }>();
+  const scratch = new LayerScratch();
 
   const ensureInput = (floats: number) => {
     if (floats > inputFloats) {
@@ -122,12 +124,29 @@ export function createWasmOps(kernels: Kernels, pool?: Pool | ShardPool): WasmOp
         const call = gemmShardCall(w, input, n, outPtr, w.rows);
         runRows(kernels, pool, call.exportName, w.rows, call.align, call.argsFor);
       }
-      const out = new Float32Array(kernels.memory.buffer, outPtr, n * w.rows).slice();
+      const out = scratch.f32(n * w.rows);
+      out.set(new Float32Array(kernels.memory.buffer, outPtr, n * w.rows));
       if (bias !== undefined) {
         if (bias.length !== w.rows) throw new ShapeError(`linear ${w.name} bias`, `${w.rows} values`, `${bias.length}`);
         for (let t = 0; t < n; t++) for (let r = 0; r < w.rows; r++) out[t * w.rows + r] += bias[r];
       }
       return out;
+    },
+
+    rmsNorm(x, n, weight, eps) {
+      return rmsNormInto(scratch.f32(x.length), x, n, weight, eps);
+    },
+
+    siluMul(gate, up) {
+      return siluMulInto(scratch.f32(gate.length), gate, up);
+    },
+
+    beginLayer() {
+      scratch.begin();
+    },
+
+    endLayers() {
+      scratch.end();
     },
 
     resetTables() {
