@@ -9,7 +9,7 @@ import { buildLut, createLut, createPackedMatrix, gemm } from "./matmul.ts";
 import { quantizeRtn, randomFloats } from "./matmul-fixtures.ts";
 import { createPool, disposePool } from "./pool.ts";
 import { createShardPool } from "./shard-pool.ts";
-import { createKernels, loadKernels } from "./wasm.ts";
+import { createKernels, kernelVariant, loadKernels } from "./wasm.ts";
 
 const kern = loadKernels();
 const [rows, n] = [37, 1001];
@@ -61,4 +61,4 @@ const sameRows = new Float32Array(own.memory.buffer, sharded, mRows).every((v, i
 if (!same || !sameAttention || !sameRows) {
   throw new Error(`pool result differs from one thread (rmsnorm ${same}, attention ${sameAttention}, row shards ${sameRows})`);
 }
-console.log("pool smoke ok: 2 threads equal 1 thread");
+console.log(`pool smoke ok: 2 threads equal 1 thread (${kernelVariant()})`);

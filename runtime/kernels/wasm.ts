@@ -8,6 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { KernelError } from "../errors.ts";
+import { relaxedSwizzleBinary } from "./relaxed-binary.ts";
 import { unsharedMemoryBinary } from "./unshared-binary.ts";
 
 export const KERNELS_ABI_VERSION = 1;
@@ -51,11 +52,29 @@ function kernelBinary(): Uint8Array<ArrayBuffer> {
  */
 export function kernelModule(options: { shared?: boolean } = {}): WebAssembly.Module {
   if (options.shared === false) {
-    cachedUnsharedModule ??= new WebAssembly.Module(unsharedMemoryBinary(kernelBinary()));
+    cachedUnsharedModule ??= new WebAssembly.Module(fastestVariant(unsharedMemoryBinary(kernelBinary())));
     return cachedUnsharedModule;
   }
-  cachedModule ??= new WebAssembly.Module(kernelBinary());
+  cachedModule ??= new WebAssembly.Module(fastestVariant(kernelBinary()));
   return cachedModule;
+}
+
+let relaxedInUse: boolean | undefined;
+
+/**
+ * The binary with relaxed-SIMD swizzles where the runtime validates them (./relaxed-binary.ts:
+ * same results, faster LUT lookups on x86), else the binary as built.
+ */
+function fastestVariant(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  const relaxed = relaxedSwizzleBinary(bytes);
+  relaxedInUse = relaxed !== undefined && WebAssembly.validate(relaxed);
+  return relaxedInUse ? relaxed! : bytes;
+}
+
+/** Which instruction set the loaded kernels use (benchmarks print it). */
+export function kernelVariant(): "relaxed-simd" | "simd128" {
+  if (relaxedInUse === undefined) kernelModule();
+  return relaxedInUse ? "relaxed-simd" : "simd128";
 }
 
 /** True when this runtime can create a shared WebAssembly.Memory (the worker pool needs one). */
