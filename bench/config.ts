@@ -62,8 +62,14 @@ export interface LlamaCppResult {
   readonly rss_mb: number;
 }
 
+/** JavaScript runtime crumb runs under in a benchmark row. */
+export type CrumbRuntime = "bun" | "deno";
+export const CRUMB_RUNTIMES: readonly CrumbRuntime[] = ["bun", "deno"];
+
 export interface BenchRow {
   readonly shape: string;
+  /** Runtime of the crumb side (absent in rows measured before runtimes were compared: bun). */
+  readonly runtime?: CrumbRuntime;
   readonly encoding: EncodingName;
   readonly kv: string;
   readonly ctx: number;
@@ -79,6 +85,8 @@ export interface BenchRow {
 /** One timed run in a fresh process: fill the cache to ctx - decodeTokens, then decode. */
 export interface RunSpec {
   readonly engine: "crumb" | "llamacpp";
+  /** Runtime of the subprocess (crumb runs; llama.cpp always runs under Bun). */
+  readonly runtime?: CrumbRuntime;
   readonly model: string;
   readonly threads: number;
   readonly ctx: number;

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { InvalidArgumentError } from "../runtime/errors.ts";
 import type { GgufExportType } from "../quantizer/export/gguf-export.ts";
-import { type BenchRow, type EncodingName, LLAMACPP_TYPE, type RunResult, type RunSpec, SHAPES } from "./config.ts";
+import { type BenchRow, type CrumbRuntime, type EncodingName, LLAMACPP_TYPE, type RunResult, type RunSpec, SHAPES } from "./config.ts";
 import { supportedKvTypes } from "./crumb.ts";
 import { prepareModels } from "./models.ts";
 
@@ -19,6 +19,8 @@ export interface BenchOptions {
   readonly kv: readonly string[];
   readonly ctx: readonly number[];
   readonly threads: readonly number[];
+  /** Runtimes crumb is measured under (default bun). */
+  readonly runtimes?: readonly CrumbRuntime[];
   /** Greedy decode steps timed per configuration. */
   readonly decodeTokens: number;
   readonly seed: number;
@@ -39,11 +41,21 @@ export interface BenchResult {
 }
 
 const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
+const DENO = fileURLToPath(new URL("../node_modules/deno/deno", import.meta.url));
 
-/** Runs one measurement in a fresh `bun bench/worker.ts` process. */
+/** The command of a measurement process: `bun bench/worker.ts`, or the same under Deno. */
+function workerCommand(spec: RunSpec): [string, string[]] {
+  const arg = JSON.stringify(spec);
+  // --expose-gc lets the backend collect between prefill blocks, as Bun.gc does under Bun.
+  if (spec.runtime === "deno") return [DENO, ["run", "-A", "--quiet", "--v8-flags=--expose-gc", WORKER, arg]];
+  return [process.execPath, [WORKER, arg]];
+}
+
+/** Runs one measurement in a fresh `bun bench/worker.ts` (or Deno) process. */
 export function runInSubprocess(spec: RunSpec, timeoutMs = 30 * 60_000): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WORKER, JSON.stringify(spec)], { stdio: ["ignore", "pipe", "pipe"] });
+    const [command, args] = workerCommand(spec);
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -135,18 +147,19 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
             const r = llamaRuns.get(key);
             llamacpp = r ? { type, decode_tps: r.decode_tps, prefill_tps: r.prefill_tps, ttft_ms: r.ttft_ms, rss_mb: r.rss_mb } : null;
           }
-          for (const kv of kvs) {
-            log(`crumb ${shapeName} ${encoding} kv ${kv} ctx ${ctx} threads ${threads} ...`);
+          for (const kv of kvs) for (const runtime of o.runtimes ?? ["bun"]) {
+            const label = `crumb (${runtime}) ${shapeName} ${encoding} kv ${kv} ctx ${ctx} threads ${threads}`;
+            log(`${label} ...`);
             let r: RunResult;
             try {
-              r = await bestOf({ ...base, engine: "crumb", model: files.packed[encoding]!, threads, ctx, kv }, o.repeat ?? 1, o.timeoutMs);
+              r = await bestOf({ ...base, engine: "crumb", runtime, model: files.packed[encoding]!, threads, ctx, kv }, o.repeat ?? 1, o.timeoutMs);
             } catch (error) {
-              notes.push(`crumb ${shapeName} ${encoding} kv ${kv} ctx ${ctx} threads ${threads} skipped: ${(error as Error).message}`);
+              notes.push(`${label} skipped: ${(error as Error).message}`);
               log(notes.at(-1)!);
               continue;
             }
             const row: BenchRow = {
-              shape: shapeName, encoding, kv, ctx, threads,
+              shape: shapeName, runtime, encoding, kv, ctx, threads,
               decode_tps: r.decode_tps, prefill_tps: r.prefill_tps, ttft_ms: r.ttft_ms, rss_mb: r.rss_mb,
               kv_bytes_per_token: r.kv_bytes_per_token,
               llamacpp,

@@ -34,13 +34,13 @@ export function markdownReport(rows: readonly BenchRow[], context: ReportContext
     `${context.decodeTokens} greedy decode steps at that depth. RSS is the process peak (VmHWM). Ratios are crumb / llama.cpp`,
     "within this run; the machine is shared, so absolute numbers are noisy.",
     "",
-    "| shape | enc | kv | ctx | thr | decode tok/s | llama.cpp | llama.cpp decode | decode ratio | prefill tok/s | llama.cpp prefill | prefill ratio | TTFT ms | RSS MB | llama.cpp RSS MB | KV B/token |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| shape | runtime | enc | kv | ctx | thr | decode tok/s | llama.cpp | llama.cpp decode | decode ratio | prefill tok/s | llama.cpp prefill | prefill ratio | TTFT ms | RSS MB | llama.cpp RSS MB | KV B/token |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     const l = r.llamacpp;
     lines.push(
-      `| ${r.shape} | ${r.encoding} | ${r.kv} | ${r.ctx} | ${r.threads} | ${fmt(r.decode_tps)} | ${l?.type ?? "-"} | ${l ? fmt(l.decode_tps) : "-"} | ` +
+      `| ${r.shape} | ${r.runtime ?? "bun"} | ${r.encoding} | ${r.kv} | ${r.ctx} | ${r.threads} | ${fmt(r.decode_tps)} | ${l?.type ?? "-"} | ${l ? fmt(l.decode_tps) : "-"} | ` +
         `${ratio(r.decode_tps, l?.decode_tps)} | ${fmt(r.prefill_tps)} | ${l ? fmt(l.prefill_tps) : "-"} | ${ratio(r.prefill_tps, l?.prefill_tps)} | ` +
         `${fmt(r.ttft_ms, 0)} | ${fmt(r.rss_mb, 0)} | ${l ? fmt(l.rss_mb, 0) : "-"} | ${r.kv_bytes_per_token} |`,
     );
@@ -70,7 +70,7 @@ export function svgChart(rows: readonly BenchRow[]): string {
   ];
   rows.forEach((r, i) => {
     const y = top + i * groupHeight;
-    const label = `${r.shape} ${r.encoding} kv ${r.kv} ctx ${r.ctx} t${r.threads}`;
+    const label = `${r.shape} ${r.encoding} kv ${r.kv} ctx ${r.ctx} t${r.threads}${r.runtime === "deno" ? " deno" : ""}`;
     parts.push(`<text x="${labelWidth - 6}" y="${y + bar + 4}" text-anchor="end">${escapeXml(label)}</text>`);
     const bars: [number, string, string][] = [[r.decode_tps, "#3b6fd4", "crumb"]];
     if (r.llamacpp) bars.push([r.llamacpp.decode_tps, "#e8892b", r.llamacpp.type]);

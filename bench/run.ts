@@ -4,6 +4,7 @@
  * ternary, kv f16, ctx 128, 1 and 2 threads); `--json` prints one {"rows": [...]} object on
  * stdout (progress goes to stderr). Grid flags: --shapes 134M,1.1B --encodings q2,q3,q4,ternary
  * --kv f16,q8,q4,xquant --ctx 128,1024,4096 --threads 1,2 --decode 32 --seed 0 --no-llamacpp;
+ * --runtime bun,deno measures crumb under each runtime (default bun);
  * --repeat N keeps the best of N runs per configuration; --prepare only generates (or finds in
  * the cache) the model files; --merge adds the rows to those already in the output directory
  * (replacing the same configurations), so a long grid can be measured in parts.
@@ -12,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type BenchRow, ENCODING_NAMES, type EncodingName, SHAPES } from "./config.ts";
+import { type BenchRow, CRUMB_RUNTIMES, type CrumbRuntime, ENCODING_NAMES, type EncodingName, SHAPES } from "./config.ts";
 import { type BenchOptions, prepareAll, runBench } from "./harness.ts";
 import { markdownReport, svgChart } from "./report.ts";
 
@@ -20,7 +21,7 @@ const VOCAB_GGUF = fileURLToPath(new URL("../../shared/models/gguf-vocab/ggml-vo
 const RESULTS = fileURLToPath(new URL("./results/", import.meta.url));
 
 const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--out DIR] [--shapes 134M,1.1B] [--encodings q2,q3,q4,ternary]
-  [--kv f16,q8,q4,xquant] [--ctx 128,1024,4096] [--threads 1,2] [--decode N] [--seed N] [--no-llamacpp]
+  [--kv f16,q8,q4,xquant] [--ctx 128,1024,4096] [--threads 1,2] [--runtime bun,deno] [--decode N] [--seed N] [--no-llamacpp]
   [--vocab ggml-vocab-llama-spm.gguf] [--cache DIR] [--prepare]
   [--repeat N (runs per configuration, best kept)] [--merge (add to the rows already in --out)]`;
 
@@ -78,6 +79,13 @@ function parseArgs(argv: readonly string[]): Parsed {
       case "--kv": options.kv = list(next()); break;
       case "--ctx": options.ctx = numbers(next()); break;
       case "--threads": options.threads = numbers(next()); break;
+      case "--runtime": {
+        const r = list(next());
+        const bad = r.find((x) => !(CRUMB_RUNTIMES as readonly string[]).includes(x));
+        if (bad !== undefined) throw new UsageError(`unknown runtime "${bad}"; choose from ${CRUMB_RUNTIMES.join(", ")}`);
+        options = { ...options, runtimes: r as CrumbRuntime[] };
+        break;
+      }
       case "--decode": options.decodeTokens = numbers(next())[0]; break;
       case "--seed": options.seed = numbers(next())[0]; break;
       case "--repeat": options = { ...options, repeat: numbers(next())[0] }; break;
@@ -96,7 +104,7 @@ function parseArgs(argv: readonly string[]): Parsed {
   return { options: { ...options, log: (m) => console.error(m) }, json, out, prepare, merge };
 }
 
-const rowKey = (r: BenchRow) => `${r.shape}|${r.encoding}|${r.kv}|${r.ctx}|${r.threads}`;
+const rowKey = (r: BenchRow) => `${r.shape}|${r.runtime ?? "bun"}|${r.encoding}|${r.kv}|${r.ctx}|${r.threads}`;
 
 /**
  * Earlier rows with new ones replacing those of the same configuration, in table order. A
@@ -112,6 +120,7 @@ function mergeRows(previous: readonly BenchRow[], fresh: readonly BenchRow[]): B
   const kvOrder = ["f32", "f16", "q8", "q4", "xquant", "xquant-cl", "auto"];
   const rank = (r: BenchRow): number[] => [
     shapeOrder.indexOf(r.shape), r.ctx, r.threads, ENCODING_NAMES.indexOf(r.encoding), kvOrder.indexOf(r.kv),
+    CRUMB_RUNTIMES.indexOf(r.runtime ?? "bun"),
   ];
   return [...byKey.values()].sort((a, b) => {
     const ra = rank(a);

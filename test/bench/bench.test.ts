@@ -19,19 +19,19 @@ const available = haveFiles("gguf-vocab/ggml-vocab-llama-spm.gguf");
 const dir = mkdtempSync(join(tmpdir(), "crumb-bench-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const ROW_KEYS = ["shape", "encoding", "kv", "ctx", "threads", "decode_tps", "prefill_tps", "ttft_ms", "rss_mb", "kv_bytes_per_token", "llamacpp"];
+const ROW_KEYS = ["shape", "runtime", "encoding", "kv", "ctx", "threads", "decode_tps", "prefill_tps", "ttft_ms", "rss_mb", "kv_bytes_per_token", "llamacpp"];
 
 describe.skipIf(!available)("bun run bench", () => {
   test("--json prints one {rows} object with positive numbers and llama.cpp rows; files are written", () => {
     const out = join(dir, "results");
-    const args = [RUN, "--shapes", "tiny", "--encodings", "q2,ternary", "--kv", "f16", "--ctx", "64", "--threads", "1", "--decode", "8", "--json", "--out", out, "--cache", join(dir, "cache")];
+    const args = [RUN, "--shapes", "tiny", "--encodings", "q2,ternary", "--kv", "f16", "--ctx", "64", "--threads", "1", "--runtime", "bun,deno", "--decode", "8", "--json", "--out", out, "--cache", join(dir, "cache")];
     const run = spawnSync(process.execPath, args, { encoding: "utf8", timeout: 120_000 });
     expect(run.status).toBe(0);
     const lines = run.stdout.trim().split("\n");
     expect(lines.length).toBe(1);
     const document = JSON.parse(lines[0]) as { rows: BenchRow[] };
     expect(Object.keys(document)).toEqual(["rows"]);
-    expect(document.rows.map((r) => r.encoding)).toEqual(["q2", "ternary"]);
+    expect(document.rows.map((r) => `${r.encoding}/${r.runtime}`)).toEqual(["q2/bun", "q2/deno", "ternary/bun", "ternary/deno"]);
     for (const row of document.rows) {
       expect(Object.keys(row)).toEqual(ROW_KEYS);
       expect([row.shape, row.kv, row.ctx, row.threads]).toEqual(["tiny", "f16", 64, 1]);
@@ -57,8 +57,8 @@ describe("bench report", () => {
 
   test("the markdown table carries the crumb / llama.cpp ratios", () => {
     const md = markdownReport([row, { ...row, encoding: "q4", llamacpp: null }], { command: "bun bench/run.ts", decodeTokens: 32, notes: ["kv q8 skipped"] });
-    expect(md).toContain("| 134M | q2 | f16 | 128 | 2 | 50.0 | Q2_K | 100.0 | 0.50x | 400.0 | 500.0 | 0.80x |");
-    expect(md).toContain("| 134M | q4 | f16 | 128 | 2 | 50.0 | - | - | - |");
+    expect(md).toContain("| 134M | bun | q2 | f16 | 128 | 2 | 50.0 | Q2_K | 100.0 | 0.50x | 400.0 | 500.0 | 0.80x |");
+    expect(md).toContain("| 134M | bun | q4 | f16 | 128 | 2 | 50.0 | - | - | - |");
     expect(md).toContain("- kv q8 skipped");
   });
 
