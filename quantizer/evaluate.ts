@@ -1,13 +1,14 @@
 /**
  * `quantize --report`: the quality report of an existing crumb checkpoint against its source
  * model (KL, top-1, perplexity from report.ts; bits per weight from the tensor table; the
- * file's size). The checkpoint's tensors dequantise on read (import/crumb.ts).
+ * file's size). The checkpoint's tensors dequantise on read (import/crumb.ts), one layer at a
+ * time (the report streams both models).
  */
 import { statSync } from "node:fs";
 import { openCheckpoint } from "../runtime/format/file.ts";
 import type { ModelSource } from "../runtime/models/types.ts";
 import { importCrumb } from "./import/crumb.ts";
-import { compareModels, type QualityReport } from "./report.ts";
+import { compareModelsStreaming, type QualityReport } from "./report.ts";
 import { defaultEvaluationText, tokenStream } from "./texts.ts";
 
 export interface EvaluateOptions {
@@ -36,7 +37,7 @@ export async function evaluateCheckpoint(path: string, reference: ModelSource, o
   const evaluation = options.evaluation ?? { text: defaultEvaluationText(), label: "built-in" };
   const tokens = tokenStream(reference, evaluation.text, options.evaluationTokens ?? 1024, 2);
   return {
-    ...compareModels(reference, quantized, tokens),
+    ...(await compareModelsStreaming(reference, quantized, tokens)),
     bpw: (8 * linearBytes) / Math.max(1, linearCount),
     bpw_overall: (8 * allBytes) / Math.max(1, allCount),
     bytes: statSync(path).size,

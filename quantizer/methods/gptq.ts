@@ -25,16 +25,16 @@ export function quantizeGptq(input: MatrixInput): QuantizedMatrix {
   const { rows, cols, group, bits } = input;
   const levels = 1 << bits;
   const groups = cols / group;
-  const w = Float64Array.from(input.weights); // (rows, cols), updated in place
-  const h = Float64Array.from(input.hessian);
+  let w: Float64Array | undefined = Float64Array.from(input.weights); // (rows, cols)
+  const h = input.hessian; // read only: factorised through a permuted view
+  const diag = new Float64Array(cols); // diag(H) with dead columns set to 1
   for (let i = 0; i < cols; i++) {
-    if (h[i * cols + i] === 0) {
-      h[i * cols + i] = 1;
+    diag[i] = h[i * cols + i];
+    if (diag[i] === 0) {
+      diag[i] = 1;
       for (let r = 0; r < rows; r++) w[r * cols + i] = 0;
     }
   }
-  const diag = new Float64Array(cols);
-  for (let i = 0; i < cols; i++) diag[i] = h[i * cols + i];
 
   // Static groups: (d, z) of every group from the original weights (weighted by diag H), so
   // columns can then be visited in act-order (descending H_ii) without changing the layout.
@@ -56,10 +56,9 @@ export function quantizeGptq(input: MatrixInput): QuantizedMatrix {
   }
   const order = Array.from({ length: cols }, (_, i) => i).sort((a, b) => diag[b] - diag[a] || a - b);
   const wp = new Float64Array(rows * cols); // (rows, cols) in visiting order
-  const hp = new Float64Array(cols * cols);
   for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) wp[r * cols + j] = w[r * cols + order[j]];
-  for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) hp[i * cols + j] = h[order[i] * cols + order[j]];
-  const u = inverseCholeskyUpper(hp, cols, GPTQ_DAMP);
+  w = undefined; // wp holds the weights from here on
+  const u = inverseCholeskyUpper(h, cols, GPTQ_DAMP, { order, diag });
   const err = new Float64Array(rows * GPTQ_BLOCK); // (rows, block) scaled errors
 
   for (let b1 = 0; b1 < cols; b1 += GPTQ_BLOCK) {
@@ -93,3 +92,4 @@ export function quantizeGptq(input: MatrixInput): QuantizedMatrix {
   }
   return { encoding: { kind: "bitplane", bits, group, scales: "zero-point" }, codes, scales, zeros };
 }
+

@@ -140,26 +140,10 @@ export function decoderForward(
 ): Float32Array {
   const { ops, weights } = ctx;
   const n = tokens.length;
-  const { headDim, numHeads } = args;
-  const invFreq = inverseFrequencies(args);
-
   const x = ops.embed(tokens, weights.matrix("model.embed_tokens.weight")); // (n, hidden)
   for (let l = 0; l < args.numLayers; l++) {
     ops.beginLayer?.(); // this layer's temporaries may reuse the previous layer's memory
-    const p = `model.layers.${l}`;
-    const h = ops.rmsNorm(x, n, weights.vector(`${p}.input_layernorm.weight`), args.rmsNormEps);
-    const bias = (proj: string) => args.attentionBias ? weights.vector(`${p}.self_attn.${proj}.bias`) : undefined;
-    const q = ops.linear(h, n, weights.matrix(`${p}.self_attn.q_proj.weight`), bias("q_proj")); // (n, heads*headDim)
-    const qn = args.qkNorm ? ops.rmsNorm(q, n * numHeads, weights.vector(`${p}.self_attn.q_norm.weight`), args.rmsNormEps) : q;
-    ops.rope(qn, n, numHeads, headDim, startPos, invFreq);
-    const { k, v } = projectKv(args, ctx, l, h, n, startPos);
-    const attended = ctx.attention.attend({ layer: l, q: qn, k, v, n, startPos, x: h });
-    ops.addInPlace(x, ops.linear(attended, n, weights.matrix(`${p}.self_attn.o_proj.weight`)));
-
-    const h2 = ops.rmsNorm(x, n, weights.vector(`${p}.post_attention_layernorm.weight`), args.rmsNormEps);
-    const gate = ops.linear(h2, n, weights.matrix(`${p}.mlp.gate_proj.weight`)); // (n, intermediate)
-    const up = ops.linear(h2, n, weights.matrix(`${p}.mlp.up_proj.weight`));
-    ops.addInPlace(x, ops.linear(ops.siluMul(gate, up), n, weights.matrix(`${p}.mlp.down_proj.weight`)));
+    decoderLayer(args, ctx, l, x, n, startPos);
   }
   ops.endLayers?.();
 
@@ -169,6 +153,31 @@ export function decoderForward(
   if (options.output === "hidden") return normed; // (rows, hidden)
   const head = args.tieWordEmbeddings && !weights.has("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
   return ops.linear(normed, rows, weights.matrix(head)); // (rows, vocab)
+}
+
+/**
+ * One decoder block on x (n, hidden) at positions startPos.., in place: x becomes the block's
+ * output (RMSNorm → q projection, q-norm, RoPE → projectKv → attention → o_proj residual,
+ * RMSNorm → SwiGLU MLP residual). The forward pass runs it per layer; layer-by-layer
+ * calibration (quantizer/calibrate-stream.ts) runs it on one layer's weights at a time.
+ */
+export function decoderLayer(args: DecoderArgs, ctx: ForwardContext, layer: number, x: Float32Array, n: number, startPos: number): void {
+  const { ops, weights } = ctx;
+  const { headDim, numHeads } = args;
+  const p = `model.layers.${layer}`;
+  const h = ops.rmsNorm(x, n, weights.vector(`${p}.input_layernorm.weight`), args.rmsNormEps);
+  const bias = (proj: string) => args.attentionBias ? weights.vector(`${p}.self_attn.${proj}.bias`) : undefined;
+  const q = ops.linear(h, n, weights.matrix(`${p}.self_attn.q_proj.weight`), bias("q_proj")); // (n, heads*headDim)
+  const qn = args.qkNorm ? ops.rmsNorm(q, n * numHeads, weights.vector(`${p}.self_attn.q_norm.weight`), args.rmsNormEps) : q;
+  ops.rope(qn, n, numHeads, headDim, startPos, inverseFrequencies(args));
+  const { k, v } = projectKv(args, ctx, layer, h, n, startPos);
+  const attended = ctx.attention.attend({ layer, q: qn, k, v, n, startPos, x: h });
+  ops.addInPlace(x, ops.linear(attended, n, weights.matrix(`${p}.self_attn.o_proj.weight`)));
+
+  const h2 = ops.rmsNorm(x, n, weights.vector(`${p}.post_attention_layernorm.weight`), args.rmsNormEps);
+  const gate = ops.linear(h2, n, weights.matrix(`${p}.mlp.gate_proj.weight`)); // (n, intermediate)
+  const up = ops.linear(h2, n, weights.matrix(`${p}.mlp.up_proj.weight`));
+  ops.addInPlace(x, ops.linear(ops.siluMul(gate, up), n, weights.matrix(`${p}.mlp.down_proj.weight`)));
 }
 
 /**

@@ -4,7 +4,7 @@
  * may differ from hidden_size / num_heads (transformers' modeling_qwen3.py).
  */
 import type { RawConfig } from "./types.ts";
-import { type DecoderArgs, decoderForward, expectedTensors, normalizeDecoderConfig, projectKv } from "./llama.ts";
+import { type DecoderArgs, decoderForward, decoderLayer, expectedTensors, normalizeDecoderConfig, projectKv } from "./llama.ts";
 
 export type Qwen3Args = DecoderArgs;
 
@@ -12,5 +12,5 @@ export function normalizeConfig(raw: RawConfig): Qwen3Args {
   return normalizeDecoderConfig(raw, { attentionBias: false, qkNorm: true, defaultTheta: 1000000, defaultEps: 1e-6 });
 }
 
-export { expectedTensors, projectKv };
+export { decoderLayer, expectedTensors, projectKv };
 export const forward = decoderForward;

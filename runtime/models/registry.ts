@@ -17,6 +17,8 @@ export interface Architecture {
   normalizeConfig(raw: RawConfig): ModelArgs;
   expectedTensors(args: ModelArgs): string[];
   forward(args: ModelArgs, ctx: ForwardContext, tokens: readonly number[], startPos: number, options?: ForwardOptions): Float32Array;
+  /** One decoder block on x (n, hidden) in place (what `forward` runs per layer). */
+  decoderLayer(args: ModelArgs, ctx: ForwardContext, layer: number, x: Float32Array, n: number, startPos: number): void;
   /** Keys and values of one layer from its (normed) inputs; XQuant caches rematerialise with it. */
   projectKv(
     args: ModelArgs,
