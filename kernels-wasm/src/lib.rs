@@ -20,3 +20,4 @@ mod dense;
 mod gemm;
 mod lut;
 mod q8dot;
+mod baseline;
