@@ -12,10 +12,9 @@
  */
 import { ShapeError } from "../runtime/errors.ts";
 import { createPool, defaultThreads, disposePool, type Pool } from "../runtime/kernels/pool.ts";
-import { Arena, instantiateKernels, kernelModule, type Kernels, WASM_MAX_BYTES } from "../runtime/kernels/wasm.ts";
+import { createKernels } from "../runtime/kernels/wasm.ts";
 import type { MatrixHandle } from "../runtime/ops/types.ts";
 
-const PAGE_BYTES = 65536;
 /** Bytes of one row block of the weight matrix: sized for a core's L2 cache. */
 const BLOCK_BYTES = 256 * 1024;
 /** Rows (and columns) of one XᵀX block. */
@@ -40,22 +39,25 @@ export interface DenseEngine {
   dispose(): Promise<void>;
 }
 
-function createPrivateKernels(): Kernels {
-  const memory = new WebAssembly.Memory({ initial: 32, maximum: WASM_MAX_BYTES / PAGE_BYTES, shared: true });
-  const instance = instantiateKernels(memory, undefined, kernelModule());
-  return { ...instance, arena: new Arena(memory, Number(instance.exports.__heap_base.value)) };
-}
+/**
+ * Multiply-adds below which a batch of calls runs on the calling thread: waking a worker costs
+ * tens of microseconds (far more when another process holds the other core), more than the
+ * work of a small model's matmul.
+ */
+const POOL_MIN_MACS = 1 << 21;
 
 /** Loads the kernels into a fresh memory with a pool of `threads` (default: every core). */
 export async function createDenseEngine(options: { threads?: number } = {}): Promise<DenseEngine> {
-  const kernels = createPrivateKernels();
+  const kernels = createKernels({ shared: true });
   const threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
   const pool: Pool | undefined = threads > 1 ? await createPool({ threads, kernels }) : undefined;
   const gemm = kernels.exports.gemm_f32 as (...args: number[]) => void;
 
   /** Runs gemm_f32 once per argument list, `threads` calls at a time. */
   const runAll = (calls: number[][]) => {
-    if (pool === undefined) {
+    // gemm_f32 arguments: w, x, x stride, tokens, rows, cols, out, out stride.
+    const macs = calls.reduce((sum, c) => sum + c[3] * c[4] * c[5], 0);
+    if (pool === undefined || macs < POOL_MIN_MACS) {
       for (const call of calls) gemm(...call);
       return;
     }

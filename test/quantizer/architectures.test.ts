@@ -62,7 +62,7 @@ describe("every architecture", () => {
       const slow = [reference.forward(tokens.slice(0, 5), { allLogits: true }), ...tokens.slice(5).map((t) => reference.forward([t]))];
       for (let i = 0; i < fast.length; i++) expect(relativeError(fast[i], slow[i])).toBeLessThan(3e-2);
       await backend.dispose();
-    });
+    }, 60_000); // quantising and two engines: seconds on a loaded 2-core host
   }
 
   test("ternary and q8 recipes and --keep overrides on a multi-head (non-GQA) model", async () => {

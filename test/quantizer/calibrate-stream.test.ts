@@ -118,7 +118,7 @@ describe("quantising interleaved with streaming calibration", () => {
     const [q, f] = [await bytes("quantized"), await bytes("fp32")];
     expect(q.get("model.layers.0.self_attn.q_proj.weight")).toEqual(f.get("model.layers.0.self_attn.q_proj.weight")!);
     expect(q.get("model.layers.1.self_attn.q_proj.weight")).not.toEqual(f.get("model.layers.1.self_attn.q_proj.weight")!);
-  });
+  }, 60_000); // four quantisations: seconds on a loaded 2-core host
 });
 
 describe("streamed quality report", () => {
