@@ -183,8 +183,13 @@ export async function createStreamingCalibrator(
       if (layer !== collected || outputs === undefined) {
         throw new InvalidArgumentError("layer", `advance(${layer}) must follow collect(${layer})`);
       }
-      hidden = read === undefined ? outputs : (await runLayer(layer, read)).out;
-      outputs = undefined;
+      if (read === undefined) {
+        hidden = outputs;
+        outputs = undefined;
+      } else {
+        outputs = undefined; // the fp32 outputs are not needed: free them before the rerun
+        hidden = (await runLayer(layer, read)).out;
+      }
     },
     logits(read) {
       if (collected !== args.numLayers - 1 || outputs !== undefined) {

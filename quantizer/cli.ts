@@ -6,20 +6,20 @@
  *  [--no-report] [--json]`
  * and `bun run quantize --report <model.q2> --reference <source> [--json]`.
  * Progress goes to stdout (stderr with --json, whose stdout is one JSON object). The output
- * is written through a temp file and a rename; Ctrl-C removes the temp file. Errors print one
- * line and exit 1 (2 for usage errors); no output file is left behind.
+ * is written through a temp file and a rename, its packed tensors spooled to a temporary data
+ * file meanwhile (output-file.ts); Ctrl-C removes both. Errors print one line and exit 1 (2
+ * for usage errors); no output or temporary file is left behind.
  */
 import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import process from "node:process";
 import { CrumbError, InvalidArgumentError } from "../runtime/errors.ts";
-import { writeCheckpointFile } from "../runtime/format/file.ts";
 import { HelpRequested, parseCommandLine } from "../runtime/cli/args.ts";
 import { evaluateCheckpoint } from "./evaluate.ts";
 import { importModel } from "./import/index.ts";
 import { METHOD_NAMES, type MethodName } from "./methods/index.ts";
 import { createProgress, formatBytes, type ProgressStream } from "./progress.ts";
-import { quantizeModel } from "./quantize.ts";
+import { quantizeTempPaths, quantizeToFile } from "./output-file.ts";
 import { type Bits, parseKeepRule } from "./recipe.ts";
 import { formatReport, type QualityReport } from "./report.ts";
 
@@ -63,8 +63,8 @@ function jsonReport(r: QualityReport): Record<string, unknown> {
   return { ...r };
 }
 
-/** The temp file a write in progress would leave behind; the SIGINT handler removes it. */
-let pendingTemp: string | undefined;
+/** The temp files a quantisation in progress would leave behind; the SIGINT handler removes them. */
+let pendingTemps: readonly string[] = [];
 
 /** Runs the quantize command; throws CrumbError on bad input (nothing is written then). */
 export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<void> {
@@ -128,15 +128,11 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
     throw new InvalidArgumentError("tokenizer", `${input} carries no tokenizer; pass --tokenizer <tokenizer.bin> (llama2.c) so the output runs on its own`);
   }
   const started = performance.now();
-  const result = await quantizeModel(source, { ...options, onProgress: createProgress(log) });
-
-  // writeCheckpointFile writes `<output>.tmp-<pid>` and renames it (runtime/format/file.ts).
-  pendingTemp = `${output}.tmp-${process.pid}`;
-  try {
-    await writeCheckpointFile(output, { header: result.header, tensors: result.tensors });
-  } finally {
-    pendingTemp = undefined;
-  }
+  const temps = quantizeTempPaths(output);
+  pendingTemps = [temps.data, temps.checkpoint];
+  const result = await quantizeToFile(source, output, { ...options, onProgress: createProgress(log) }).finally(() => {
+    pendingTemps = [];
+  });
   const seconds = (performance.now() - started) / 1000;
   if (json) {
     io.stdout.write(JSON.stringify({ output, seconds: Number(seconds.toFixed(2)), ...jsonReport(result.report) }) + "\n");
@@ -147,7 +143,7 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
 
 async function main(): Promise<number> {
   process.on("SIGINT", () => {
-    if (pendingTemp !== undefined) rmSync(pendingTemp, { force: true });
+    for (const path of pendingTemps) rmSync(path, { force: true });
     process.stderr.write("\ninterrupted: no output file was written\n");
     process.exit(130);
   });

@@ -7,6 +7,8 @@
  * through the quantised layer, so peak memory is one layer rather than the fp32 model. Then
  * the XQuant SVD factors for grouped-query models (xquant.ts), the quality report against the
  * fp32 model (report.ts, also streamed layer by layer) and the checkpoint header.
+ * Packed tensors go to a TensorSpool as soon as they exist (tensor-spool.ts): in memory by
+ * default, or a temporary file (output-file.ts) so the packed model is never all in memory.
  * Deterministic: the same source and options give the same bytes (tensors keep the source's
  * order whatever order they were quantised in).
  */
@@ -15,7 +17,7 @@ import { type Encoding, encodingName } from "../runtime/format/encoding.ts";
 import type { CheckpointHeader } from "../runtime/format/header.ts";
 import { packF16, packF32 } from "../runtime/format/pack-f16.ts";
 import { dequantize } from "../runtime/format/pack-dequantize.ts";
-import { planCheckpoint, type TensorInput } from "../runtime/format/writer.ts";
+import { planCheckpointLayout } from "../runtime/format/writer.ts";
 import { checkTensors, resolveModel } from "../runtime/models/registry.ts";
 import type { ModelSource, TensorEntry } from "../runtime/models/types.ts";
 import { xxhash32 } from "../runtime/format/checksum.ts";
@@ -25,6 +27,7 @@ import { METHODS, type MethodName, packQuantized, quantizeQ8 } from "./methods/i
 import type { LayerStats, LutGroup } from "./methods/types.ts";
 import { type Bits, checkRecipe, defaultMethod, type KeepRule, planTensor, type Recipe, type TensorAction } from "./recipe.ts";
 import { compareModelsStreaming, type QualityReport } from "./report.ts";
+import { createMemorySpool, type StoredTensor, type TensorSpool } from "./tensor-spool.ts";
 import { defaultCalibrationText, defaultEvaluationText, tokenStream } from "./texts.ts";
 import { xquantFactors, xquantNames } from "./xquant.ts";
 
@@ -55,6 +58,11 @@ export interface QuantizeOptions {
    * see defaultCalibrationInputs.
    */
   readonly calibrationInputs?: "quantized" | "fp32";
+  /**
+   * Where packed tensors go as they are produced (default: a new memory spool). The caller
+   * owns a spool it passes, and must keep it until it is done with the result's tensors.
+   */
+  readonly spool?: TensorSpool;
 }
 
 /**
@@ -85,7 +93,8 @@ export interface TensorProgress {
 
 export interface QuantizeResult {
   readonly header: CheckpointHeader;
-  readonly tensors: TensorInput[];
+  /** In file order; `bytes` are read from the spool on each access. */
+  readonly tensors: StoredTensor[];
   readonly report: QualityReport;
 }
 
@@ -147,15 +156,16 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   const calibration = options.calibration ?? { text: defaultCalibrationText(), label: "built-in" };
   let calibrationTokens = 0;
 
-  const done = new Map<string, TensorInput>();
+  const spool = options.spool ?? createMemorySpool();
+  const done = new Map<string, StoredTensor>();
   const counts: Record<string, number> = {};
   const notes: Record<string, string> = {};
   let index = 0;
-  const emit = (entry: TensorEntry, weights: Float32Array, stats: LayerStats | undefined): TensorInput => {
+  /** Packs one tensor into the spool. */
+  const emit = (entry: TensorEntry, weights: Float32Array, stats: LayerStats | undefined): void => {
     const plan = plans.get(entry.name)!;
     const { encoding, bytes } = encode(plan.action, weights, entry.shape, stats);
-    const tensor = { name: entry.name, shape: [...entry.shape], encoding, bytes };
-    done.set(entry.name, tensor);
+    done.set(entry.name, spool.add(entry.name, entry.shape, encoding, bytes));
     const name = encodingName(encoding);
     counts[name] = (counts[name] ?? 0) + 1;
     if (plan.note !== undefined) notes[entry.name] = plan.note;
@@ -171,7 +181,6 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
       note: plan.note,
       phase: "tensor",
     });
-    return tensor;
   };
 
   if (needs.size > 0) {
@@ -190,7 +199,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
       for (const entry of entries) {
         if (layerOf(entry.name) >= 0) continue;
         await yieldToEventLoop();
-        emit(entry, entry.read(), undefined);
+        emit(entry, readCollected(entry), undefined);
       }
       collectGarbage();
       for (let layer = 0; layer < args.numLayers; layer++) {
@@ -200,16 +209,23 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
           .sort((a, b) => a.shape[a.shape.length - 1] - b.shape[b.shape.length - 1]);
         const fp32 = new Map(inLayer.map((e) => [e.name, e.read()]));
         const stats = await calibrator.collect(layer, (name) => fp32.get(name) ?? missingTensor(source, name));
-        const quantized = new Map<string, Float32Array>();
         for (const entry of inLayer) {
           await yieldToEventLoop();
           if (stats.get(entry.name)?.hessian !== undefined) collectGarbage();
-          const t = emit(entry, fp32.get(entry.name)!, stats.get(entry.name));
+          emit(entry, fp32.get(entry.name)!, stats.get(entry.name));
           stats.delete(entry.name);
           fp32.delete(entry.name);
-          if (quantizedInputs) quantized.set(entry.name, dequantize(t.encoding, t.bytes, t.shape.length === 1 ? 1 : t.shape[0], t.shape[t.shape.length - 1]));
         }
-        await calibrator.advance(layer, quantizedInputs ? (name) => quantized.get(name) ?? missingTensor(source, name) : undefined);
+        // The quantised weights are dequantised from the spool one at a time as the layer
+        // asks for them, rather than kept in fp32 while the rest of the layer is quantised.
+        const dequantized = (name: string) => {
+          const t = done.get(name) ?? missingTensor(source, name);
+          return dequantize(t.encoding, t.bytes, ...matrixDims(t.shape));
+        };
+        await calibrator.advance(layer, quantizedInputs ? dequantized : undefined);
+        // The block is still in scope during the collection: drop the layer's fp32 copies first.
+        fp32.clear();
+        stats.clear();
         collectGarbage();
       }
     } finally {
@@ -219,17 +235,17 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   for (const entry of entries) {
     if (done.has(entry.name)) continue;
     await yieldToEventLoop();
-    emit(entry, entry.read(), undefined);
+    emit(entry, readCollected(entry), undefined);
   }
   const tensors = entries.map((e) => done.get(e.name)!);
 
   const extra: Record<string, unknown> = {};
   if (source.pooling !== undefined) extra.pooling = source.pooling;
   const xquant = options.xquant ?? args.numKvHeads < args.numHeads;
-  if (xquant) extra.xquant = addXquant(tensors, args.numLayers, args.hiddenSize, args.numKvHeads * args.headDim);
+  if (xquant) extra.xquant = addXquant(tensors, spool, args.numLayers, args.hiddenSize, args.numKvHeads * args.headDim);
 
-  const weightBytes = (list: TensorInput[]) => list.reduce((s, t) => s + t.bytes.length, 0);
-  const weightCount = (list: TensorInput[]) => list.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
+  const weightBytes = (list: StoredTensor[]) => list.reduce((s, t) => s + t.byteLength, 0);
+  const weightCount = (list: StoredTensor[]) => list.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
   const model = tensors.filter((t) => !t.name.includes(".xquant_"));
   const linear = model.filter((t) => isLinear(t.name, t.shape));
   let report: QualityReport = {
@@ -241,7 +257,8 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
     const evaluation = options.evaluation ?? { text: defaultEvaluationText(), label: "built-in" };
     const tokens = tokenStream(source, evaluation.text, options.evaluationTokens ?? 1024, 2);
     progress({ index, total: entries.length, name: `${tokens.length} evaluation tokens`, shape: [], encoding: "", method: "", bytesBefore: 0, bytesAfter: 0, phase: "report" });
-    const quantized = packedSource(`${source.path} (quantised)`, headerOf(source, {}, {}, {}), tensors.map((t) => ({ ...t, bytes: () => t.bytes })));
+    const packed = tensors.map((t) => ({ name: t.name, shape: t.shape, encoding: t.encoding, bytes: () => t.bytes }));
+    const quantized = packedSource(`${source.path} (quantised)`, headerOf(source, {}, {}, {}), packed);
     await yieldToEventLoop();
     const metrics = await compareModelsStreaming(source, quantized, tokens, { engine: options.calibrationEngine, threads: options.threads });
     report = { ...metrics, ...report, eval_text: evaluation.label };
@@ -264,7 +281,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   // The report stores the file size, which depends on the header's length: iterate to a fixpoint.
   let header = headerOf(source, quantization, report as unknown as Record<string, unknown>, extra);
   for (let i = 0; i < 5; i++) {
-    const bytes = planCheckpoint({ header, tensors }).fileLength;
+    const bytes = planCheckpointLayout(header, tensors).fileLength;
     if (bytes === report.bytes) break;
     report = { ...report, bytes };
     header = headerOf(source, quantization, report as unknown as Record<string, unknown>, extra);
@@ -280,6 +297,18 @@ function layerOf(name: string): number {
 
 function missingTensor(source: ModelSource, name: string): never {
   throw new FormatError(`checkpoint has no tensor "${name}"`, { file: source.path, tensor: name });
+}
+
+/** fp32 tensors at least this large are read only after a collection (e.g. a 32000x2048 embedding is 250 MiB). */
+const LARGE_TENSOR_BYTES = 32 << 20;
+
+/**
+ * A tensor's fp32 values; a large one is read after a collection, so the previous large
+ * tensor's fp32 copy (already packed, unreferenced) is not still alive next to it.
+ */
+function readCollected(entry: TensorEntry): Float32Array {
+  if (4 * entry.shape.reduce((a, b) => a * b, 1) >= LARGE_TENSOR_BYTES) collectGarbage();
+  return entry.read();
 }
 
 /** Frees the last layer's buffers before the next is read (Bun; elsewhere the engine decides). */
@@ -306,7 +335,7 @@ function headerOf(source: ModelSource, quantization: Record<string, unknown>, re
 }
 
 /** Appends f16 SVD factors of every layer's k_proj and v_proj; returns the header description. */
-function addXquant(tensors: TensorInput[], layers: number, hidden: number, kvDim: number): Record<string, unknown> {
+function addXquant(tensors: StoredTensor[], spool: TensorSpool, layers: number, hidden: number, kvDim: number): Record<string, unknown> {
   const byName = new Map(tensors.map((t) => [t.name, t]));
   for (let l = 0; l < layers; l++) {
     for (const proj of ["k_proj", "v_proj"]) {
@@ -315,8 +344,8 @@ function addXquant(tensors: TensorInput[], layers: number, hidden: number, kvDim
       const w = dequantize(t.encoding, t.bytes, kvDim, hidden);
       const f = xquantFactors(w, kvDim, hidden);
       const names = xquantNames(base);
-      tensors.push({ name: names.u, shape: [hidden, kvDim], encoding: { kind: "f16" }, bytes: packF16(f.u) });
-      tensors.push({ name: names.sb, shape: [kvDim, kvDim], encoding: { kind: "f16" }, bytes: packF16(f.sb) });
+      tensors.push(spool.add(names.u, [hidden, kvDim], { kind: "f16" }, packF16(f.u)));
+      tensors.push(spool.add(names.sb, [kvDim, kvDim], { kind: "f16" }, packF16(f.sb)));
     }
   }
   return {

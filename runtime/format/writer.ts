@@ -3,7 +3,8 @@
  * 64-byte aligned in the order given, checksums them (XXH32) and streams preamble, JSON
  * header, tensor table, padding and data to a sink. Deterministic: the same input gives a
  * byte-identical file (no timestamps, fixed header key order, canonical encoding JSON).
- * No I/O here; file.ts adds the temp-file-and-rename helper.
+ * `planCheckpointLayout` plans the same file from sizes and checksums alone, for bytes
+ * spooled elsewhere. No I/O here; file.ts adds the temp-file-and-rename helper.
  */
 
 import { InvalidArgumentError } from "../errors.ts";
@@ -28,6 +29,18 @@ export interface TensorInput {
   readonly bytes: Uint8Array;
 }
 
+/**
+ * A tensor whose packed bytes live elsewhere (e.g. a spool file): its size and XXH32 stand in
+ * for the bytes, so a file can be planned without holding every tensor in memory.
+ */
+export interface TensorDescriptor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly encoding: Encoding;
+  readonly byteLength: number;
+  readonly checksum: number;
+}
+
 export interface CheckpointInput {
   readonly header: CheckpointHeader;
   readonly tensors: readonly TensorInput[];
@@ -50,12 +63,15 @@ export interface CheckpointPlan {
 
 const ZEROS = new Uint8Array(64);
 
-function checkTensor(t: TensorInput, index: number, names: Set<string>): Encoding {
+/** Validates one tensor (bytes or a descriptor, per `form`); returns its canonical encoding. */
+function checkTensor(t: TensorInput | TensorDescriptor, index: number, names: Set<string>, form: "bytes" | "descriptor"): Encoding {
   const label = typeof t?.name === "string" ? `tensor "${t.name}"` : `tensor #${index}`;
   const bad = (message: string): never => {
     throw new InvalidArgumentError("tensors", `${label}: ${message}`);
   };
-  if (typeof t !== "object" || t === null) bad("must be an object {name, shape, encoding, bytes}");
+  if (typeof t !== "object" || t === null) {
+    bad(form === "bytes" ? "must be an object {name, shape, encoding, bytes}" : "must be an object {name, shape, encoding, byteLength, checksum}");
+  }
   if (typeof t.name !== "string" || t.name.length === 0) bad("name must be a non-empty string");
   if (new TextEncoder().encode(t.name).length > 0xffff) bad("name is longer than 65535 UTF-8 bytes");
   if (names.has(t.name)) bad("duplicate tensor name; every tensor needs a unique name");
@@ -76,31 +92,73 @@ function checkTensor(t: TensorInput, index: number, names: Set<string>): Encodin
   } catch (cause) {
     throw new InvalidArgumentError("tensors", `${label}: ${(cause as Error).message}`, { cause });
   }
-  if (!(t.bytes instanceof Uint8Array)) bad("bytes must be a Uint8Array");
-  if (t.bytes.length !== expected) {
+  let held: number;
+  if (form === "bytes") {
+    const bytes = (t as TensorInput).bytes;
+    if (!(bytes instanceof Uint8Array)) bad("bytes must be a Uint8Array");
+    held = bytes.length;
+  } else {
+    const { byteLength, checksum } = t as TensorDescriptor;
+    if (!Number.isSafeInteger(byteLength) || byteLength < 0) bad(`byteLength ${byteLength} is not a byte count`);
+    if (!Number.isInteger(checksum) || checksum < 0 || checksum > 0xffffffff) bad(`checksum ${checksum} is not a u32 XXH32`);
+    held = byteLength;
+  }
+  if (held !== expected) {
     bad(
-      `holds ${t.bytes.length} bytes, but shape [${t.shape.join(", ")}] in encoding ${JSON.stringify(encoding)} ` +
+      `holds ${held} bytes, but shape [${t.shape.join(", ")}] in encoding ${JSON.stringify(encoding)} ` +
         `packs to ${expected}; pack it with the matching runtime/format/pack-* function`,
     );
   }
   return encoding;
 }
 
+function checkList(tensors: unknown): void {
+  if (!Array.isArray(tensors)) throw new InvalidArgumentError("tensors", "checkpoint tensors must be an array");
+  if (tensors.length > 0xffffffff) throw new InvalidArgumentError("tensors", "more than 2^32-1 tensors");
+}
+
 /** Validates the input and computes the layout and every checksum; throws InvalidArgumentError on bad input. */
 export function planCheckpoint(input: CheckpointInput): CheckpointPlan {
-  if (!Array.isArray(input?.tensors)) throw new InvalidArgumentError("tensors", "checkpoint tensors must be an array");
-  if (input.tensors.length > 0xffffffff) throw new InvalidArgumentError("tensors", "more than 2^32-1 tensors");
+  checkList(input?.tensors);
   const names = new Set<string>();
-  const encodings = input.tensors.map((t, i) => checkTensor(t, i, names));
-  const header = encodeHeader(input.header);
+  const encodings = input.tensors.map((t, i) => checkTensor(t, i, names, "bytes"));
+  return layOut(input.header, input.tensors.map((t, i) => ({
+    name: t.name,
+    shape: t.shape,
+    encoding: encodings[i],
+    byteLength: t.bytes.length,
+    checksum: xxhash32(t.bytes),
+  })));
+}
+
+/**
+ * The same layout from descriptors (sizes and checksums of bytes kept elsewhere); the data
+ * must then be written in table order at `records[i].offset` (quantizer/output-file.ts).
+ */
+export function planCheckpointLayout(header: CheckpointHeader, tensors: readonly TensorDescriptor[]): CheckpointPlan {
+  checkList(tensors);
+  const names = new Set<string>();
+  const encodings = tensors.map((t, i) => checkTensor(t, i, names, "descriptor"));
+  // Fields picked one by one: a descriptor may carry more (e.g. a lazy `bytes` getter).
+  return layOut(header, tensors.map((t, i) => ({
+    name: t.name,
+    shape: t.shape,
+    encoding: encodings[i],
+    byteLength: t.byteLength,
+    checksum: t.checksum,
+  })));
+}
+
+function layOut(headerValue: CheckpointHeader, tensors: readonly TensorDescriptor[]): CheckpointPlan {
+  const header = encodeHeader(headerValue);
   // The table's size does not depend on offsets (fixed-width fields), so encode it once with
   // placeholder offsets to learn where the data section starts, then again for real.
-  const draft = input.tensors.map((t, i) => ({
+  const draft = tensors.map((t) => ({
     name: t.name,
     shape: [...t.shape],
-    encoding: encodings[i],
+    encoding: t.encoding,
     offset: 0,
-    byteLength: t.bytes.length,
+    byteLength: t.byteLength,
     checksum: 0,
   }));
   const tableLength = encodeTable(draft).length;
@@ -109,7 +167,7 @@ export function planCheckpoint(input: CheckpointInput): CheckpointPlan {
   const records: TensorRecord[] = draft.map((r, i) => {
     const offset = alignUp(cursor);
     cursor = offset + r.byteLength;
-    return { ...r, offset, checksum: xxhash32(input.tensors[i].bytes) };
+    return { ...r, offset, checksum: tensors[i].checksum };
   });
   const fileLength = cursor;
   if (!Number.isSafeInteger(fileLength)) throw new InvalidArgumentError("tensors", `checkpoint would be ${fileLength} bytes`);
