@@ -26,18 +26,14 @@ import {
 } from "../runtime/kernels/matmul.ts";
 import { type Pool, splitRows } from "../runtime/kernels/pool.ts";
 import type { Kernels } from "../runtime/kernels/wasm.ts";
+import { ENCODINGS } from "./config.ts";
 
 export const KERNEL_ENCODINGS = ["q2", "q3", "q4", "ternary", "q8", "f16", "f32"] as const;
 export type KernelEncodingName = typeof KERNEL_ENCODINGS[number];
 
-const bitplane = (bits: 2 | 3 | 4): Encoding => ({ kind: "bitplane", bits, group: 64, scales: "zero-point" });
-
 /** The packed encodings measured: the LUT ones as bench/config.ts packs models; q8 as the embeddings. */
 export const KERNEL_ENCODING: Readonly<Record<KernelEncodingName, Encoding>> = {
-  q2: bitplane(2),
-  q3: bitplane(3),
-  q4: bitplane(4),
-  ternary: { kind: "ternary", group: 64, planes: 1 },
+  ...ENCODINGS,
   q8: { kind: "q8", group: 32 },
   f16: { kind: "f16" },
   f32: { kind: "f32" },

@@ -8,12 +8,10 @@
  * Both temporary files are removed on success and on error; `quantizeTempPaths` names them
  * for a Ctrl-C handler.
  */
-import { open, rename, rm } from "node:fs/promises";
-import type { FileHandle } from "node:fs/promises";
-import { dirname } from "node:path";
 import process from "node:process";
-import { CrumbError, FormatError, InvalidArgumentError } from "../runtime/errors.ts";
+import { FormatError, InvalidArgumentError } from "../runtime/errors.ts";
 import { XxHash32 } from "../runtime/format/checksum.ts";
+import { checkpointTempPath, writeAll, writeFileAtomically } from "../runtime/format/file.ts";
 import type { CheckpointHeader } from "../runtime/format/header.ts";
 import { type CheckpointPlan, planCheckpointLayout } from "../runtime/format/writer.ts";
 import type { ModelSource } from "../runtime/models/types.ts";
@@ -26,7 +24,7 @@ const ZEROS = new Uint8Array(64);
 
 /** The temporary files a quantisation to `output` creates: the checkpoint in progress and the spool. */
 export function quantizeTempPaths(output: string): { readonly checkpoint: string; readonly data: string } {
-  return { checkpoint: `${output}.tmp-${process.pid}`, data: `${output}.data-${process.pid}` };
+  return { checkpoint: checkpointTempPath(output), data: `${output}.data-${process.pid}` };
 }
 
 /**
@@ -48,23 +46,6 @@ export async function quantizeToFile(
   }
 }
 
-function ioError(path: string, cause: unknown): CrumbError {
-  if (cause instanceof CrumbError) return cause;
-  const reason = cause instanceof Error ? cause.message : String(cause);
-  return new CrumbError(
-    "io_error",
-    `cannot write checkpoint ${path}: ${reason}; check that the directory exists, is writable and has free space`,
-    { cause },
-  );
-}
-
-async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < bytes.length;) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
-    done += bytesWritten;
-  }
-}
-
 /**
  * Writes the checkpoint of `header` and `tensors` (in file order, bytes in `spool`) to `path`
  * atomically, copying `chunkBytes` (default 4 MiB) at a time; the spool stays open (its
@@ -82,15 +63,12 @@ export async function writeSpooledCheckpoint(
     throw new InvalidArgumentError("chunkBytes", `chunkBytes must be a positive integer, got ${chunkBytes}`);
   }
   const plan = planCheckpointLayout(header, tensors);
-  const temp = quantizeTempPaths(path).checkpoint;
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(temp, "w", 0o644);
+  await writeFileAtomically(path, async (handle) => {
     await writeAll(handle, plan.meta, 0);
     let at = plan.meta.length;
     const pad = async (to: number) => {
       for (; at < to; at += Math.min(ZEROS.length, to - at)) {
-        await writeAll(handle!, ZEROS.subarray(0, Math.min(ZEROS.length, to - at)), at);
+        await writeAll(handle, ZEROS.subarray(0, Math.min(ZEROS.length, to - at)), at);
       }
     };
     const chunk = new Uint8Array(Math.min(chunkBytes, tensors.reduce((m, t) => Math.max(m, t.byteLength), 0)));
@@ -113,29 +91,7 @@ export async function writeSpooledCheckpoint(
       }
     }
     await pad(plan.fileLength);
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(temp, path);
-  } catch (cause) {
-    await handle?.close().catch(() => undefined);
-    await rm(temp, { force: true }).catch(() => undefined);
-    throw ioError(path, cause);
-  }
-  await syncDirectory(dirname(path));
+  });
   return plan;
 }
 
-/** Makes the rename durable where the platform allows fsync on a directory (best effort). */
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // Not supported on every platform (Windows); the rename itself is already done.
-  }
-}

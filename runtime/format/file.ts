@@ -33,6 +33,7 @@ export function fileByteSource(handle: FileHandle, size: number): ByteSource {
 }
 
 function ioError(action: string, path: string, cause: unknown): CrumbError {
+  if (cause instanceof CrumbError) return cause;
   const reason = cause instanceof Error ? cause.message : String(cause);
   return new CrumbError(
     "io_error",
@@ -41,25 +42,30 @@ function ioError(action: string, path: string, cause: unknown): CrumbError {
   );
 }
 
+/** The temporary name a checkpoint is written under before the rename. */
+export function checkpointTempPath(path: string): string {
+  return `${path}.tmp-${process.pid}`;
+}
+
+/** Writes all of `bytes` at `position` (handle.write may write less than asked). */
+export async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length;) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
 /**
- * Writes a checkpoint to `path` atomically: `<path>.tmp-<pid>`, fsync, rename. Input is
- * validated before any file is created; on any error the temp file is removed.
+ * Writes `path` atomically: `write` fills `checkpointTempPath(path)`, which is then fsynced and
+ * renamed over `path`. On any error the temp file is removed and the error is rethrown (a
+ * CrumbError as is, anything else as an io_error naming the path).
  */
-export async function writeCheckpointFile(path: string, input: CheckpointInput): Promise<CheckpointPlan> {
-  const plan = planCheckpoint(input);
-  const temp = `${path}.tmp-${process.pid}`;
+export async function writeFileAtomically(path: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
+  const temp = checkpointTempPath(path);
   let handle: FileHandle | undefined;
   try {
     handle = await open(temp, "w", 0o644);
-    let position = 0;
-    for (const chunk of checkpointChunks(plan, input)) {
-      let written = 0;
-      while (written < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, written, chunk.length - written, position + written);
-        written += bytesWritten;
-      }
-      position += chunk.length;
-    }
+    await write(handle);
     await handle.sync();
     await handle.close();
     handle = undefined;
@@ -70,6 +76,21 @@ export async function writeCheckpointFile(path: string, input: CheckpointInput):
     throw ioError("write", path, cause);
   }
   await syncDirectory(dirname(path));
+}
+
+/**
+ * Writes a checkpoint to `path` atomically (`writeFileAtomically`). Input is validated before
+ * any file is created.
+ */
+export async function writeCheckpointFile(path: string, input: CheckpointInput): Promise<CheckpointPlan> {
+  const plan = planCheckpoint(input);
+  await writeFileAtomically(path, async (handle) => {
+    let position = 0;
+    for (const chunk of checkpointChunks(plan, input)) {
+      await writeAll(handle, chunk, position);
+      position += chunk.length;
+    }
+  });
   return plan;
 }
 

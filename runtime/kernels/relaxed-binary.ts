@@ -11,47 +11,11 @@
  * then re-encodes function body and section sizes.
  */
 import { KernelError } from "../errors.ts";
+import { Reader, uleb } from "./wasm-binary.ts";
 
 const CODE_SECTION = 10;
 const SWIZZLE = 14;
 const RELAXED_SWIZZLE = 256;
-
-class Reader {
-  p = 0;
-  constructor(readonly bytes: Uint8Array) {}
-  byte(): number {
-    if (this.p >= this.bytes.length) throw new KernelError("kernel binary is truncated; rebuild it with 'npm run build:kernels'");
-    return this.bytes[this.p++];
-  }
-  u32(): number {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      const b = this.byte();
-      result += (b & 0x7f) * 2 ** shift;
-      if ((b & 0x80) === 0) return result;
-      shift += 7;
-    }
-  }
-  /** Skips a signed LEB128 (i32/i64 constants, block types). */
-  sleb(): void {
-    while (this.byte() & 0x80);
-  }
-  skip(n: number): void {
-    this.p += n;
-  }
-}
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
 
 /** Byte chunks concatenated at the end (bodies are copied, not pushed byte by byte). */
 class Chunks {

@@ -62,11 +62,11 @@ interface Worker0 {
   unref?(): void;
 }
 
-/** One worker's rows [begin, end) of a matrix, resident at `ptr` in that worker's memory. */
+/** Rows [begin, end) of a matrix: `part` describes them as held in the owner's memory. */
 interface Shard {
   readonly begin: number;
   readonly end: number;
-  readonly ptr: number;
+  readonly part: PackedMatrix;
 }
 
 /** Bytes of the prepared input `m` tokens of a matrix read. */
@@ -118,12 +118,14 @@ export async function createShardPool(options: ShardPoolOptions): Promise<ShardP
     }
     for (const { a, ranges } of plans) {
       const main = new Uint8Array(kernels.memory.buffer, a.ptr, a.layout.byteLength);
-      const placed: Shard[] = [{ begin: ranges[0][0], end: ranges[0][1], ptr: a.ptr }];
+      const placed: Shard[] = [{ begin: ranges[0][0], end: ranges[0][1], part: a }];
       for (let s = 1; s < ranges.length; s++) {
         const [begin, end] = ranges[s];
-        const part = sliceMatrixRows(a.encoding, a.rows, a.cols, main, begin, end);
-        const reply = await request(workers[s - 1], s - 1, { upload: a.ptr, bytes: part }, "uploaded", [part.buffer]);
-        placed.push({ begin, end, ptr: reply.ptr as number });
+        const shardBytes = sliceMatrixRows(a.encoding, a.rows, a.cols, main, begin, end);
+        const reply = await request(workers[s - 1], s - 1, { upload: a.ptr, bytes: shardBytes }, "uploaded", [shardBytes.buffer]);
+        const rows = end - begin;
+        const part = { encoding: a.encoding, rows, cols: a.cols, ptr: reply.ptr as number, layout: matrixLayout(a.encoding, rows, a.cols) };
+        placed.push({ begin, end, part });
       }
       shards.set(a.ptr, placed);
     }
@@ -165,9 +167,8 @@ export async function createShardPool(options: ShardPoolOptions): Promise<ShardP
       seq = (seq + 1) | 0;
       for (let s = 1; s < placed.length; s++) {
         const w = s - 1;
-        const { begin, end, ptr } = placed[s];
-        const rows = end - begin;
-        const part = { encoding: a.encoding, rows, cols: a.cols, ptr, layout: matrixLayout(a.encoding, rows, a.cols) };
+        const { part } = placed[s];
+        const rows = part.rows;
         const input = typeof x === "number" ? scratch[w].inputPtr : { ...x, ptr: scratch[w].inputPtr };
         const args = gemmShardCall(part, input, m, scratch[w].outputPtr, rows).argsFor(0, rows);
         if (args.length > MAX_ARGS) throw new KernelError(`row-shard gemm: ${args.length} arguments, at most ${MAX_ARGS}`);

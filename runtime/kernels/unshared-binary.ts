@@ -7,9 +7,13 @@
  * Binary format: WebAssembly core spec §5.5.5 (import section), §5.3.7 (limits).
  */
 import { KernelError } from "../errors.ts";
+import { Reader } from "./wasm-binary.ts";
 
 const IMPORT_SECTION = 2;
+const FUNCTION_IMPORT = 0;
+const TABLE_IMPORT = 1;
 const MEMORY_IMPORT = 2;
+const GLOBAL_IMPORT = 3;
 const SHARED_WITH_MAX = 0x03;
 const WITH_MAX = 0x01;
 
@@ -24,49 +28,31 @@ export function unsharedMemoryBinary(binary: Uint8Array): Uint8Array<ArrayBuffer
 
 /** Byte offset of the limits flag of the first shared memory import, if any. */
 function memoryLimitsOffset(bytes: Uint8Array): number | undefined {
-  let p = 8; // magic + version
-  const u32 = (): number => {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      if (p >= bytes.length) throw new KernelError("kernel binary is truncated; rebuild it with 'npm run build:kernels'");
-      const b = bytes[p++];
-      result += (b & 0x7f) * 2 ** shift;
-      if ((b & 0x80) === 0) return result;
-      shift += 7;
-    }
-  };
-  const skipName = () => {
-    const length = u32();
-    p += length;
-  };
-  while (p < bytes.length) {
-    const id = bytes[p++];
-    const size = u32();
-    const end = p + size;
+  const r = new Reader(bytes);
+  r.skip(8); // magic + version
+  while (r.p < bytes.length) {
+    const id = r.byte();
+    const size = r.u32();
+    const end = r.p + size;
     if (id === IMPORT_SECTION) {
-      const count = u32();
+      const count = r.u32();
       for (let i = 0; i < count; i++) {
-        skipName();
-        skipName();
-        const kind = bytes[p++];
-        if (kind === MEMORY_IMPORT) {
-          if (bytes[p] === SHARED_WITH_MAX) return p;
-          const flags = bytes[p++];
-          u32();
-          if (flags & 1) u32();
-        } else if (kind === 0) u32(); // function: type index
-        else if (kind === 1) { // table: reftype + limits
-          p++;
-          const flags = bytes[p++];
-          u32();
-          if (flags & 1) u32();
-        } else if (kind === 3) p += 2; // global: valtype + mutability
+        r.name(); // module
+        r.name(); // field
+        const kind = r.byte();
+        if (kind === MEMORY_IMPORT || kind === TABLE_IMPORT) {
+          if (kind === TABLE_IMPORT) r.byte(); // reference type
+          else if (bytes[r.p] === SHARED_WITH_MAX) return r.p;
+          const flags = r.byte();
+          r.u32();
+          if (flags & 1) r.u32();
+        } else if (kind === FUNCTION_IMPORT) r.u32(); // type index
+        else if (kind === GLOBAL_IMPORT) r.skip(2); // value type + mutability
         else return undefined;
       }
       return undefined;
     }
-    p = end;
+    r.p = end;
   }
   return undefined;
 }
