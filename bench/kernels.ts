@@ -172,7 +172,7 @@ async function main(): Promise<void> {
     timing: TIMING,
     machine: machineDescription(),
     runtime: runtimeDescription(),
-    command: `bun bench/kernels.ts ${argv.join(" ")}`.trim(),
+    command: `${runtimeDescription().startsWith("Deno") ? "deno run -A" : "bun"} bench/kernels.ts ${argv.join(" ")}`.trim(),
     passes: parsed.repeat,
     date: new Date().toISOString(),
     load_average: [Math.round(loadBefore * 10) / 10, Math.round(loadavg()[0] * 10) / 10],
