@@ -215,8 +215,11 @@ export function measureBandwidth(k: Kernels, pool: Pool, options: KernelBenchOpt
     // Touch every page: fresh WASM pages may map to one shared zero page and read unrealistically fast.
     fillRandom(new Uint8Array(k.memory.buffer, ptr, bytes), options.seed + 99);
     return options.threads.map((threads) => {
-      const shards = streamShards(k, ptr, bytes, threads);
-      const { ms } = timeMedian(() => pool.run("stream_sum_u32", shards), options.minTimeMs, 2);
+      // With every pool thread reading, chunks taken from the pool's queue keep both cores busy
+      // even when one thread wakes late; with fewer, one chunk per thread caps the parallelism.
+      const parts = threads === pool.threads ? threads * 8 : threads;
+      const tasks = streamShards(k, ptr, bytes, parts).map((args) => ({ exportName: "stream_sum_u32", args }));
+      const { ms } = timeMedian(() => pool.runTasks(tasks), options.minTimeMs, 2);
       const gbs = bytes / ms / 1e6;
       options.log(`bandwidth: ${threads} thread(s) ${gbs.toFixed(1)} GB/s (${(bytes / 2 ** 20).toFixed(0)} MiB in ${ms.toFixed(1)} ms)`);
       return { threads, gbs, ms, bytes };

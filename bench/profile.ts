@@ -1,18 +1,24 @@
 /**
  * Where one crumb decode step spends its time: `bun bench/profile.ts --shape 1.1B --encoding q2
- * --threads 1 --ctx 128`. Fills the cache with the WASM backend, then runs decode steps
- * through the architecture's forward pass with timed wrappers around `linear` (LUT tables +
- * matmul, split into the layers' matrices and lm_head) and the attention state's `attend`
- * (cache store + attention, on one thread); the rest is norms, RoPE, activations, embedding
- * and JS glue. `--threads N` runs the matmuls on an N-thread pool.
- * Also reports the weight bytes streamed per token and the bandwidth the matmuls reach.
+ * --threads 1 --ctx 128`. Fills the cache through the WASM ops, then runs decode steps through
+ * the architecture's forward pass with timed wrappers around `linear` (LUT tables + matmul,
+ * split into the layers' matrices and lm_head) and the attention state's `attend` (cache store
+ * + attention); the rest is norms, RoPE, activations, embedding and JS glue. `--threads N`
+ * runs the matmuls and the attention on one N-thread pool, as the engine does (q/k/v and
+ * gate/up as one pool batch each, so q_proj's time includes k_proj and v_proj). Also reports
+ * the weight bytes streamed per token, the bandwidth the matmuls reach and the pool batches
+ * per token (each one a wait for every thread).
  */
 import { fileURLToPath } from "node:url";
 import { loadPackedModel } from "../runtime/engine/packed-model.ts";
-import { createWasmBackend, type KvType } from "../runtime/engine/wasm-backend.ts";
-import { createPool, disposePool } from "../runtime/kernels/pool.ts";
+import { createKvCache } from "../runtime/engine/kv-cache/create-kv-cache.ts";
+import { KV_MODES, type KvMode } from "../runtime/engine/kv-cache/types.ts";
+import { createLatentCodec } from "../runtime/engine/kv-cache/xquant-svd.ts";
+import { InvalidArgumentError } from "../runtime/errors.ts";
+import { createPool, disposePool, type Pool } from "../runtime/kernels/pool.ts";
 import { resolveModel } from "../runtime/models/registry.ts";
-import { createWasmOps, packedWeightStore, type WasmMatrix } from "../runtime/ops/wasm-ops.ts";
+import { ropeInverseFrequencies } from "../runtime/models/rope-frequencies.ts";
+import { createWasmOps, MAX_TOKENS_PER_CALL, packedWeightStore, type WasmMatrix } from "../runtime/ops/wasm-ops.ts";
 import type { ForwardContext } from "../runtime/ops/types.ts";
 import { argmax, ENCODING_NAMES, type EncodingName, promptIds, SHAPES } from "./config.ts";
 import { prepareModels } from "./models.ts";
@@ -25,18 +31,31 @@ export interface DecodeProfile {
   readonly otherMs: number;
   readonly weightBytesPerToken: number;
   readonly matmulGBps: number;
+  readonly batchesPerToken: number;
 }
 
 export async function profileDecode(modelPath: string, options: { threads: number; ctx: number; kv: string; steps: number; seed: number }): Promise<DecodeProfile> {
+  if (!(KV_MODES as readonly string[]).includes(options.kv)) {
+    throw new InvalidArgumentError("kv", `--kv ${options.kv}: choose one of ${KV_MODES.join(", ")}`);
+  }
   const model = await loadPackedModel(modelPath);
   const { arch, args } = resolveModel(model.header.config);
-  // The backend (cache fill, attention) stays on one thread: a second worker pool next to its
-  // own would make the two compete for the cores. `threads` drives the profiled matmuls only.
-  const backend = await createWasmBackend(model, { threads: 1, kv: options.kv as KvType, contextLength: options.ctx });
+  // One pool, as the engine has: the matmuls and the attention share it.
   const pool = options.threads > 1 ? await createPool({ threads: options.threads, kernels: model.kernels }) : undefined;
+  let batches = 0;
+  const countingPool: Pool | undefined = pool === undefined ? undefined : { ...pool, runTasks: (tasks) => (batches++, pool.runTasks(tasks)) };
   try {
-    const ops = createWasmOps(model.kernels, pool);
+    const ops = createWasmOps(model.kernels, countingPool, { matrices: model.matrices });
     const weights = packedWeightStore(model.matrices, model.vectors, model.path);
+    const cache = createKvCache(options.kv as KvMode, {
+      kernels: model.kernels,
+      pool: countingPool,
+      shape: { ...args, contextLength: options.ctx },
+      hidden: args.hiddenSize,
+      invFreq: ropeInverseFrequencies(args.headDim, args.ropeTheta, args.ropeScaling),
+      projector: (layer, x, n, startPos) => arch.projectKv(args, { ops, weights }, layer, x, n, startPos),
+      latent: () => createLatentCodec(model.kernels, ops, weights, args, arch.projectKv),
+    });
     let linearMs = 0;
     let lmHeadMs = 0;
     let attentionMs = 0;
@@ -53,7 +72,6 @@ export async function profileDecode(modelPath: string, options: { threads: numbe
         return out;
       },
     };
-    const cache = backend.cache;
     const timedCache = Object.create(cache);
     timedCache.attend = (input: Parameters<typeof cache.attend>[0]) => {
       const t = performance.now();
@@ -62,10 +80,13 @@ export async function profileDecode(modelPath: string, options: { threads: numbe
       return out;
     };
     const ctx = { ops: timedOps, weights, attention: timedCache } as unknown as ForwardContext;
-    const prefill = options.ctx - options.steps - 8;
-    let token = argmax(backend.forward(promptIds(prefill, options.seed, args.vocabSize)));
+    const prompt = promptIds(options.ctx - options.steps - 8, options.seed, args.vocabSize);
+    const plain = { ops, weights, attention: cache } as unknown as ForwardContext;
+    let logits = new Float32Array(0);
+    for (let i = 0; i < prompt.length; i += MAX_TOKENS_PER_CALL) logits = arch.forward(args, plain, prompt.slice(i, i + MAX_TOKENS_PER_CALL), i);
+    let token = argmax(logits);
     for (let i = 0; i < 8; i++) token = argmax(arch.forward(args, ctx, [token], cache.length()));
-    linearMs = lmHeadMs = attentionMs = bytes = 0;
+    linearMs = lmHeadMs = attentionMs = bytes = batches = 0;
     const t0 = performance.now();
     for (let i = 0; i < options.steps; i++) token = argmax(arch.forward(args, ctx, [token], cache.length()));
     const total = performance.now() - t0;
@@ -78,10 +99,10 @@ export async function profileDecode(modelPath: string, options: { threads: numbe
       otherMs: per(total - linearMs - lmHeadMs - attentionMs),
       weightBytesPerToken: per(bytes),
       matmulGBps: bytes / ((linearMs + lmHeadMs) * 1e6),
+      batchesPerToken: per(batches),
     };
   } finally {
     if (pool !== undefined) await disposePool(pool);
-    await backend.dispose();
   }
 }
 
@@ -111,6 +132,7 @@ async function main(): Promise<void> {
   console.log(`  attention (store + attend)       ${p.attentionMs.toFixed(2)} ms ${pct(p.attentionMs)}`);
   console.log(`  other (norms, RoPE, SiLU, JS)    ${p.otherMs.toFixed(2)} ms ${pct(p.otherMs)}`);
   console.log(`  weights streamed ${(p.weightBytesPerToken / 1e6).toFixed(1)} MB/token, matmuls at ${p.matmulGBps.toFixed(1)} GB/s`);
+  if (p.batchesPerToken > 0) console.log(`  pool batches (matmuls, attention) ${p.batchesPerToken.toFixed(0)} per token`);
 }
 
 if (import.meta.main) {

@@ -46,7 +46,7 @@ export async function createWasmBackend(model: PackedModel, options: WasmBackend
   }
   const contextLength = options.contextLength ?? Math.min(args.maxPositions, 4096);
   const { threads, pool, shardPool, note } = await startThreads(model, options.threads ?? 1);
-  const ops = createWasmOps(model.kernels, pool ?? shardPool);
+  const ops = createWasmOps(model.kernels, pool ?? shardPool, { matrices: model.matrices });
   const shape = {
     numLayers: args.numLayers,
     numHeads: args.numHeads,

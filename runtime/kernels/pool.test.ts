@@ -1,13 +1,17 @@
 /**
  * Worker pool: row/head sharding over the shared memory gives results identical to one thread,
- * workers have their own stacks, failures surface as KernelError, and the same pool runs under
- * Deno (pool-smoke.ts, spawned here so the check is part of `bun test`).
+ * batches of mixed calls (longer than one queue table) all run exactly once, workers have
+ * their own stacks, failures surface as KernelError, the spin policy backs off after a
+ * preemption, and the same pool runs under Deno (pool-smoke.ts, spawned here so the check is
+ * part of `bun test`).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { fileURLToPath } from "node:url";
 import { KernelError } from "../errors.ts";
 import { attentionCallArgs } from "./elementwise.ts";
-import { createPool, defaultThreads, disposePool, type Pool, splitRows } from "./pool.ts";
+import { createPool, defaultThreads, disposePool, type Pool, type PoolTask, rowTasks, splitRows } from "./pool.ts";
+import { BACKOFF_MS, CONTENDED_SPIN_MICROS, SpinPolicy } from "./spin-policy.ts";
+import { MAX_TASKS } from "./task-queue.ts";
 import { alloc, getF32, put, QUICK, randomF32 } from "./test-data.ts";
 import { loadKernels } from "./wasm.ts";
 
@@ -80,6 +84,52 @@ describe("sharded kernels equal one thread", () => {
     pools.get(threads)!.run("attention_f32", shards);
     expect(getF32(kern, outs[1], nHeads * headDim)).toEqual(getF32(kern, outs[0], nHeads * headDim));
     kern.arena.release(mark);
+  });
+});
+
+describe("task batches", () => {
+  test.each(THREADS)("%d threads: a batch of mixed calls longer than the queue table runs each call once", (threads) => {
+    const mark = kern.arena.mark();
+    const n = 40;
+    const count = MAX_TASKS + 38;
+    const x = put(kern, randomF32(9, count * n, 2));
+    const w = put(kern, randomF32(10, n));
+    const out = alloc(kern, count * n);
+    const acc = alloc(kern, count);
+    new Float32Array(kern.memory.buffer, acc, count).fill(1);
+    // Even calls normalise a row, odd calls double a running value: a call run twice shows.
+    const tasks: PoolTask[] = Array.from({ length: count }, (_, i) =>
+      i % 2 === 0
+        ? { exportName: "rmsnorm_f32", args: [x + i * n * 4, w, out + i * n * 4, 1, n, 1e-5] }
+        : { exportName: "scale_f32", args: [acc + i * 4, 2, acc + i * 4, 1] }
+    );
+    pools.get(threads)!.runTasks(tasks);
+    const ref = alloc(kern, count * n);
+    for (let i = 0; i < count; i += 2) kern.exports.rmsnorm_f32(x + i * n * 4, w, ref + i * n * 4, 1, n, 1e-5);
+    const rows = (at: number) => Array.from({ length: count / 2 }, (_, j) => getF32(kern, at + 2 * j * n * 4, n));
+    expect(rows(out)).toEqual(rows(ref));
+    const doubled = getF32(kern, acc, count);
+    expect(Array.from({ length: count / 2 }, (_, j) => doubled[2 * j + 1])).toEqual(new Array(count / 2).fill(2));
+    kern.arena.release(mark);
+  });
+
+  test("rowTasks splits rows into aligned ranges covering every row once", () => {
+    const tasks = rowTasks("gemm_lut", 100, (begin, end) => [begin, end], 16, 4);
+    expect(tasks.map((t) => t.args)).toEqual([[0, 16], [16, 48], [48, 80], [80, 100]]);
+  });
+});
+
+describe("spin policy", () => {
+  test("spins the configured time until a preemption, then briefly for BACKOFF_MS", () => {
+    const policy = new SpinPolicy(2000);
+    expect(policy.budget(10)).toBe(2000);
+    policy.observe(0.01, 10);
+    expect(policy.budget(11)).toBe(2000);
+    policy.observe(5, 20);
+    expect(policy.budget(21)).toBe(CONTENDED_SPIN_MICROS);
+    expect(policy.budget(20 + BACKOFF_MS + 1)).toBe(2000);
+    expect(new SpinPolicy(0).spin(() => false)).toBe(false);
+    expect(new SpinPolicy(50).spin(() => true)).toBe(true);
   });
 });
 

@@ -1,17 +1,37 @@
 /**
- * Worker pool that runs one kernel call across N threads over the single shared
+ * Worker pool that runs kernel calls across N threads over the single shared
  * WebAssembly.Memory (weights held once). Each worker instantiates the same compiled module
- * over that memory with its own stack carved from the arena (./wasm.ts). A call is split into
- * shards (typically row ranges of a matmul); the main thread runs shard 0 itself.
+ * over that memory with its own stack carved from the arena (./wasm.ts). Work is a batch of
+ * calls (typically row ranges of one or several matmuls) that the calling thread and the
+ * workers claim dynamically from a task queue in the shared memory (./task-queue.ts), so a
+ * late or descheduled thread does not hold the others back.
  *
- * Dispatch uses no messages: every worker owns a 256-byte slot in the shared memory
- * (control-block layout below). The main thread writes the export index and arguments, bumps
- * `request` and notifies; the worker spins briefly, then sleeps in Atomics.wait on `request`,
- * runs the export, stores `done` and notifies. The main thread waits on `done` the same way.
- * postMessage is used only to start workers.
+ * No messages after start-up: waiting threads spin, then sleep in Atomics.wait, and are
+ * notified only when they sleep. The default spin (DEFAULT_SPIN_MICROS) outlasts most gaps
+ * between two batches of a decode step (median ~40 µs for a 1.1B model), so during generation
+ * the workers rarely sleep, yet a spinning worker does not hold a core for long when other
+ * processes need it; a thread that finds itself descheduled while spinning spins even less for
+ * a while (./spin-policy.ts).
+ *
+ * The per-worker slot layout below (SLOT, waitFor, nextRequest) is the protocol of the
+ * row-shard pool (./shard-pool.ts), which keeps one slot per worker.
  */
 import { availableParallelism } from "node:os";
 import { KernelError } from "../errors.ts";
+import {
+  drain,
+  joinedWord,
+  MAX_TASK_ARGS,
+  MAX_TASKS,
+  mainWait,
+  Q,
+  queueBytes,
+  queueViews,
+  sleepingWord,
+  tableOffset,
+  writeTask,
+} from "./task-queue.ts";
+import { SpinPolicy } from "./spin-policy.ts";
 import { type Kernels, loadKernels, STACK_BYTES } from "./wasm.ts";
 
 /** Control slot per worker: int32 words, then f64 arguments from byte ARGS_OFFSET. */
@@ -21,13 +41,41 @@ export const ARGS_OFFSET = 32;
 export const MAX_ARGS = (SLOT_BYTES - ARGS_OFFSET) / 8;
 /** exportIndex value that tells a worker to leave its loop. */
 export const QUIT = -1;
+/**
+ * How long an idle thread spins before sleeping (µs): covers most of the glue between two
+ * batches of a decode step. Longer spins lost on a loaded machine (2-thread 1.1B decode next to
+ * a 1-core job: 20 µs 15.1 tok/s, 100 µs 14.9, 500 µs 11.0, 2 ms 9.4); ./spin-policy.ts
+ * shortens it further while this thread is being descheduled.
+ */
+export const DEFAULT_SPIN_MICROS = 100;
+/** Row-parallel calls are split in this many ranges per thread, so the queue can rebalance. */
+export const CHUNKS_PER_THREAD = 4;
+
+/** What the pool's workers are started with (pool-worker.ts). */
+export interface QueueStart {
+  readonly module: WebAssembly.Module;
+  readonly memory: WebAssembly.Memory;
+  readonly stackTop: number;
+  /** Byte offset of the task queue in the shared memory. */
+  readonly queue: number;
+  /** This worker's index (0-based) and the number of workers. */
+  readonly worker: number;
+  readonly workers: number;
+  readonly spinMicros: number;
+}
+
+/** One kernel call of a batch. */
+export interface PoolTask {
+  readonly exportName: string;
+  readonly args: readonly number[];
+}
 
 export interface PoolOptions {
   /** Threads including the calling one; default: all cores. */
   threads?: number;
   /** Kernel instance and arena to share; default: the process-wide `loadKernels()`. */
   kernels?: Kernels;
-  /** How long a waiting thread spins before sleeping in Atomics.wait (µs); default 100. */
+  /** How long a waiting thread spins before sleeping in Atomics.wait (µs); default DEFAULT_SPIN_MICROS. */
   spinMicros?: number;
   /** A worker that has not answered a call within this time is reported as hung; default 60000. */
   timeoutMs?: number;
@@ -37,13 +85,18 @@ export interface Pool {
   readonly threads: number;
   readonly kernels: Kernels;
   /**
-   * Runs `exportName` once per argument list, shard i on thread i (shard 0 on the caller), and
+   * Runs `exportName` once per argument list across the threads (the caller takes part) and
    * returns when all are done. Shards must write disjoint memory. At most `threads` shards.
    */
   run(exportName: string, argsPerShard: readonly (readonly number[])[]): void;
   /**
-   * Splits rows [0, rows) into up to `threads` ranges (multiples of `align` rows, except the
-   * last) and runs `exportName` with `argsFor(begin, end)` for each range.
+   * Runs every task, claimed dynamically by the caller and the workers, and returns when all
+   * are done. Tasks must write disjoint memory; any number of them, of any exports.
+   */
+  runTasks(tasks: readonly PoolTask[]): void;
+  /**
+   * Splits rows [0, rows) into up to CHUNKS_PER_THREAD × `threads` ranges (multiples of `align`
+   * rows, except the last) and runs `exportName` with `argsFor(begin, end)` for each range.
    */
   runRows(exportName: string, rows: number, argsFor: (begin: number, end: number) => number[], align?: number): void;
 }
@@ -104,7 +157,7 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
     throw new KernelError(`pool threads must be an integer in 1..256, got ${threads}`);
   }
   const kernels = options.kernels ?? loadKernels();
-  const spinMicros = options.spinMicros ?? 100;
+  const spinMicros = options.spinMicros ?? DEFAULT_SPIN_MICROS;
   const timeoutMs = options.timeoutMs ?? 60_000;
   const { memory, arena } = kernels;
   if (!(memory.buffer instanceof SharedArrayBuffer)) {
@@ -114,11 +167,10 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
   const names = functionExports(module);
   const index = new Map(names.map((name, i) => [name, i]));
   const nWorkers = threads - 1;
-  const control = nWorkers > 0 ? arena.alloc(nWorkers * SLOT_BYTES, 64) : 0;
+  const base = nWorkers > 0 ? arena.alloc(queueBytes(nWorkers), 64) : 0;
   const stacks = nWorkers > 0 ? arena.alloc(nWorkers * STACK_BYTES, 16) : 0;
-  const words = new Int32Array(memory.buffer);
-  const doubles = new Float64Array(memory.buffer);
-  new Uint8Array(memory.buffer, control, nWorkers * SLOT_BYTES).fill(0);
+  if (nWorkers > 0) new Uint8Array(memory.buffer, base, tableOffset(nWorkers)).fill(0);
+  const q = queueViews(memory.buffer, base, nWorkers);
   const workerUrl = poolWorkerUrl();
   const workers: Worker0[] = [];
   const ready: Promise<void>[] = [];
@@ -137,7 +189,8 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
         });
       }),
     );
-    worker.postMessage({ module, memory, stackTop: stacks + (w + 1) * STACK_BYTES, slot: control + w * SLOT_BYTES, spinMicros });
+    const start: QueueStart = { module, memory, stackTop: stacks + (w + 1) * STACK_BYTES, queue: base, worker: w, workers: nWorkers, spinMicros };
+    worker.postMessage(start);
   }
   try {
     await Promise.all(ready);
@@ -147,67 +200,108 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
   }
   for (const worker of workers) worker.unref?.();
 
+  const { words, at } = q;
+  const spin = new SpinPolicy(spinMicros);
   let seq = 0;
   const exportsByIndex = names.map((name) => kernels.exports[name] as (...args: number[]) => unknown);
-  const word = (w: number, field: number) => (control + w * SLOT_BYTES) / 4 + field;
+  const fnIndex = (exportName: string, op: string) => {
+    const fn = index.get(exportName);
+    if (fn === undefined) throw new KernelError(`${op}: no kernel export named '${exportName}'`);
+    return fn;
+  };
+  const hung = (what: string) => () => {
+    state.disposed = true;
+    return new KernelError(`a pool worker did not finish ${what} within ${timeoutMs} ms; the pool is unusable, dispose it`);
+  };
+
+  /** Publishes tasks[from, from+count) as one batch, drains it with the workers, closes it. */
+  const runBatch = (fns: readonly number[], tasks: readonly PoolTask[], from: number, count: number) => {
+    for (let i = 0; i < count; i++) writeTask(q, i, fns[from + i], tasks[from + i].args);
+    words[at + Q.count] = count;
+    Atomics.store(words, at + Q.next, 0);
+    Atomics.store(words, at + Q.finished, 0);
+    Atomics.store(words, at + Q.status, 0);
+    seq = seq >= 0x3fff_ffff ? 1 : seq + 1;
+    Atomics.store(words, at + Q.open, seq);
+    Atomics.store(words, at + Q.seq, seq);
+    for (let w = 0; w < nWorkers; w++) {
+      if (Atomics.load(words, at + sleepingWord(w)) !== 0) {
+        Atomics.notify(words, at + Q.seq);
+        break;
+      }
+    }
+    let failure: unknown;
+    drain(q, count, (i) => {
+      try {
+        exportsByIndex[fns[from + i]](...tasks[from + i].args);
+        return true;
+      } catch (cause) {
+        failure ??= cause;
+        return false;
+      }
+    });
+    const what = tasks[from].exportName;
+    mainWait(q, at + Q.finished, () => Atomics.load(words, at + Q.finished) >= count, spin, timeoutMs, hung(what));
+    Atomics.store(words, at + Q.open, 0);
+    for (let w = 0; w < nWorkers; w++) {
+      const joined = at + joinedWord(w);
+      if (Atomics.load(words, joined) === seq) mainWait(q, joined, () => Atomics.load(words, joined) !== seq, spin, timeoutMs, hung(what));
+    }
+    if (failure !== undefined || Atomics.load(words, at + Q.status) !== 0) {
+      throw new KernelError(`kernel ${what} trapped in the worker pool (${String(failure ?? "trap in a worker")}); this is a crumb bug`, { cause: failure });
+    }
+  };
 
   const state: PoolState = {
     threads,
     kernels,
     workers,
     disposed: false,
+    runTasks(tasks) {
+      if (state.disposed) throw new KernelError("this worker pool was disposed; create a new one with createPool()");
+      const fns = tasks.map((t) => {
+        if (t.args.length > MAX_TASK_ARGS) throw new KernelError(`pool task ${t.exportName}: ${t.args.length} arguments, at most ${MAX_TASK_ARGS}`);
+        return fnIndex(t.exportName, "pool.runTasks");
+      });
+      if (nWorkers === 0 || tasks.length === 1) {
+        for (let i = 0; i < tasks.length; i++) {
+          try {
+            exportsByIndex[fns[i]](...tasks[i].args);
+          } catch (cause) {
+            throw new KernelError(`kernel ${tasks[i].exportName} trapped (${String(cause)}); this is a crumb bug`, { cause });
+          }
+        }
+        return;
+      }
+      for (let from = 0; from < tasks.length; from += MAX_TASKS) runBatch(fns, tasks, from, Math.min(MAX_TASKS, tasks.length - from));
+    },
     run(exportName, argsPerShard) {
       if (state.disposed) throw new KernelError("this worker pool was disposed; create a new one with createPool()");
-      const fn = index.get(exportName);
-      if (fn === undefined) throw new KernelError(`pool.run: no kernel export named '${exportName}'`);
+      fnIndex(exportName, "pool.run");
       if (argsPerShard.length > threads) {
         throw new KernelError(`pool.run(${exportName}): ${argsPerShard.length} shards for ${threads} threads; split into at most ${threads}`);
       }
-      seq = (seq + 1) | 0;
-      for (let s = 1; s < argsPerShard.length; s++) {
-        const args = argsPerShard[s];
-        if (args.length > MAX_ARGS) throw new KernelError(`pool.run(${exportName}): ${args.length} arguments, at most ${MAX_ARGS}`);
-        const w = s - 1;
-        const base = (control + w * SLOT_BYTES + ARGS_OFFSET) / 8;
-        for (let i = 0; i < args.length; i++) doubles[base + i] = args[i];
-        words[word(w, SLOT.exportIndex)] = fn;
-        words[word(w, SLOT.argCount)] = args.length;
-        Atomics.store(words, word(w, SLOT.request), seq);
-        Atomics.notify(words, word(w, SLOT.request), 1);
-      }
-      let failure: unknown;
-      if (argsPerShard.length > 0) {
-        try {
-          exportsByIndex[fn](...argsPerShard[0]);
-        } catch (cause) {
-          failure = cause;
-        }
-      }
-      for (let s = 1; s < argsPerShard.length; s++) {
-        const w = s - 1;
-        waitFor(words, word(w, SLOT.done), seq, spinMicros, timeoutMs, () => {
-          state.disposed = true;
-          return new KernelError(`pool worker ${w + 1} did not finish ${exportName} within ${timeoutMs} ms; the pool is unusable, dispose it`);
-        });
-        if (words[word(w, SLOT.status)] !== 0) failure ??= new Error(`trap in worker ${w + 1}`);
-      }
-      if (failure !== undefined) {
-        throw new KernelError(`kernel ${exportName} trapped in the worker pool (${String(failure)}); this is a crumb bug`, { cause: failure });
-      }
+      state.runTasks(argsPerShard.map((args) => ({ exportName, args })));
     },
     quit() {
-      seq = (seq + 1) | 0;
-      for (let w = 0; w < nWorkers; w++) {
-        words[word(w, SLOT.exportIndex)] = QUIT;
-        Atomics.store(words, word(w, SLOT.request), seq);
-        Atomics.notify(words, word(w, SLOT.request), 1);
-      }
+      Atomics.store(words, at + Q.quit, 1);
+      seq = seq >= 0x3fff_ffff ? 1 : seq + 1;
+      Atomics.store(words, at + Q.seq, seq);
+      Atomics.notify(words, at + Q.seq);
     },
     runRows(exportName, rows, argsFor, align = 1) {
-      state.run(exportName, splitRows(rows, threads, align).map(([begin, end]) => argsFor(begin, end)));
+      state.runTasks(rowTasks(exportName, rows, argsFor, align, threads * CHUNKS_PER_THREAD));
     },
   };
   return state;
+}
+
+/**
+ * Calls computing rows [0, rows) in up to `parts` aligned ranges: the tasks of one matmul (or
+ * any row-parallel kernel) for `Pool.runTasks`, which may batch several matmuls together.
+ */
+export function rowTasks(exportName: string, rows: number, argsFor: (begin: number, end: number) => number[], align: number, parts: number): PoolTask[] {
+  return splitRows(rows, parts, align).map(([begin, end]) => ({ exportName, args: argsFor(begin, end) }));
 }
 
 /** Stops the workers (each leaves its wait loop, then is terminated). Their stacks stay in the arena. */

@@ -1,6 +1,7 @@
 /**
  * KV cache in WebAssembly memory, f32 or f16 per element, with attention computed by the
- * WASM kernels (attention_f32 / attention_f16), query heads split across the worker pool.
+ * WASM kernels (attention_f32 / attention_f16), query heads split in small groups that the
+ * worker pool's threads claim dynamically.
  * Layout per layer: keys and values (contextLength, nKvHeads, headDim). A sliding window
  * (Mistral) attends the most recent `slidingWindow` positions only.
  */
@@ -8,7 +9,7 @@ import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { f32ToF16 } from "../../format/pack-f16.ts";
 import { type AttentionArgs, attentionCallArgs, attentionScratchFloats, type CacheType } from "../../kernels/elementwise.ts";
 import type { Pool } from "../../kernels/pool.ts";
-import { splitRows } from "../../kernels/pool.ts";
+import { CHUNKS_PER_THREAD, splitRows } from "../../kernels/pool.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
 import type { AttentionInput } from "../../ops/types.ts";
 import type { CacheShape } from "./reference-cache.ts";
@@ -33,11 +34,11 @@ export function wasmCacheBytes(shape: CacheShape, type: CacheType): number {
  * its own slice of `scratch`, which must hold nHeads * kvLen floats).
  */
 export function attendHeads(kernels: Kernels, pool: Pool | undefined, type: CacheType, args: AttentionArgs): void {
-  const shards = splitRows(args.nHeads, pool?.threads ?? 1).map(([headBegin, headEnd]) =>
+  const shards = splitRows(args.nHeads, pool === undefined ? 1 : pool.threads * CHUNKS_PER_THREAD).map(([headBegin, headEnd]) =>
     attentionCallArgs(kernels, type, { ...args, scratch: args.scratch + headBegin * args.kvLen * 4, headBegin, headEnd })
   );
   if (pool === undefined || shards.length === 1) kernels.exports[`attention_${type}`](...shards[0]);
-  else pool.run(`attention_${type}`, shards);
+  else pool.runTasks(shards.map((args) => ({ exportName: `attention_${type}`, args })));
 }
 
 export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape: CacheShape, type: CacheType): WasmCache {
