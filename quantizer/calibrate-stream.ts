@@ -39,6 +39,8 @@ export type ReadTensor = (name: string) => Float32Array;
 
 export interface StreamingCalibrator {
   readonly engine: CalibrationEngine;
+  /** The wasm engine's GEMM, for methods that want it between collect and advance (GPTQ). */
+  readonly dense: DenseEngine | undefined;
   /** Statistics of layer `layer`'s wanted linears, on the current hidden states. Layers go in order. */
   collect(layer: number, read: ReadTensor): Promise<Map<string, LayerStats>>;
   /**
@@ -170,6 +172,7 @@ export async function createStreamingCalibrator(
 
   return {
     engine: engine === undefined ? "reference" : "wasm",
+    dense: engine,
     async collect(layer, read) {
       if (layer !== collected + 1) {
         throw new InvalidArgumentError("layer", `calibration layers go in order: expected layer ${collected + 1}, got ${layer}`);

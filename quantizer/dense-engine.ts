@@ -4,8 +4,9 @@
  * enough to stay in cache while every token of a window streams past (the kernel itself is a
  * loop of GEMVs, which would re-read the whole matrix from DRAM once per token), and spread
  * over a worker pool. The same kernel computes XᵀX block by block (only blocks on or above the
- * diagonal) for the GPTQ Hessian. The memory is private so it is freed with the engine: the
- * process-wide kernels' memory never shrinks.
+ * diagonal) for the GPTQ Hessian, and `gemm` hands raw gemm_f32 calls over engine memory to
+ * the pool (GPTQ's factorisation and sweep, gptq-factor.ts / gptq-sweep.ts). The memory is
+ * private so it is freed with the engine: the process-wide kernels' memory never shrinks.
  *
  * Products are f32 dot products (float64 in the reference twins); the parity tests bound the
  * difference.
@@ -33,8 +34,18 @@ export interface DenseEngine {
   matmul(x: Float32Array, n: number, w: EngineMatrix): Float32Array;
   /** Adds the upper triangle (j >= i) of XᵀX for x (n, cols) into xtx (cols, cols). */
   accumulateXtx(xtx: Float64Array, x: Float32Array, n: number, cols: number): void;
-  /** Allocation mark: `release(mark())` frees everything uploaded after it. */
+  /** Allocation mark: `release(mark())` frees everything uploaded or allocated after it. */
   mark(): number;
+  /** Byte offset of `count` uninitialised f32 slots in the engine's memory (freed by `release`). */
+  alloc(count: number): number;
+  /** A view of `count` f32 at byte offset `ptr`; take a new view after any `alloc` (the memory may grow). */
+  floats(ptr: number, count: number): Float32Array;
+  /**
+   * Runs gemm_f32 once per argument list (w, x, x stride, m, rows, cols, out, out stride: out
+   * (m, rows) = x (m, cols) · wᵀ, byte offsets), spread over the pool. The calls must write
+   * disjoint memory; every output is one dot product, so results do not depend on the threads.
+   */
+  gemm(calls: readonly (readonly number[])[]): void;
   release(mark: number): void;
   dispose(): Promise<void>;
 }
@@ -54,7 +65,7 @@ export async function createDenseEngine(options: { threads?: number } = {}): Pro
   const gemm = kernels.exports.gemm_f32 as (...args: number[]) => void;
 
   /** Runs gemm_f32 once per argument list, `threads` calls at a time. */
-  const runAll = (calls: number[][]) => {
+  const runAll = (calls: readonly (readonly number[])[]) => {
     // gemm_f32 arguments: w, x, x stride, tokens, rows, cols, out, out stride.
     const macs = calls.reduce((sum, c) => sum + c[3] * c[4] * c[5], 0);
     if (pool === undefined || macs < POOL_MIN_MACS) {
@@ -126,6 +137,9 @@ export async function createDenseEngine(options: { threads?: number } = {}): Pro
     },
 
     mark: () => kernels.arena.mark(),
+    alloc: scratch,
+    floats,
+    gemm: runAll,
     release: (mark) => kernels.arena.release(mark),
     async dispose() {
       if (pool !== undefined) await disposePool(pool);

@@ -2,7 +2,7 @@
 // and the XQuant factorisation built on it.
 import { expect, test } from "bun:test";
 import { createRandom } from "../runtime/engine/sampler.ts";
-import { cholesky, inverseCholeskyUpper, symmetricEigen } from "./linalg.ts";
+import { cholesky, dampingSchedule, inverseCholeskyUpper, reverseCholeskyUpper, symmetricEigen } from "./linalg.ts";
 import { xquantFactors } from "./xquant.ts";
 
 function spd(n: number, seed: number): Float64Array {
@@ -44,6 +44,40 @@ test("inverseCholeskyUpper gives U with UᵀU = (H + damping)⁻¹", () => {
     }
   }
   for (let i = 1; i < n; i++) for (let j = 0; j < i; j++) expect(u[i * n + j]).toBe(0);
+});
+
+test("reverseCholeskyUpper gives upper R with R·Rᵀ = H' + λI (viewed H) and R = U⁻¹", () => {
+  const n = 9;
+  const h = spd(n, 5);
+  const order = [3, 0, 8, 1, 7, 2, 6, 4, 5];
+  const diag = new Float64Array(n).map((_, i) => h[i * n + i] * 1.5);
+  const view = { order, diag };
+  const { factor: r, lambda } = reverseCholeskyUpper(h, n, 0.01, view);
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += diag[i] / n;
+  expect(lambda).toBeCloseTo(0.01 * mean, 12);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      if (j < i) expect(r[i * n + j]).toBe(0);
+      let s = 0;
+      for (let k = 0; k < n; k++) s += r[i * n + k] * r[j * n + k];
+      const want = i === j ? diag[order[i]] + lambda : h[order[i] * n + order[j]];
+      expect(s).toBeCloseTo(want, 9);
+    }
+  }
+  const u = inverseCholeskyUpper(h, n, 0.01, view);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += r[i * n + k] * u[k * n + j];
+      expect(s).toBeCloseTo(i === j ? 1 : 0, 9);
+    }
+  }
+});
+
+test("dampingSchedule: ×10 up to 1, a single step when damping is off", () => {
+  expect(dampingSchedule(0.01).length).toBe(3);
+  expect(dampingSchedule(0)).toEqual([0]);
 });
 
 test("symmetricEigen: A·v = λ·v, descending, orthonormal", () => {

@@ -1,7 +1,8 @@
 /**
  * Small dense float64 linear algebra for the quantizer (row-major n×n arrays): Cholesky
  * factorisation, the upper Cholesky factor of an inverse (GPTQ, Frantar et al. 2022, §4
- * "Cholesky reformulation") and the cyclic Jacobi eigen-decomposition of a symmetric matrix
+ * "Cholesky reformulation") and its inverse, the "reverse" factor R with H = R·Rᵀ (the float64
+ * twin of gptq-factor.ts), and the cyclic Jacobi eigen-decomposition of a symmetric matrix
  * (Golub & Van Loan §8.5) used for the XQuant SVD. O(n³); meant for n up to a few thousand.
  */
 import { ShapeError } from "../runtime/errors.ts";
@@ -41,30 +42,64 @@ export interface HessianView {
  * factorised is H permuted and with a replaced diagonal (GPTQ's act-order, dead columns).
  */
 export function inverseCholeskyUpper(h: Float64Array, n: number, damp = 0.01, view?: HessianView): Float64Array {
+  const a = reversedCholesky(h, n, damp, view).factor;
+  lowerInverseInPlace(a, n);
+  reverseInPlace(a);
+  return a;
+}
+
+/**
+ * The "reverse" Cholesky factor of the damped (and viewed) H: upper triangular R with
+ * H + λI = R·Rᵀ, i.e. R = U⁻¹ for inverseCholeskyUpper's U (R = J·L·J with J·H·J = L·Lᵀ).
+ * `lambda` is the damping added to the diagonal (same schedule as inverseCholeskyUpper).
+ */
+export function reverseCholeskyUpper(h: Float64Array, n: number, damp = 0.01, view?: HessianView): { factor: Float64Array; lambda: number } {
+  const result = reversedCholesky(h, n, damp, view);
+  reverseInPlace(result.factor);
+  return result;
+}
+
+/** GPTQ's damping: λ·mean(diag) for λ = damp, ×10 per failed attempt, up to 1 (just `damp` when ≤ 0). */
+export function dampingSchedule(damp: number): number[] {
+  if (!(damp > 0)) return [damp];
+  const out: number[] = [];
+  for (let lambda = damp; lambda <= 1; lambda *= 10) out.push(lambda);
+  return out;
+}
+
+/** Mean of the (viewed) diagonal, 1 when it is zero: the unit GPTQ's damping is measured in. */
+export function meanDiagonal(h: Float64Array, n: number, view?: HessianView): number {
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += view === undefined ? h[i * n + i] : view.diag[view.order[i]];
+  return mean / n || 1;
+}
+
+/** L (lower, n×n) with J·(H' + λ·mean·I)·J = L·Lᵀ, H' the viewed H, and the λ·mean added. */
+function reversedCholesky(h: Float64Array, n: number, damp: number, view?: HessianView): { factor: Float64Array; lambda: number } {
   if (h.length !== n * n) throw new ShapeError("inverseCholeskyUpper", `${n}x${n} values`, `${h.length}`);
   const order = view?.order;
   const at = (i: number, j: number) => {
     if (view === undefined) return h[i * n + j];
     return i === j ? view.diag[order![i]] : h[order![i] * n + order![j]];
   };
-  let mean = 0;
-  for (let i = 0; i < n; i++) mean += at(i, i);
-  mean = mean / n || 1;
-  // One n×n working buffer: J·H·J, then L in place, then L⁻¹ in place, then U = J·L⁻¹·J.
+  const mean = meanDiagonal(h, n, view);
+  // One n×n working buffer: J·H·J, then L in place.
   const a = new Float64Array(n * n);
-  for (let lambda = damp; lambda <= 1; lambda *= 10) {
+  for (const lambda of dampingSchedule(damp)) {
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] = at(n - 1 - i, n - 1 - j);
     for (let i = 0; i < n; i++) a[i * n + i] += lambda * mean;
-    if (!choleskyInPlace(a, n)) continue;
-    lowerInverseInPlace(a, n);
-    for (let p = 0, q = n * n - 1; p < q; p++, q--) { // entry (i, j) ↔ (n-1-i, n-1-j)
-      const t = a[p];
-      a[p] = a[q];
-      a[q] = t;
-    }
-    return a;
+    if (choleskyInPlace(a, n)) return { factor: a, lambda: lambda * mean };
   }
   throw new ShapeError("gptq", "a positive definite Hessian after damping", "a singular one; use more calibration text");
+}
+
+/** Entry (i, j) ↔ (n-1-i, n-1-j) of a square row-major matrix: A ↦ J·A·J. */
+function reverseInPlace(a: Float64Array): void {
+  for (let p = 0, q = a.length - 1; p < q; p++, q--) {
+    const t = a[p];
+    a[p] = a[q];
+    a[q] = t;
+  }
 }
 
 /** A = L·Lᵀ with L written over A's lower triangle and zeros above; false when A is not positive definite. */

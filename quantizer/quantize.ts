@@ -23,7 +23,8 @@ import type { ModelSource, TensorEntry } from "../runtime/models/types.ts";
 import { xxhash32 } from "../runtime/format/checksum.ts";
 import { type CalibrationEngine, createStreamingCalibrator } from "./calibrate-stream.ts";
 import { matrixDims, packedSource } from "./import/crumb.ts";
-import { METHODS, type MethodName, packQuantized, quantizeQ8 } from "./methods/index.ts";
+import type { DenseEngine } from "./dense-engine.ts";
+import { METHODS, type MethodName, packQuantized, quantizeGptq, quantizeQ8 } from "./methods/index.ts";
 import type { LayerStats, LutGroup } from "./methods/types.ts";
 import { type Bits, checkRecipe, defaultMethod, type KeepRule, planTensor, type Recipe, type TensorAction } from "./recipe.ts";
 import { compareModelsStreaming, type QualityReport } from "./report.ts";
@@ -104,7 +105,7 @@ function isLinear(name: string, shape: readonly number[]): boolean {
   return shape.length === 2 && name.startsWith("model.layers.") && name.endsWith(".weight");
 }
 
-function encode(action: TensorAction, weights: Float32Array, shape: readonly number[], stats: LayerStats | undefined): { encoding: Encoding; bytes: Uint8Array } {
+function encode(action: TensorAction, weights: Float32Array, shape: readonly number[], stats: LayerStats | undefined, engine?: DenseEngine): { encoding: Encoding; bytes: Uint8Array } {
   const [rows, cols] = matrixDims(shape);
   switch (action.kind) {
     case "f32":
@@ -116,7 +117,8 @@ function encode(action: TensorAction, weights: Float32Array, shape: readonly num
       return { encoding: q.encoding, bytes: packQuantized(q, rows, cols) };
     }
     case "method": {
-      const q = METHODS[action.method].quantize({ weights, rows, cols, group: action.group, bits: action.bits, ...stats });
+      const input = { weights, rows, cols, group: action.group, bits: action.bits, ...stats };
+      const q = action.method === "gptq" ? quantizeGptq(input, { engine }) : METHODS[action.method].quantize(input);
       return { encoding: q.encoding, bytes: packQuantized(q, rows, cols) };
     }
   }
@@ -162,9 +164,9 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   const notes: Record<string, string> = {};
   let index = 0;
   /** Packs one tensor into the spool. */
-  const emit = (entry: TensorEntry, weights: Float32Array, stats: LayerStats | undefined): void => {
+  const emit = (entry: TensorEntry, weights: Float32Array, stats: LayerStats | undefined, engine?: DenseEngine): void => {
     const plan = plans.get(entry.name)!;
-    const { encoding, bytes } = encode(plan.action, weights, entry.shape, stats);
+    const { encoding, bytes } = encode(plan.action, weights, entry.shape, stats, engine);
     done.set(entry.name, spool.add(entry.name, entry.shape, encoding, bytes));
     const name = encodingName(encoding);
     counts[name] = (counts[name] ?? 0) + 1;
@@ -212,7 +214,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
         for (const entry of inLayer) {
           await yieldToEventLoop();
           if (stats.get(entry.name)?.hessian !== undefined) collectGarbage();
-          emit(entry, fp32.get(entry.name)!, stats.get(entry.name));
+          emit(entry, fp32.get(entry.name)!, stats.get(entry.name), calibrator.dense);
           stats.delete(entry.name);
           fp32.delete(entry.name);
         }

@@ -8,8 +8,18 @@
  * search weighted by diag(H) (the paper's default fits min/max when a group starts; on
  * stories260K act-order with static groups gave the lower KL). Columns never activated in
  * calibration (H_ii = 0) are zeroed, as in the reference code.
+ *
+ * Two paths: with a DenseEngine, the blocked factorisation (../gptq-factor.ts) and the
+ * left-looking sweep (../gptq-sweep.ts) run their O(n³) and O(rows·n²) parts on the WASM
+ * GEMM in float32, as the reference implementation does on a GPU; the factor is cached per
+ * Hessian, so q/k/v and gate/up (one shared Hessian) factorise once. Without one,
+ * `quantizeGptqReference` is the plain float64 twin the parity tests compare against.
  */
 import { InvalidArgumentError } from "../../runtime/errors.ts";
+import type { DenseEngine } from "../dense-engine.ts";
+import { type GptqFactor, reverseCholeskyBlocked } from "../gptq-factor.ts";
+import { createGroupFitter } from "../gptq-fit.ts";
+import { gptqSweep } from "../gptq-sweep.ts";
 import { inverseCholeskyUpper } from "../linalg.ts";
 import { type AffineParams, affineCode, fitAffine } from "./grid.ts";
 import { checkInput, type MatrixInput, type QuantizedMatrix } from "./types.ts";
@@ -17,16 +27,110 @@ import { checkInput, type MatrixInput, type QuantizedMatrix } from "./types.ts";
 export const GPTQ_BLOCK = 128;
 export const GPTQ_DAMP = 0.01;
 
-export function quantizeGptq(input: MatrixInput): QuantizedMatrix {
+export interface GptqOptions {
+  /** Runs the factorisation and the sweep on this engine's GEMM; absent: the float64 reference. */
+  readonly engine?: DenseEngine;
+}
+
+/** What the factor depends on: act-order and diag(H) with dead columns set to 1. */
+interface HessianPlan {
+  readonly diag: Float64Array;
+  readonly dead: Uint8Array;
+  readonly order: number[];
+}
+
+interface CachedFactor {
+  readonly plan: HessianPlan;
+  readonly factor: GptqFactor;
+}
+
+/** Factors by Hessian array: layers fed the same input share one Hessian (calibration-stats.ts). */
+const factorCache = new WeakMap<Float64Array, CachedFactor>();
+
+/**
+ * GPTQ codes for one matrix. With `options.engine`, the fast path: float32 GEMMs whose outputs
+ * are single dot products, so the codes do not depend on the engine's thread count; the factor
+ * is cached by Hessian array (keep the array unchanged while it is in use).
+ */
+export function quantizeGptq(input: MatrixInput, options: GptqOptions = {}): QuantizedMatrix {
+  const h = checkGptqInput(input);
+  const engine = options.engine;
+  if (engine === undefined) return quantizeGptqReference(input);
+  const { rows, cols, group, bits } = input;
+  let cached = factorCache.get(h);
+  if (cached === undefined || !sameDiagonal(cached.plan, h, cols)) {
+    const plan = planHessian(h, cols);
+    cached = { plan, factor: reverseCholeskyBlocked(h, cols, GPTQ_DAMP, plan, engine) };
+    factorCache.set(h, cached);
+  }
+  const { plan, factor } = cached;
+  const fit = fitGroups(input, plan);
+  const codes = gptqSweep({ weights: input.weights, rows, cols, bits, group, order: plan.order, dead: plan.dead, params: fit.params }, factor, engine);
+  return { encoding: { kind: "bitplane", bits, group, scales: "zero-point" }, codes, scales: fit.scales, zeros: fit.zeros };
+}
+
+/** A cached factor is reused only while H's diagonal is unchanged (a cheap guard against a reused buffer). */
+function sameDiagonal(plan: HessianPlan, h: Float64Array, cols: number): boolean {
+  for (let i = 0; i < cols; i++) if (h[i * cols + i] !== (plan.dead[i] ? 0 : plan.diag[i])) return false;
+  return true;
+}
+
+function checkGptqInput(input: MatrixInput): Float64Array {
   checkInput("gptq", input);
   if (input.hessian === undefined) {
     throw new InvalidArgumentError("calibration", "gptq needs the calibration Hessian of every linear layer; quantise through quantizeModel (which calibrates) or pass hessian");
   }
+  return input.hessian;
+}
+
+function planHessian(h: Float64Array, cols: number): HessianPlan {
+  const diag = new Float64Array(cols);
+  const dead = new Uint8Array(cols);
+  for (let i = 0; i < cols; i++) {
+    diag[i] = h[i * cols + i];
+    if (diag[i] === 0) {
+      diag[i] = 1;
+      dead[i] = 1;
+    }
+  }
+  const order = Array.from({ length: cols }, (_, i) => i).sort((a, b) => diag[b] - diag[a] || a - b);
+  return { diag, dead, order };
+}
+
+/**
+ * Static groups: (d, z) of every group from the original weights (dead columns as 0, weighted
+ * by diag H), so columns can then be visited in act-order without changing the layout. The
+ * fitter gives fitAffine's parameters exactly (gptq-fit.ts), faster.
+ */
+function fitGroups(input: MatrixInput, plan: HessianPlan): { params: AffineParams[]; scales: Float32Array; zeros: Float32Array } {
+  const { weights, rows, cols, group, bits } = input;
+  const groups = cols / group;
+  const scales = new Float32Array(rows * groups);
+  const zeros = new Float32Array(rows * groups);
+  const params: AffineParams[] = new Array(rows * groups);
+  const x = new Float64Array(group);
+  const hw = new Float64Array(group);
+  const fitter = createGroupFitter(bits);
+  for (let g = 0; g < groups; g++) {
+    for (let k = 0; k < group; k++) hw[k] = plan.diag[g * group + k];
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < group; k++) x[k] = plan.dead[g * group + k] ? 0 : weights[r * cols + g * group + k];
+      const p = fitter.fit(x, hw, group);
+      params[r * groups + g] = p;
+      scales[r * groups + g] = p.d;
+      zeros[r * groups + g] = p.z;
+    }
+  }
+  return { params, scales, zeros };
+}
+
+/** The float64 twin: the paper's right-looking sweep on U = chol(H⁻¹) (linalg.ts). */
+export function quantizeGptqReference(input: MatrixInput): QuantizedMatrix {
+  const h = checkGptqInput(input); // read only: factorised through a permuted view
   const { rows, cols, group, bits } = input;
   const levels = 1 << bits;
   const groups = cols / group;
   let w: Float64Array | undefined = Float64Array.from(input.weights); // (rows, cols)
-  const h = input.hessian; // read only: factorised through a permuted view
   const diag = new Float64Array(cols); // diag(H) with dead columns set to 1
   for (let i = 0; i < cols; i++) {
     diag[i] = h[i * cols + i];
