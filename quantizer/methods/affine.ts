@@ -4,6 +4,7 @@
  * bitplane "zero-point" matrix (w = d·(q − z)).
  */
 import { affineCode, fitAffine } from "./grid.ts";
+import { createGroupFitter } from "./group-fit.ts";
 import { checkInput, type MatrixInput, type QuantizedMatrix } from "./types.ts";
 
 /**
@@ -20,6 +21,7 @@ export function quantizeAffine(method: string, input: MatrixInput, h: ArrayLike<
   const zeros = new Float32Array(rows * groups);
   const x = new Float64Array(group);
   const hw = new Float64Array(group).fill(1);
+  const fitter = search ? createGroupFitter(bits) : undefined; // fitAffine's search, faster
   for (let r = 0; r < rows; r++) {
     for (let g = 0; g < groups; g++) {
       const base = r * cols + g * group;
@@ -27,7 +29,7 @@ export function quantizeAffine(method: string, input: MatrixInput, h: ArrayLike<
         x[i] = weights[base + i];
         if (h !== undefined) hw[i] = h.length === cols ? h[g * group + i] : h[base + i];
       }
-      const p = fitAffine(x, hw, group, bits, search);
+      const p = fitter !== undefined ? fitter.fit(x, hw, group) : fitAffine(x, hw, group, bits, false);
       scales[r * groups + g] = p.d;
       zeros[r * groups + g] = p.z;
       for (let i = 0; i < group; i++) codes[base + i] = affineCode(x[i], p, levels);

@@ -18,7 +18,7 @@
 import { InvalidArgumentError } from "../../runtime/errors.ts";
 import type { DenseEngine } from "../dense-engine.ts";
 import { type GptqFactor, reverseCholeskyBlocked } from "../gptq-factor.ts";
-import { createGroupFitter } from "../gptq-fit.ts";
+import { createGroupFitter } from "./group-fit.ts";
 import { gptqSweep } from "../gptq-sweep.ts";
 import { inverseCholeskyUpper } from "../linalg.ts";
 import { type AffineParams, affineCode, fitAffine } from "./grid.ts";
@@ -100,7 +100,7 @@ function planHessian(h: Float64Array, cols: number): HessianPlan {
 /**
  * Static groups: (d, z) of every group from the original weights (dead columns as 0, weighted
  * by diag H), so columns can then be visited in act-order without changing the layout. The
- * fitter gives fitAffine's parameters exactly (gptq-fit.ts), faster.
+ * fitter gives fitAffine's parameters exactly (group-fit.ts), faster.
  */
 function fitGroups(input: MatrixInput, plan: HessianPlan): { params: AffineParams[]; scales: Float32Array; zeros: Float32Array } {
   const { weights, rows, cols, group, bits } = input;

@@ -1,9 +1,9 @@
 // The memoised group fitter against grid.ts fitAffine: identical (d, z) on seeded groups of
 // every shape the search meets (plain, weighted, flat, zero, sparse, heavy-tailed).
 import { expect, test } from "bun:test";
-import { createRandom } from "../runtime/engine/sampler.ts";
-import { createGroupFitter } from "./gptq-fit.ts";
-import { fitAffine } from "./methods/grid.ts";
+import { createRandom } from "../../runtime/engine/sampler.ts";
+import { createGroupFitter } from "./group-fit.ts";
+import { fitAffine } from "./grid.ts";
 
 test("createGroupFitter gives fitAffine's parameters exactly", () => {
   const random = createRandom(11);

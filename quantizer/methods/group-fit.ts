@@ -1,8 +1,8 @@
 /**
  * grid.ts `fitAffine(x, h, n, bits, true)` with identical results in less time and without
- * garbage: GPTQ fits the static (d, z) of every group before its sweep (1.4M groups per layer
- * at 1B scale), and fitAffine allocates a parameter object per candidate (~26 per group, some
- * 400 MB of garbage per large matrix). Same candidates, same float operations in the same
+ * garbage, for the methods that fit every group (rtn, imatrix, GPTQ's static groups: 1.4M
+ * groups per layer at 1B scale); fitAffine, kept as the plain twin, allocates a parameter
+ * object per candidate (~26 per group, some 400 MB of garbage per large matrix). Same candidates, same float operations in the same
  * order; what changes: candidates are pairs of numbers (one object per group, the result), a
  * refit that returns its own input ends that candidate's steps (the remaining steps would
  * repeat it), a candidate seen before in the group (clip ratios and refits often converge on
@@ -10,8 +10,8 @@
  * Parameters compare with Object.is, so ±0 zero points stay apart as in fitAffine. The parity
  * test checks equality with fitAffine on many groups.
  */
-import { roundToF16 } from "../runtime/format/pack-f16.ts";
-import { type AffineParams, CLIP_RATIOS } from "./methods/grid.ts";
+import { roundToF16 } from "../../runtime/format/pack-f16.ts";
+import { type AffineParams, CLIP_RATIOS } from "./grid.ts";
 
 /** Candidates remembered per group (the search evaluates at most 1 + 16·3). */
 const MEMO = 64;
