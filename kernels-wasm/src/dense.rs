@@ -4,7 +4,8 @@
 //! GEMM is a loop of GEMV for now (prefill of dense layers is rare in low-bit models).
 //! gemm_q8 here takes f32 activations (exact activations, ~4x slower); the runtime wrapper
 //! runs q8 matrices through q8dot.rs on int8 activations instead.
-use crate::gemm::{f16x4_to_f32, small_i32x4_to_f32};
+use crate::f16::f16x4_finite_to_f32;
+use crate::gemm::small_i32x4_to_f32;
 use core::arch::wasm32::*;
 
 #[inline(always)]
@@ -58,14 +59,14 @@ unsafe fn dot_f16(w: *const u16, x: *const f32, n: usize) -> f32 {
         a0 = f32x4_add(
             a0,
             f32x4_mul(
-                f16x4_to_f32(u32x4_extend_low_u16x8(h)),
+                f16x4_finite_to_f32(u32x4_extend_low_u16x8(h)),
                 v128_load(x.add(i) as *const v128),
             ),
         );
         a1 = f32x4_add(
             a1,
             f32x4_mul(
-                f16x4_to_f32(u32x4_extend_high_u16x8(h)),
+                f16x4_finite_to_f32(u32x4_extend_high_u16x8(h)),
                 v128_load(x.add(i + 4) as *const v128),
             ),
         );

@@ -4,6 +4,8 @@
 //! The attention kernels' fast load skips the multiply (and the patch), leaving the 2^112
 //! factor to the caller and flagging Inf/NaN instead.
 //! f32 → f16 rounds to nearest, ties to even, with overflow to ±Inf and gradual underflow.
+//! The weight scales of the matmul kernels are finite by construction (the packers check), so
+//! their loads (load_f16x16, f16x4_finite_to_f32) skip the Inf/NaN patch.
 use core::arch::wasm32::*;
 
 /// Four f16 values (zero-extended in u32 lanes) to f32.
@@ -101,4 +103,34 @@ pub unsafe fn load_f16x8_unscaled(p: *const u16, flag: &mut v128) -> (v128, v128
     let lo = v128_and(i32x4_shl(i32x4_extend_low_i16x8(a), 13), mask);
     let hi = v128_and(i32x4_shl(i32x4_extend_high_i16x8(a), 13), mask);
     (lo, hi)
+}
+
+/// 4 f32x4 (16 rows) from 16 f16 at `p`: exact for finite values (zero and subnormals too).
+/// Sign-extended to 32 bits and shifted by 13, an f16's 15 magnitude bits sit where f32 keeps
+/// them (the sign copies in bits 30..28 are masked off): that reads as the value times 2^-112,
+/// and × 2^112 rebiases the exponent, normalising subnormals.
+#[inline(always)]
+pub unsafe fn load_f16x16(p: *const u8) -> [v128; 4] {
+    let a = v128_load(p as *const v128);
+    let b = v128_load(p.add(16) as *const v128);
+    [
+        f16_sext_to_f32(i32x4_extend_low_i16x8(a)),
+        f16_sext_to_f32(i32x4_extend_high_i16x8(a)),
+        f16_sext_to_f32(i32x4_extend_low_i16x8(b)),
+        f16_sext_to_f32(i32x4_extend_high_i16x8(b)),
+    ]
+}
+
+#[inline(always)]
+fn f16_sext_to_f32(h: v128) -> v128 {
+    let bits = v128_and(i32x4_shl(h, 13), u32x4_splat(0x8fff_e000));
+    f32x4_mul(bits, f32x4_splat(5.192_297e33)) // 2^112
+}
+
+/// 4 f16 values zero-extended in u32 lanes to f32 (finite values only; see load_f16x16).
+#[inline(always)]
+pub fn f16x4_finite_to_f32(h: v128) -> v128 {
+    let mag = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
+    let val = f32x4_mul(mag, f32x4_splat(5.192_297e33)); // 2^112
+    v128_or(val, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
 }

@@ -15,6 +15,7 @@
 //! (Bits read as signs +-1: sum_i q_i x_i = (1/2) sum_p 2^p L_p + (2^b-1)/2 sum_x, L_p = ts*S_p.)
 //! Prefill processes tokens in tiles of TOKEN_TILE so each weight block is loaded from memory
 //! once per tile (the other tokens of the tile re-read it from cache).
+use crate::f16::load_f16x16;
 use core::arch::wasm32::*;
 
 pub const ROW_TILE: usize = 16;
@@ -45,36 +46,6 @@ pub fn small_i32x4_to_f32(v: v128) -> v128 {
         i32x4_add(v, i32x4_splat(0x4B40_0000)),
         f32x4_splat(12582912.0),
     )
-}
-
-/// 4 f32x4 (16 rows) from 16 f16 at `p`: exact for finite values (zero and subnormals too).
-/// Sign-extended to 32 bits and shifted by 13, an f16's 15 magnitude bits sit where f32 keeps
-/// them (the sign copies in bits 30..28 are masked off): that reads as the value times 2^-112,
-/// and × 2^112 rebiases the exponent, normalising subnormals.
-#[inline(always)]
-pub unsafe fn load_f16x16(p: *const u8) -> [v128; 4] {
-    let a = v128_load(p as *const v128);
-    let b = v128_load(p.add(16) as *const v128);
-    [
-        f16_sext_to_f32(i32x4_extend_low_i16x8(a)),
-        f16_sext_to_f32(i32x4_extend_high_i16x8(a)),
-        f16_sext_to_f32(i32x4_extend_low_i16x8(b)),
-        f16_sext_to_f32(i32x4_extend_high_i16x8(b)),
-    ]
-}
-
-#[inline(always)]
-fn f16_sext_to_f32(h: v128) -> v128 {
-    let bits = v128_and(i32x4_shl(h, 13), u32x4_splat(0x8fff_e000));
-    f32x4_mul(bits, f32x4_splat(5.192_297e33)) // 2^112
-}
-
-/// 4 f16 values zero-extended in u32 lanes to f32 (finite values; see load_f16x16).
-#[inline(always)]
-pub unsafe fn f16x4_to_f32(h: v128) -> v128 {
-    let mag = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
-    let val = f32x4_mul(mag, f32x4_splat(5.192_297e33)); // 2^112
-    v128_or(val, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
 }
 
 /// Lookup accumulators of one block, from which unbias gives the exact sums: [p][0] = rows

@@ -5,7 +5,7 @@
 //! fours: one transpose-add reduces four dot products, and their scales convert together.
 //! Weight layout: runtime/format/encoding.ts (q8).
 //! Twin: runtime/kernels/reference/matmul.ts (same lanes and f32 order: bit-exact).
-use crate::gemm::f16x4_to_f32;
+use crate::f16::f16x4_finite_to_f32;
 use crate::lut::round_even;
 use core::arch::wasm32::*;
 
@@ -124,7 +124,7 @@ unsafe fn dot_row(
             }
             (v128_load(h.as_ptr() as *const v128), v128_load(a.as_ptr() as *const v128))
         };
-        let s = f32x4_mul(f16x4_to_f32(ws), sx);
+        let s = f32x4_mul(f16x4_finite_to_f32(ws), sx);
         row = f32x4_add(row, f32x4_mul(f32x4_convert_i32x4(dots), s));
         g += n;
     }
