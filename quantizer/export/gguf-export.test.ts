@@ -101,12 +101,18 @@ describe("ggml block encoders", () => {
 });
 
 describe.skipIf(!available)("GGUF export", () => {
-  const source = createRandomModel(SPEC, available ? loadFixtureTokenizer("llama2") : undefined);
+  // Built on first use and dropped after the block: bun keeps finished test files in memory.
+  let model: ModelSource | undefined;
+  const sourceModel = (): ModelSource => (model ??= createRandomModel(SPEC, loadFixtureTokenizer("llama2")));
   const files = new Map<GgufExportType, string>();
+  afterAll(() => {
+    model = undefined;
+    files.clear();
+  });
   const exportAs = (type: GgufExportType): string => {
     if (!files.has(type)) {
       const path = join(dir, `tiny-${type}.gguf`);
-      exportGguf(source, path, { type, vocabGguf: modelPath(VOCAB) });
+      exportGguf(sourceModel(), path, { type, vocabGguf: modelPath(VOCAB) });
       files.set(type, path);
     }
     return files.get(type)!;
@@ -121,7 +127,7 @@ describe.skipIf(!available)("GGUF export", () => {
       const byName = new Map(gguf.tensorInfos.map((t) => [t.name, t]));
       expect(byName.get("token_embd.weight")!.type.name).toBe(type === "F16" ? "F16" : "Q8_0");
       expect(byName.get("blk.0.attn_norm.weight")!.type.name).toBe("F32");
-      const q = source.tensors.get("model.layers.1.self_attn.q_proj.weight")!;
+      const q = sourceModel().tensors.get("model.layers.1.self_attn.q_proj.weight")!;
       const expected = permuteHfToMeta(q.read(), 4, 256);
       const info = byName.get("blk.1.attn_q.weight")!;
       expect(info.type.name).toBe(type);
@@ -137,7 +143,7 @@ describe.skipIf(!available)("GGUF export", () => {
       const gguf = readGguf(exportAs(type));
       const info = gguf.tensorInfos.find((t) => t.name === "blk.0.ffn_down.weight")!;
       expect(info.type.name).toBe(type);
-      const w = source.tensors.get("model.layers.0.mlp.down_proj.weight")!.read();
+      const w = sourceModel().tensors.get("model.layers.0.mlp.down_proj.weight")!.read();
       const bytes = gguf.source.read(info.offset, info.byteLength);
       const decoded = type === "TQ2_0" ? decodeTq2_0(bytes, info.numel) : decodeQ2_K(bytes, info.numel);
       const reference = type === "TQ2_0" ? decodeTq2_0(encodeTq2_0(w), w.length) : decodeQ2_K(encodeQ2_K(w), w.length);
@@ -167,11 +173,11 @@ describe.skipIf(!available)("GGUF export", () => {
         expect(ids.length).toBe(4);
         for (const id of ids) expect(id >= 0 && id < 32000).toBe(true);
         // llama.cpp quantises activations too (Q8_0 / Q8_K), so near-ties may swap: top 5.
-        const logits = createReferenceEngine(dequantised(source, type), { contextLength: 64 }).forward(PROMPT);
+        const logits = createReferenceEngine(dequantised(sourceModel(), type), { contextLength: 64 }).forward(PROMPT);
         expect(topK(logits, 5)).toContain(ids[0]);
       }
       const theirs = await generate(exportAs("F32"), 10);
-      const engine = createEngine(source, { contextLength: 64 });
+      const engine = createEngine(sourceModel(), { contextLength: 64 });
       const ours: number[] = [];
       for await (const ev of engine.generate(PROMPT, { maxTokens: 10, temperature: 0, stopAtEos: false })) {
         if (ev.type === "token") ours.push(ev.id);

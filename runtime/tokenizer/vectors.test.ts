@@ -4,7 +4,7 @@
  * Qwen2/2.5 vectors are not checked: no Qwen tokenizer.json is available in shared/models.
  */
 
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { haveFiles, readJson, readVocabVectors } from "../../test/shared-data.ts";
 import { createTokenizer, type CrumbTokenizer } from "./tokenizer.ts";
 
@@ -27,6 +27,8 @@ const TOKENIZERS: Record<string, { dir: string; config?: Record<string, unknown>
 };
 
 const cache = new Map<string, CrumbTokenizer>();
+// bun keeps finished test files in memory: let the large vocabularies go.
+afterAll(() => cache.clear());
 function load(key: string, override: Record<string, unknown> = {}): CrumbTokenizer {
   const cacheKey = key + JSON.stringify(override);
   let tok = cache.get(cacheKey);
