@@ -21,3 +21,4 @@ mod gemm;
 mod lut;
 mod q8dot;
 mod baseline;
+mod kv_dequant;

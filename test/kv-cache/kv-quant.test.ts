@@ -17,6 +17,9 @@ import {
 import { createRowStore } from "../../runtime/engine/kv-cache/row-store.ts";
 import { InvalidArgumentError, ShapeError } from "../../runtime/errors.ts";
 import { checkCodeBits } from "../../runtime/engine/kv-cache/kv-quant.ts";
+import { createRopeTable, wasmRotation } from "../../runtime/engine/kv-cache/rope-table.ts";
+import { createWasmRowDequantizer, DEQUANT_CHUNK_ROWS } from "../../runtime/engine/kv-cache/wasm-row-dequantizer.ts";
+import { loadKernels } from "../../runtime/kernels/wasm.ts";
 
 function randomRows(count: number, seed: number, scale = 3): Float32Array {
   const random = createRandom(seed);
@@ -131,5 +134,48 @@ describe("row store", () => {
     const out = new Float32Array(8 * width);
     store.read(0, 8, out, 0);
     for (let r = 0; r < 8; r++) expect(out[r * width]).toBe(100 * (r + 1));
+  });
+
+  test("the WASM dequantiser and RoPE read what the plain loops read (bit for bit; RoPE within f32 rounding)", () => {
+    const kernels = loadKernels();
+    const [heads, headDim, capacity] = [3, 32, 200];
+    const kvDim = heads * headDim;
+    const invFreq = Float32Array.from({ length: headDim / 2 }, (_, i) => 10000 ** (-2 * i / headDim));
+    const rope = createRopeTable(invFreq, heads, headDim, capacity);
+    const dequantizer = createWasmRowDequantizer(kernels, kvDim);
+    const mark = kernels.arena.mark();
+    const staging = kernels.arena.alloc(capacity * kvDim * 4, 64);
+    try {
+      for (const bits of [8, 4, 3] as const) {
+        for (const axis of ["token", "channel"] as const) {
+          const keys = axis === "channel";
+          const make = (wasm: boolean) => createRowStore({
+            width: kvDim, capacity, bits, axis, group: keys ? 32 : 24, window: 5,
+            dequantizer: wasm ? dequantizer : undefined,
+            transform: keys
+              ? { toStored: (r, n, f) => rope.rotate(r, n, f, -1), fromStored: wasm ? wasmRotation(kernels, rope, heads, headDim) : (r, n, f) => rope.rotate(r, n, f, 1) }
+              : undefined,
+          });
+          const [plain, wasm] = [make(false), make(true)];
+          const rows = randomRows(capacity * kvDim, bits);
+          for (const store of [plain, wasm]) store.append(rows, capacity, 0);
+          expect(wasm.quantizedEnd()).toBeGreaterThan(DEQUANT_CHUNK_ROWS + 1); // several kernel calls
+          const want = new Float32Array(capacity * kvDim);
+          plain.read(1, capacity, want, 1);
+          const got = new Float32Array(kernels.memory.buffer, staging, capacity * kvDim);
+          got.fill(0);
+          wasm.read(1, capacity, got, 1); // straight into WASM memory
+          const copied = new Float32Array(capacity * kvDim);
+          wasm.read(1, capacity, copied, 1); // through the scratch buffer (and RoPE's plain loop)
+          expect(Array.from(copied)).toEqual(Array.from(want));
+          let worst = 0;
+          for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+          if (keys) expect(worst).toBeLessThan(1e-5);
+          else expect(worst).toBe(0);
+        }
+      }
+    } finally {
+      kernels.arena.release(mark);
+    }
   });
 });

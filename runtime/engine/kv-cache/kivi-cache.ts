@@ -6,16 +6,17 @@
  * they are rotated back before quantisation so the per-channel groups see pre-RoPE channels,
  * as KIVI prescribes (RoPE spreads a channel's outliers over its rotation pair, which widens
  * per-channel ranges), and rotated again after dequantisation (exact inverse rotation, only
- * float rounding). Attention dequantises the positions it reads into f32 staging buffers and
- * runs the WASM attention_f32 kernel (a fused attention_q4 kernel reading codes directly is
- * the speed-up left, see README.md).
+ * float rounding). Attention dequantises the positions it reads into f32 staging buffers with the
+ * kv_dequant kernels, re-applies RoPE with rope_f32 there, and runs the WASM attention_f32
+ * kernel (a fused attention_q4 kernel reading codes directly is the speed-up left, README.md).
  */
 import type { Pool } from "../../kernels/pool.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
 import type { AttentionInput } from "../../ops/types.ts";
 import { checkCodeBits } from "./kv-quant.ts";
 import type { CacheShape } from "./reference-cache.ts";
-import { createRopeTable } from "./rope-table.ts";
+import { createRopeTable, wasmRotation } from "./rope-table.ts";
+import { createWasmRowDequantizer, rowDequantizerBytes } from "./wasm-row-dequantizer.ts";
 import { createRowStore, getStoreState, putStoreState, type RowStore } from "./row-store.ts";
 import { checkAttentionInput, createStagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
 import type { KvCache, KvCacheState, StateArray } from "./types.ts";
@@ -44,14 +45,15 @@ export function kiviSettings(shape: CacheShape, options: Omit<KiviOptions, "invF
   };
 }
 
-/** Compact bytes per position and fixed bytes (windows, staging) of a KIVI cache. */
+/** Compact bytes per position and fixed bytes (windows, staging, kernel scratch) of a KIVI cache. */
 export function kiviCacheBytes(shape: CacheShape, options: Omit<KiviOptions, "invFreq">): { perToken: number; fixed: number } {
   const s = kiviSettings(shape, options);
   const kvDim = shape.numKvHeads * shape.headDim;
   const codes = Math.ceil((kvDim * s.bits) / 8);
   const perToken = shape.numLayers * (2 * codes + (4 * kvDim) / s.group + 4 * Math.ceil(kvDim / s.valueGroup));
   const windowBytes = shape.numLayers * ((s.window + s.group) + (s.window + 1)) * kvDim * 4;
-  return { perToken, fixed: windowBytes + stagedAttentionBytes(shape) };
+  const ropeTableBytes = shape.contextLength * shape.headDim * 4; // wasmRotation's copy
+  return { perToken, fixed: windowBytes + stagedAttentionBytes(shape) + rowDequantizerBytes(kvDim) + ropeTableBytes };
 }
 
 export function createKiviCache(kernels: Kernels, pool: Pool | undefined, shape: CacheShape, options: KiviOptions): KvCache {
@@ -60,12 +62,13 @@ export function createKiviCache(kernels: Kernels, pool: Pool | undefined, shape:
   const rope = createRopeTable(options.invFreq, shape.numKvHeads, shape.headDim, shape.contextLength);
   const keyTransform = {
     toStored: (rows: Float32Array, n: number, first: number) => rope.rotate(rows, n, first, -1),
-    fromStored: (rows: Float32Array, n: number, first: number) => rope.rotate(rows, n, first, 1),
+    fromStored: wasmRotation(kernels, rope, shape.numKvHeads, shape.headDim),
   };
+  const dequantizer = createWasmRowDequantizer(kernels, kvDim);
   const keys: RowStore[] = [];
   const values: RowStore[] = [];
   for (let l = 0; l < shape.numLayers; l++) {
-    const common = { width: kvDim, capacity: shape.contextLength, bits: s.bits, window: s.window };
+    const common = { width: kvDim, capacity: shape.contextLength, bits: s.bits, window: s.window, dequantizer };
     keys.push(createRowStore({ ...common, axis: "channel", group: s.group, transform: keyTransform }));
     values.push(createRowStore({ ...common, axis: "token", group: s.valueGroup }));
   }

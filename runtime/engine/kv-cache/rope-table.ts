@@ -2,9 +2,15 @@
  * Cosines and sines of RoPE angles pos·invFreq[i] for every position of the context, so
  * compressed caches can undo and redo the rotation of cached keys without trigonometry per
  * step (KIVI quantises keys before RoPE). Same rotate-half pairing (i, i + headDim/2) and
- * angles as ops.rope.
+ * angles as ops.rope. `wasmRotation` applies the forward rotation with the rope_f32 kernel to
+ * rows held in WASM memory (same table; f32 rounding instead of the loop's f64 products).
  */
+import { ropeF32 } from "../../kernels/elementwise.ts";
+import type { Kernels } from "../../kernels/wasm.ts";
 export interface RopeTable {
+  /** cos and sin of pos·invFreq[i], (positions, headDim/2) each. */
+  readonly cos: Float32Array;
+  readonly sin: Float32Array;
   /** Rotates rows (n, nHeads*headDim) at positions first.. by +angle (direction 1) or -angle (-1), in place. */
   rotate(rows: Float32Array, n: number, first: number, direction: 1 | -1): void;
 }
@@ -21,6 +27,8 @@ export function createRopeTable(invFreq: Float32Array, nHeads: number, headDim: 
     }
   }
   return {
+    cos,
+    sin,
     rotate(rows, n, first, direction) {
       for (let t = 0; t < n; t++) {
         const at = (first + t) * half;
@@ -37,5 +45,28 @@ export function createRopeTable(invFreq: Float32Array, nHeads: number, headDim: 
         }
       }
     },
+  };
+}
+
+/**
+ * Rotation by +angle through the rope_f32 kernel, for rows that are views of the kernels'
+ * memory; other rows take the table's plain loop. The kernel's table, (positions, headDim) with
+ * cos then sin per position, is copied from `table` into the arena.
+ */
+export function wasmRotation(kernels: Kernels, table: RopeTable, nHeads: number, headDim: number) {
+  const half = headDim / 2;
+  const positions = table.cos.length / half;
+  const tablePtr = kernels.arena.alloc(positions * headDim * 4, 64);
+  const view = new Float32Array(kernels.memory.buffer, tablePtr, positions * headDim);
+  for (let p = 0; p < positions; p++) {
+    view.set(table.cos.subarray(p * half, (p + 1) * half), p * headDim);
+    view.set(table.sin.subarray(p * half, (p + 1) * half), p * headDim + half);
+  }
+  return (rows: Float32Array, n: number, first: number): void => {
+    if (rows.buffer !== kernels.memory.buffer || n === 0) {
+      table.rotate(rows, n, first, 1);
+      return;
+    }
+    ropeF32(kernels, { x: rows.byteOffset, table: tablePtr + first * headDim * 4, nTokens: n, nHeads, headDim });
   };
 }

@@ -23,6 +23,7 @@ import {
 } from "./kv-quant.ts";
 import { f16ToF32, f32ToF16 } from "../../format/pack-f16.ts";
 import type { StateArray } from "./types.ts";
+import type { RowDequantizer } from "./wasm-row-dequantizer.ts";
 
 export interface RowTransform {
   /** In place on rows (n, width) at positions first..first+n-1, before quantisation. */
@@ -44,6 +45,8 @@ export interface RowStoreOptions {
   /** Channels stored as f16 beside the codes (XQuant keeps latent channel 0 exact at 2 bits). */
   readonly exactChannels?: readonly number[];
   readonly transform?: RowTransform;
+  /** Dequantises packed rows (the WASM kernels); the plain loops of kv-quant.ts otherwise. */
+  readonly dequantizer?: RowDequantizer;
 }
 
 /** The store's content in its compact form (sessions save it). */
@@ -113,20 +116,41 @@ export function createRowStore(options: RowStoreOptions): RowStore {
   };
 
   const readStored = (from: number, to: number, out: Float32Array, outRow: number) => {
-    let lastBlock = -1;
-    for (let p = from; p < to; p++) {
-      const outAt = (outRow + p - from) * width;
-      if (axis === "channel") {
-        const b = Math.floor(p / block);
-        if (b !== lastBlock) decodeChannelParams(params, b * paramsPerBlock, width, decoded);
-        lastBlock = b;
-        dequantizeChannelRow(codes, p * rowBytes, width, bits, decoded, scratchCodes, out, outAt);
-      } else {
-        dequantizeRowGroups(codes, p * rowBytes, width, group, bits, params, p * paramsPerBlock, scratchCodes, out, outAt);
+    if (options.dequantizer !== undefined) {
+      dequantizeRows(options.dequantizer, from, to, out, outRow);
+    } else {
+      let lastBlock = -1;
+      for (let p = from; p < to; p++) {
+        const outAt = (outRow + p - from) * width;
+        if (axis === "channel") {
+          const b = Math.floor(p / block);
+          if (b !== lastBlock) decodeChannelParams(params, b * paramsPerBlock, width, decoded);
+          lastBlock = b;
+          dequantizeChannelRow(codes, p * rowBytes, width, bits, decoded, scratchCodes, out, outAt);
+        } else {
+          dequantizeRowGroups(codes, p * rowBytes, width, group, bits, params, p * paramsPerBlock, scratchCodes, out, outAt);
+        }
       }
-      // A plain loop: this runs for every cached row of every layer on each step, and a
-      // callback per row left enough garbage to grow Bun's RSS by hundreds of MB at 4K.
+    }
+    // A plain loop: this runs for every cached row of every layer on each step, and a
+    // callback per row left enough garbage to grow Bun's RSS by hundreds of MB at 4K.
+    for (let p = from; p < to && exactChannels.length > 0; p++) {
+      const outAt = (outRow + p - from) * width;
       for (let i = 0; i < exactChannels.length; i++) out[outAt + exactChannels[i]] = f16ToF32(exact[p * exactChannels.length + i]);
+    }
+  };
+
+  // The kernel path: whole runs of rows per call (per-channel runs stay inside one block).
+  const dequantizeRows = (d: RowDequantizer, from: number, to: number, out: Float32Array, outRow: number) => {
+    if (axis === "token") {
+      d.token(codes, from * rowBytes, params, from * paramsPerBlock, to - from, width, group, bits, out, outRow * width);
+      return;
+    }
+    for (let p = from; p < to;) {
+      const b = Math.floor(p / block);
+      const end = Math.min(to, (b + 1) * block);
+      d.channel(codes, p * rowBytes, params, b * paramsPerBlock, end - p, width, bits, out, (outRow + p - from) * width);
+      p = end;
     }
   };
 

@@ -21,6 +21,7 @@ import { checkCodeBits } from "./kv-quant.ts";
 import { checkMeta } from "./kivi-cache.ts";
 import type { CacheShape } from "./reference-cache.ts";
 import { createRowStore, getStoreState, putStoreState, type RowStore, type RowStoreOptions } from "./row-store.ts";
+import { createWasmRowDequantizer, rowDequantizerBytes } from "./wasm-row-dequantizer.ts";
 import { checkAttentionInput, createStagedAttention, type StagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
 import type { KvCache, KvCacheState, StateArray } from "./types.ts";
 import type { LatentCodec } from "./xquant-svd.ts";
@@ -64,13 +65,15 @@ function streamsFor(shape: CacheShape, hidden: number, rank: number | undefined,
 export function xquantCacheBytes(shape: CacheShape, hidden: number, rank: number | undefined, options: XquantOptions) {
   let perLayer = 0;
   let windows = 0;
-  for (const s of streamsFor(shape, hidden, rank, options)) {
+  const streams = streamsFor(shape, hidden, rank, options);
+  for (const s of streams) {
     const block = s.axis === "channel" ? s.group : 1;
     perLayer += Math.ceil((s.width * s.bits) / 8) + (s.axis === "channel" ? (4 * s.width) / s.group : 4 * Math.ceil(s.width / s.group)) +
       2 * (s.exactChannels?.length ?? 0);
     windows += (s.window + block) * s.width * 4;
   }
-  return { perToken: shape.numLayers * perLayer, fixed: shape.numLayers * windows + stagedAttentionBytes(shape) };
+  const widest = Math.max(...streams.map((s) => s.width));
+  return { perToken: shape.numLayers * perLayer, fixed: shape.numLayers * windows + stagedAttentionBytes(shape) + rowDequantizerBytes(widest) };
 }
 
 export function createXquantCache(
@@ -85,7 +88,10 @@ export function createXquantCache(
   const specs = streamsFor(shape, sources.hidden, rank, options);
   const width = specs.reduce((w, s) => w + s.width, 0); // encoded row: the streams side by side
   const stores: RowStore[][] = [];
-  for (let l = 0; l < shape.numLayers; l++) stores.push(specs.map((s) => createRowStore({ ...s, capacity: shape.contextLength })));
+  const dequantizer = createWasmRowDequantizer(kernels, Math.max(...specs.map((s) => s.width)));
+  for (let l = 0; l < shape.numLayers; l++) {
+    stores.push(specs.map((s) => createRowStore({ ...s, capacity: shape.contextLength, dequantizer })));
+  }
   const staged: StagedAttention = createStagedAttention(kernels, pool, shape);
   const meta = { specs, numLayers: shape.numLayers, kvDim, contextLength: shape.contextLength };
   const bytes = xquantCacheBytes(shape, sources.hidden, rank, options);

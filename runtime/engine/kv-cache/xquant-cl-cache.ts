@@ -21,6 +21,7 @@ import { checkCodeBits } from "./kv-quant.ts";
 import { checkMeta } from "./kivi-cache.ts";
 import type { CacheShape } from "./reference-cache.ts";
 import { createRowStore, getStoreState, putStoreState, type RowStore } from "./row-store.ts";
+import { createWasmRowDequantizer, rowDequantizerBytes } from "./wasm-row-dequantizer.ts";
 import { checkAttentionInput, createStagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
 import type { KvCache, KvCacheState, StateArray } from "./types.ts";
 
@@ -53,7 +54,8 @@ export function xquantClCacheBytes(shape: CacheShape, hidden: number, options: X
   return {
     perToken,
     accumulatorPerToken: 4 * hidden,
-    fixed: shape.numLayers * (s.window + 1) * hidden * 4 + stagedAttentionBytes(shape) + shape.contextLength * hidden * 4,
+    fixed: shape.numLayers * (s.window + 1) * hidden * 4 + stagedAttentionBytes(shape) + shape.contextLength * hidden * 4 +
+      rowDequantizerBytes(hidden),
   };
 }
 
@@ -69,6 +71,7 @@ export function createXquantClCache(
   const kvDim = shape.numKvHeads * shape.headDim;
   const accumulator = new Float32Array(shape.contextLength * hidden); // (positions, hidden): X̂ of the layer last processed
   const stores: RowStore[] = [];
+  const dequantizer = createWasmRowDequantizer(kernels, hidden);
   for (let l = 0; l < shape.numLayers; l++) {
     const transform = l === 0 ? undefined : {
       // Called for a row leaving the window of layer l: the accumulator holds X̂_{l-1} there.
@@ -84,6 +87,7 @@ export function createXquantClCache(
       group: s.group,
       window: s.window,
       transform,
+      dequantizer,
     }));
   }
   const staged = createStagedAttention(kernels, pool, shape);
