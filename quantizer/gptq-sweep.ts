@@ -10,6 +10,10 @@
  * gives the contribution of every earlier block, and the few terms inside the block run in
  * float64 as the columns are quantised. D overwrites W0 column by column in the engine's
  * memory, so the sweep holds one float32 copy of the weights.
+ *
+ * On request the sweep also stores the scaled error Y = (W0 − Q)·R (GPTQ's `Err1`, the error
+ * of column i times R_ii): it comes for free as (w_i − q̂_i)·R_ii, and Y·Yᵀ's diagonal is each
+ * row's output error eᵀ(H + λI)e, which the refit (gptq-refit.ts) starts from.
  */
 import type { DenseEngine } from "./dense-engine.ts";
 import type { GptqFactor } from "./gptq-factor.ts";
@@ -31,11 +35,13 @@ export interface SweepInput {
   readonly dead: Uint8Array;
   /** (rows, cols / group) group parameters, fitted before the sweep (static groups). */
   readonly params: readonly AffineParams[];
+  /** Engine byte offset of a (rows, cols) f32 buffer to receive Y = (W0 − Q)·R in visiting order. */
+  readonly scaledErrorPtr?: number;
 }
 
 /** Codes (rows, cols) in the original column order. */
 export function gptqSweep(input: SweepInput, factor: GptqFactor, engine: DenseEngine): Uint8Array {
-  const { weights, rows, cols, bits, group, order, dead, params } = input;
+  const { weights, rows, cols, bits, group, order, dead, params, scaledErrorPtr } = input;
   const levels = 1 << bits;
   const groups = cols / group;
   const codes = new Uint8Array(rows * cols);
@@ -54,6 +60,7 @@ export function gptqSweep(input: SweepInput, factor: GptqFactor, engine: DenseEn
     const d = new Float64Array(widest); // D of the current row's block, float64
     const d32 = new Float32Array(widest);
     const w0 = new Float32Array(widest); // W0 of the current row's block
+    const y32 = new Float32Array(widest); // Y of the current row's block
     for (const block of factor.blocks) {
       const { start, size, diagT, aboveT } = block;
       const blockMark = engine.mark();
@@ -76,6 +83,7 @@ export function gptqSweep(input: SweepInput, factor: GptqFactor, engine: DenseEn
         }
         const c = engine.floats(cPtr, rows * size);
         const w = engine.floats(wPtr, rows * cols);
+        const y = scaledErrorPtr === undefined ? undefined : engine.floats(scaledErrorPtr, rows * cols);
         for (let r = 0; r < rows; r++) {
           const wRow = r * cols + start;
           const cRow = r * size;
@@ -98,10 +106,13 @@ export function gptqSweep(input: SweepInput, factor: GptqFactor, engine: DenseEn
             const p = params[pRow + ((col / group) | 0)];
             const q = affineCode(value, p, levels);
             codes[r * cols + col] = q;
-            d[i] = w0[i] - p.d * (q - p.z);
+            const quantized = p.d * (q - p.z);
+            d[i] = w0[i] - quantized;
+            y32[i] = (value - quantized) * diagT[ti + i];
           }
           d32.set(d.subarray(0, size));
           w.set(d32.subarray(0, size), wRow);
+          if (y !== undefined) y.set(y32.subarray(0, size), wRow);
         }
       } finally {
         engine.release(blockMark);

@@ -59,6 +59,8 @@ export interface QuantizeOptions {
    * see defaultCalibrationInputs.
    */
   readonly calibrationInputs?: "quantized" | "fp32";
+  /** gptq only: refit group scales and zero points to the Hessian after the sweep (default true; methods/gptq.ts). */
+  readonly gptqRefit?: boolean;
   /**
    * Where packed tensors go as they are produced (default: a new memory spool). The caller
    * owns a spool it passes, and must keep it until it is done with the result's tensors.
@@ -105,7 +107,7 @@ function isLinear(name: string, shape: readonly number[]): boolean {
   return shape.length === 2 && name.startsWith("model.layers.") && name.endsWith(".weight");
 }
 
-function encode(action: TensorAction, weights: Float32Array, shape: readonly number[], stats: LayerStats | undefined, engine?: DenseEngine): { encoding: Encoding; bytes: Uint8Array } {
+function encode(action: TensorAction, weights: Float32Array, shape: readonly number[], stats: LayerStats | undefined, engine?: DenseEngine, refit?: boolean): { encoding: Encoding; bytes: Uint8Array } {
   const [rows, cols] = matrixDims(shape);
   switch (action.kind) {
     case "f32":
@@ -118,7 +120,7 @@ function encode(action: TensorAction, weights: Float32Array, shape: readonly num
     }
     case "method": {
       const input = { weights, rows, cols, group: action.group, bits: action.bits, ...stats };
-      const q = action.method === "gptq" ? quantizeGptq(input, { engine }) : METHODS[action.method].quantize(input);
+      const q = action.method === "gptq" ? quantizeGptq(input, { engine, refit }) : METHODS[action.method].quantize(input);
       return { encoding: q.encoding, bytes: packQuantized(q, rows, cols) };
     }
   }
@@ -166,7 +168,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   /** Packs one tensor into the spool. */
   const emit = (entry: TensorEntry, weights: Float32Array, stats: LayerStats | undefined, engine?: DenseEngine): void => {
     const plan = plans.get(entry.name)!;
-    const { encoding, bytes } = encode(plan.action, weights, entry.shape, stats, engine);
+    const { encoding, bytes } = encode(plan.action, weights, entry.shape, stats, engine, options.gptqRefit);
     done.set(entry.name, spool.add(entry.name, entry.shape, encoding, bytes));
     const name = encodingName(encoding);
     counts[name] = (counts[name] ?? 0) + 1;
