@@ -3,7 +3,7 @@
  * `bun run quantize <hf-dir | file.gguf | model.bin> -o model.q2 [--tokenizer tokenizer.bin]
  *  [--bits 2|3|4|8|ternary] [--group 32|64|128] [--method rtn|imatrix|gptq|hlq|absmean|ptqtp]
  *  [--calib <text file>] [--eval <text file>] [--keep <pattern>=<encoding>]... [--embeddings q8|f16|f32]
- *  [--no-report] [--json]`
+ *  [--no-refit] [--no-report] [--json]`
  * and `bun run quantize --report <model.q2> --reference <source> [--json]`.
  * Progress goes to stdout (stderr with --json, whose stdout is one JSON object). The output
  * is written through a temp file and a rename, its packed tensors spooled to a temporary data
@@ -26,7 +26,7 @@ import { formatReport, type QualityReport } from "./report.ts";
 export const QUANTIZE_USAGE =
   "usage: bun run quantize <hf-dir | file.gguf | model.bin> -o <model.q2> [--tokenizer <tokenizer.bin>] [--bits 2|3|4|8|ternary] " +
   "[--group 32|64|128] [--method " + METHOD_NAMES.join("|") + "] [--calib <text file>] [--eval <text file>] " +
-  "[--keep <tensor-pattern>=<f32|f16|q8|q1-q4|t1|t2>]... [--embeddings q8|f16|f32] [--eval-tokens N] [--no-report] [--json]\n" +
+  "[--keep <tensor-pattern>=<f32|f16|q8|q1-q4|t1|t2>]... [--embeddings q8|f16|f32] [--eval-tokens N] [--no-refit] [--no-report] [--json]\n" +
   "       bun run quantize --report <model.q2> --reference <source> [--tokenizer <tokenizer.bin>] [--eval <text file>] [--json]";
 
 export interface QuantizeCliIo {
@@ -80,6 +80,7 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
     keep: { type: "string", multiple: true },
     embeddings: { type: "string" },
     "no-report": { type: "boolean" },
+    "no-refit": { type: "boolean" },
     report: { type: "string" },
     reference: { type: "string" },
     json: { type: "boolean" },
@@ -122,7 +123,11 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
     evaluation,
     evaluationTokens: evalTokens,
     report: values["no-report"] !== true,
+    gptqRefit: values["no-refit"] === true ? false : undefined,
   };
+  if (options.gptqRefit === false && options.method !== "gptq") {
+    throw new InvalidArgumentError("--no-refit", `--no-refit switches off gptq's scale/zero refit; it needs --method gptq, got --method ${options.method ?? "(default)"}`);
+  }
   const source = await importModel(input, { tokenizer: values.tokenizer as string | undefined });
   if (source.tokenizer === undefined) {
     throw new InvalidArgumentError("tokenizer", `${input} carries no tokenizer; pass --tokenizer <tokenizer.bin> (llama2.c) so the output runs on its own`);

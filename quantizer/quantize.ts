@@ -281,6 +281,10 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
     encodings: counts,
     notes,
     source_format: source.format,
+    // Only when it departs from the default (files made before the refit carry no key).
+    ...(options.gptqRefit === false && [...plans.values()].some((p) => p.action.kind === "method" && p.action.method === "gptq")
+      ? { gptq_refit: false }
+      : {}),
   };
   // The report stores the file size, which depends on the header's length: iterate to a fixpoint.
   let header = headerOf(source, quantization, report as unknown as Record<string, unknown>, extra);

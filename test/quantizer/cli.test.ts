@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { importModel } from "../../quantizer/import/index.ts";
+import { openCheckpoint } from "../../runtime/format/file.ts";
 import { writeRandomModel } from "../fixtures/write-model.ts";
 import { haveFiles, modelPath } from "../shared-data.ts";
 
@@ -75,6 +76,7 @@ describe.skipIf(!available)("quantize CLI", () => {
       [[STORIES, "--tokenizer", TOK, "-o", dir], /is a directory/, 1],
       [[STORIES, "-o", out], /carries no tokenizer; pass --tokenizer/, 1],
       [[STORIES, "--tokenizer", TOK, "-o", out, "--frobnicate"], /usage: bun run quantize/, 2],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--no-refit"], /--no-refit .* needs --method gptq, got --method \(default\)/, 1],
     ];
     for (const [args, message, code] of cases) {
       const r = run(args);
@@ -83,6 +85,20 @@ describe.skipIf(!available)("quantize CLI", () => {
       expectNoOutput();
     }
   });
+
+  test("--no-refit: gptq without the scale/zero refit, recorded in the recipe", async () => {
+    const out = join(dir, "plain.q2");
+    const r = run([STORIES, "--tokenizer", TOK, "--bits", "2", "--method", "gptq", "--no-refit", "--calib", CALIB, "--no-report", "-o", out]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const file = await openCheckpoint(out);
+    try {
+      expect(file.header.quantization).toMatchObject({ method: "gptq", gptq_refit: false });
+    } finally {
+      await file.close();
+    }
+    rmSync(out);
+  }, 30_000);
 
   test("unknown architecture and missing tensors are refused by name", () => {
     const model = join(dir, "hf");
