@@ -4,7 +4,7 @@
 //! of `width` codes takes ceil(width·b/8) bytes (runtime/engine/kv-cache/kv-quant.ts writes
 //! them; its dequantisers are the twins). Two parameter layouts:
 //!   per token:   params (rows, ceil(width/group), 2), one pair per group of channels of a row;
-//!   per channel: params (width, 2), one pair per channel shared by all rows of a block.
+//!   per channel: params (blocks, width, 2), one pair per channel shared by the rows of a block.
 //! code·step is exact in f32 (8-bit code × 11-bit f16 mantissa), so min + code·step rounds
 //! once, as the twins' f64 sum rounded to f32 does: the outputs are bit-identical.
 //! Sixteen codes start on a byte boundary for every b (16·b bits), which the SIMD path uses.
@@ -102,13 +102,25 @@ pub unsafe extern "C" fn kv_dequant_token(codes: *const u8, params: *const u16, 
 }
 
 /// Per-channel parameters: out (rows, width) f32 from codes (rows, ceil(width·bits/8)) and
-/// params (width, 2) f16 shared by all rows.
+/// params (ceil(rows/block), width, 2) f16, one (min, step) per channel for each block of
+/// `block` rows (row 0 starts a block).
 #[no_mangle]
-pub unsafe extern "C" fn kv_dequant_channel(codes: *const u8, params: *const u16, out: *mut f32, rows: u32, width: u32, bits: u32) {
-    let (rows, width, bits) = (rows as usize, width as usize, bits as usize);
+pub unsafe extern "C" fn kv_dequant_channel(codes: *const u8, params: *const u16, out: *mut f32, rows: u32, width: u32, bits: u32, block: u32) {
+    let (rows, width, bits, block) = (rows as usize, width as usize, bits as usize, block as usize);
+    let row_bytes = (width * bits + 7) / 8;
+    let mut r0 = 0;
+    while r0 < rows {
+        let n = block.min(rows - r0);
+        channel_block(codes.add(r0 * row_bytes), params.add(r0 / block * 2 * width), out.add(r0 * width), n, width, bits);
+        r0 += n;
+    }
+}
+
+/// One block: `rows` rows sharing the (width, 2) parameters.
+unsafe fn channel_block(codes: *const u8, params: *const u16, out: *mut f32, rows: usize, width: usize, bits: usize) {
     let row_bytes = (width * bits + 7) / 8;
     let mut c0 = 0;
-    // Channels outer, rows inner: a chunk's 16 (min, step) pairs are decoded once per call.
+    // Channels outer, rows inner: a chunk's 16 (min, step) pairs are decoded once per block.
     while c0 + 16 <= width {
         let mut mins = [f32x4_splat(0.0); 4];
         let mut steps = [f32x4_splat(0.0); 4];

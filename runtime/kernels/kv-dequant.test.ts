@@ -55,21 +55,26 @@ describe("kv_dequant_token equals dequantizeRowGroups", () => {
 
 describe("kv_dequant_channel equals dequantizeChannelRow", () => {
   for (const bits of BITS) {
-    for (const [width, rows] of [[768, 32], [50, 7], [37, 1]]) {
-      test(`${bits} bits, width ${width}, ${rows} rows`, () => {
+    for (const [width, rows, block] of [[768, 70, 32], [50, 7, 7], [37, 1, 4], [64, 9, 4]]) {
+      test(`${bits} bits, width ${width}, ${rows} rows in blocks of ${block}`, () => {
         withArena(kern, () => {
           const x = randomF32(width * bits, rows * width, 3);
           const rowBytes = packedRowBytes(width, bits);
+          const blocks = Math.ceil(rows / block);
           const codes = new Uint8Array(rows * rowBytes);
-          const params = new Uint16Array(2 * width);
+          const params = new Uint16Array(blocks * 2 * width);
           const scratch = new Uint8Array(width);
-          quantizeChannelBlock(x, rows, width, bits, scratch, codes, 0, params, 0);
           const decoded = new Float32Array(2 * width);
-          decodeChannelParams(params, 0, width, decoded);
           const want = new Float32Array(rows * width);
-          for (let r = 0; r < rows; r++) dequantizeChannelRow(codes, r * rowBytes, width, bits, decoded, scratch, want, r * width);
+          for (let b = 0; b < blocks; b++) {
+            const r0 = b * block;
+            const n = Math.min(block, rows - r0);
+            quantizeChannelBlock(x.subarray(r0 * width), n, width, bits, scratch, codes, r0 * rowBytes, params, b * 2 * width);
+            decodeChannelParams(params, b * 2 * width, width, decoded);
+            for (let r = r0; r < r0 + n; r++) dequantizeChannelRow(codes, r * rowBytes, width, bits, decoded, scratch, want, r * width);
+          }
           const out = alloc(kern, rows * width);
-          kvDequantChannel(kern, { codes: putBytes(codes), params: putBytes(params), out, rows, width, bits });
+          kvDequantChannel(kern, { codes: putBytes(codes), params: putBytes(params), out, rows, width, bits, block });
           expect(bitsOf(getF32(kern, out, rows * width))).toEqual(bitsOf(want));
         });
       });
@@ -83,10 +88,12 @@ describe("argument checks", () => {
       const codes = putBytes(new Uint8Array(64));
       const params = putBytes(new Uint16Array(64));
       const out = alloc(kern, 64);
-      const ok = { codes, params, out, rows: 2, width: 16, bits: 8 };
+      const ok = { codes, params, out, rows: 2, width: 16, bits: 8, block: 2 };
       expect(() => kvDequantToken(kern, { ...ok, group: 16, bits: 5 })).toThrow(ShapeError);
       expect(() => kvDequantToken(kern, { ...ok, group: 0 })).toThrow(ShapeError);
       expect(() => kvDequantChannel(kern, { ...ok, width: 0 })).toThrow(ShapeError);
+      expect(() => kvDequantChannel(kern, { ...ok, block: 0 })).toThrow(ShapeError);
+      expect(() => kvDequantChannel(kern, { ...ok, rows: 4, block: 1 })).toThrow(KernelError); // 4 parameter sets run into out
       expect(() => kvDequantChannel(kern, { ...ok, params: params + 1 })).toThrow(KernelError);
       expect(() => kvDequantChannel(kern, { ...ok, out: out + 2 })).toThrow(KernelError);
       expect(() => kvDequantToken(kern, { ...ok, group: 16, codes: kern.memory.buffer.byteLength - 8 })).toThrow(KernelError);

@@ -37,9 +37,10 @@ export function kvDequantToken(kern: KernelInstance, a: DequantArgs & { group: n
   call(kern, op, [a.codes, a.params, a.out, a.rows, a.width, a.group, a.bits]);
 }
 
-/** Per channel: params (width, 2) f16, shared by the rows. */
-export function kvDequantChannel(kern: KernelInstance, a: DequantArgs): void {
+/** Per channel: params (ceil(rows/block), width, 2) f16, one set per block of `block` rows. */
+export function kvDequantChannel(kern: KernelInstance, a: DequantArgs & { block: number }): void {
   const op = "kv_dequant_channel";
-  checkArgs(kern, op, a, a.width);
-  call(kern, op, [a.codes, a.params, a.out, a.rows, a.width, a.bits]);
+  checkCount(op, "block", a.block);
+  checkArgs(kern, op, a, Math.ceil(a.rows / a.block) * a.width);
+  call(kern, op, [a.codes, a.params, a.out, a.rows, a.width, a.bits, a.block]);
 }

@@ -138,7 +138,7 @@ describe("row store", () => {
 
   test("the WASM dequantiser and RoPE read what the plain loops read (bit for bit; RoPE within f32 rounding)", () => {
     const kernels = loadKernels();
-    const [heads, headDim, capacity] = [3, 32, 200];
+    const [heads, headDim, capacity] = [3, 32, 600];
     const kvDim = heads * headDim;
     const invFreq = Float32Array.from({ length: headDim / 2 }, (_, i) => 10000 ** (-2 * i / headDim));
     const rope = createRopeTable(invFreq, heads, headDim, capacity);
@@ -177,5 +177,19 @@ describe("row store", () => {
     } finally {
       kernels.arena.release(mark);
     }
+  });
+
+  test("per-channel blocks longer than the dequantiser's chunk are read in pieces that share their parameters", () => {
+    const kernels = loadKernels();
+    const dequantizer = createWasmRowDequantizer(kernels, 16);
+    const make = (wasm: boolean) => createRowStore({ width: 16, capacity: 700, bits: 4, axis: "channel", group: 300, window: 5, dequantizer: wasm ? dequantizer : undefined });
+    const [plain, wasm] = [make(false), make(true)];
+    const rows = randomRows(700 * 16, 21);
+    for (const store of [plain, wasm]) store.append(rows, 700, 0);
+    expect(wasm.quantizedEnd()).toBe(600);
+    const [want, got] = [new Float32Array(690 * 16), new Float32Array(690 * 16)];
+    plain.read(10, 700, want, 0);
+    wasm.read(10, 700, got, 0);
+    expect(Array.from(got)).toEqual(Array.from(want));
   });
 });

@@ -140,7 +140,8 @@ export function createRowStore(options: RowStoreOptions): RowStore {
     }
   };
 
-  // The kernel path: whole runs of rows per call (per-channel runs stay inside one block).
+  // The kernel path: whole runs of rows per call (a per-channel run starting inside a block
+  // first finishes that block, so the rest starts on a block boundary).
   const dequantizeRows = (d: RowDequantizer, from: number, to: number, out: Float32Array, outRow: number) => {
     if (axis === "token") {
       d.token(codes, from * rowBytes, params, from * paramsPerBlock, to - from, width, group, bits, out, outRow * width);
@@ -148,8 +149,8 @@ export function createRowStore(options: RowStoreOptions): RowStore {
     }
     for (let p = from; p < to;) {
       const b = Math.floor(p / block);
-      const end = Math.min(to, (b + 1) * block);
-      d.channel(codes, p * rowBytes, params, b * paramsPerBlock, end - p, width, bits, out, (outRow + p - from) * width);
+      const end = p % block === 0 ? to : Math.min(to, (b + 1) * block);
+      d.channel(codes, p * rowBytes, params, b * paramsPerBlock, end - p, width, bits, p % block === 0 ? block : end - p, out, (outRow + p - from) * width);
       p = end;
     }
   };

@@ -11,7 +11,7 @@ import type { Kernels } from "../../kernels/wasm.ts";
 import { ShapeError } from "../../errors.ts";
 
 /** Rows per kernel call; also the unit of the scratch buffers. */
-export const DEQUANT_CHUNK_ROWS = 64;
+export const DEQUANT_CHUNK_ROWS = 256;
 
 export interface RowDequantizer {
   /** Per-token groups: `rows` packed rows from codes[codesAt..] and params[paramsAt..] into out[outAt..]. */
@@ -19,10 +19,13 @@ export interface RowDequantizer {
     codes: Uint8Array, codesAt: number, params: Uint16Array, paramsAt: number,
     rows: number, width: number, group: number, bits: number, out: Float32Array, outAt: number,
   ): void;
-  /** Per-channel parameters params[paramsAt..] (width pairs) shared by the rows. */
+  /**
+   * Per-channel parameters, one set of `width` pairs per block of `block` rows from
+   * params[paramsAt..]; row 0 (codes[codesAt..]) starts a block.
+   */
   channel(
     codes: Uint8Array, codesAt: number, params: Uint16Array, paramsAt: number,
-    rows: number, width: number, bits: number, out: Float32Array, outAt: number,
+    rows: number, width: number, bits: number, block: number, out: Float32Array, outAt: number,
   ): void;
 }
 
@@ -37,26 +40,42 @@ export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number): Ro
   const paramsPtr = kernels.arena.alloc(DEQUANT_CHUNK_ROWS * maxWidth * 4, 64); // worst case: group 1
   const outPtr = kernels.arena.alloc(DEQUANT_CHUNK_ROWS * maxWidth * 4, 64);
 
-  // Runs `kernel` over chunks of rows, staging codes and parameters and placing the output.
+  // Views of the scratch, made again only when the memory's buffer changes (it grew): a read
+  // runs for every layer on every step, and fresh views per chunk were measurable garbage.
+  let views: { buffer: ArrayBufferLike; codes: Uint8Array; params: Uint16Array; out: Float32Array } | undefined;
+  const scratch = () => {
+    const buffer = kernels.memory.buffer;
+    if (views?.buffer !== buffer) {
+      views = {
+        buffer,
+        codes: new Uint8Array(buffer, codesPtr, DEQUANT_CHUNK_ROWS * maxWidth),
+        params: new Uint16Array(buffer, paramsPtr, DEQUANT_CHUNK_ROWS * maxWidth * 2),
+        out: new Float32Array(buffer, outPtr, DEQUANT_CHUNK_ROWS * maxWidth),
+      };
+    }
+    return views;
+  };
+
+  /**
+   * Runs `kernel` over chunks of rows: copies each chunk's codes and the parameters it needs
+   * (`paramsFor(first row, rows)` gives their offset and count) and places the output.
+   */
   const run = (
-    codes: Uint8Array, codesAt: number, rowBytes: number, params: Uint16Array, paramsAt: number, paramsPerRow: number,
-    sharedParams: number, rows: number, width: number, out: Float32Array, outAt: number,
-    kernel: (codes: number, params: number, out: number, rows: number) => void,
+    codes: Uint8Array, codesAt: number, rowBytes: number, params: Uint16Array, paramsAt: number,
+    rows: number, width: number, chunkRows: (r: number) => number, paramsFor: (r: number, n: number) => [number, number],
+    out: Float32Array, outAt: number, kernel: (out: number, rows: number) => void,
   ) => {
     if (width > maxWidth) throw new ShapeError("row dequantiser", `rows at most ${maxWidth} wide`, String(width));
-    const buffer = kernels.memory.buffer;
-    const direct = out.buffer === buffer;
-    if (sharedParams > 0) new Uint16Array(buffer, paramsPtr, sharedParams).set(params.subarray(paramsAt, paramsAt + sharedParams));
-    for (let r0 = 0; r0 < rows; r0 += DEQUANT_CHUNK_ROWS) {
-      const n = Math.min(DEQUANT_CHUNK_ROWS, rows - r0);
-      new Uint8Array(buffer, codesPtr, n * rowBytes).set(codes.subarray(codesAt + r0 * rowBytes, codesAt + (r0 + n) * rowBytes));
-      if (paramsPerRow > 0) {
-        const from = paramsAt + r0 * paramsPerRow;
-        new Uint16Array(buffer, paramsPtr, n * paramsPerRow).set(params.subarray(from, from + n * paramsPerRow));
-      }
-      const target = direct ? out.byteOffset + (outAt + r0 * width) * 4 : outPtr;
-      kernel(codesPtr, paramsPtr, target, n);
-      if (!direct) out.set(new Float32Array(buffer, outPtr, n * width), outAt + r0 * width);
+    const view = scratch();
+    const direct = out.buffer === view.buffer;
+    for (let r0 = 0; r0 < rows;) {
+      const n = Math.min(chunkRows(r0), rows - r0);
+      view.codes.set(codes.subarray(codesAt + r0 * rowBytes, codesAt + (r0 + n) * rowBytes));
+      const [from, count] = paramsFor(r0, n);
+      view.params.set(params.subarray(paramsAt + from, paramsAt + from + count));
+      kernel(direct ? out.byteOffset + (outAt + r0 * width) * 4 : outPtr, n);
+      if (!direct) out.set(view.out.subarray(0, n * width), outAt + r0 * width);
+      r0 += n;
     }
   };
 
@@ -64,13 +83,20 @@ export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number): Ro
     token(codes, codesAt, params, paramsAt, rows, width, group, bits, out, outAt) {
       const rowBytes = Math.ceil((width * bits) / 8);
       const perRow = 2 * Math.ceil(width / group);
-      run(codes, codesAt, rowBytes, params, paramsAt, perRow, 0, rows, width, out, outAt, (c, p, o, n) =>
-        kvDequantToken(kernels, { codes: c, params: p, out: o, rows: n, width, group, bits }));
+      run(codes, codesAt, rowBytes, params, paramsAt, rows, width, () => DEQUANT_CHUNK_ROWS, (r, n) => [r * perRow, n * perRow], out, outAt,
+        (o, n) => kvDequantToken(kernels, { codes: codesPtr, params: paramsPtr, out: o, rows: n, width, group, bits }));
     },
-    channel(codes, codesAt, params, paramsAt, rows, width, bits, out, outAt) {
+    channel(codes, codesAt, params, paramsAt, rows, width, bits, block, out, outAt) {
       const rowBytes = Math.ceil((width * bits) / 8);
-      run(codes, codesAt, rowBytes, params, paramsAt, 0, 2 * width, rows, width, out, outAt, (c, p, o, n) =>
-        kvDequantChannel(kernels, { codes: c, params: p, out: o, rows: n, width, bits }));
+      // Whole blocks per chunk; a block longer than a chunk goes in pieces that share its parameters.
+      const whole = Math.floor(DEQUANT_CHUNK_ROWS / block) * block;
+      const chunkRows = (r: number) => whole > 0 ? whole : Math.min(DEQUANT_CHUNK_ROWS, block - (r % block));
+      const paramsFor = (r: number, n: number): [number, number] => {
+        const first = Math.floor(r / block);
+        return [first * 2 * width, (Math.floor((r + n - 1) / block) - first + 1) * 2 * width];
+      };
+      run(codes, codesAt, rowBytes, params, paramsAt, rows, width, chunkRows, paramsFor, out, outAt,
+        (o, n) => kvDequantChannel(kernels, { codes: codesPtr, params: paramsPtr, out: o, rows: n, width, bits, block: whole > 0 ? block : n }));
     },
   };
 }
