@@ -41,7 +41,7 @@ export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number): Ro
   const outPtr = kernels.arena.alloc(DEQUANT_CHUNK_ROWS * maxWidth * 4, 64);
 
   // Views of the scratch, made again only when the memory's buffer changes (it grew): a read
-  // runs for every layer on every step, and fresh views per chunk were measurable garbage.
+  // runs for every layer on every step, and fresh views per chunk are avoidable garbage.
   let views: { buffer: ArrayBufferLike; codes: Uint8Array; params: Uint16Array; out: Float32Array } | undefined;
   const scratch = () => {
     const buffer = kernels.memory.buffer;
