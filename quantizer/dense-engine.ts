@@ -50,6 +50,34 @@ export interface DenseEngine {
   dispose(): Promise<void>;
 }
 
+/** One gemm_f32 product: out (m, rows) = x (m, cols) · wᵀ, byte offsets, x and out with row strides. */
+export interface GemmProduct {
+  readonly w: number;
+  readonly x: number;
+  readonly xStride: number;
+  readonly m: number;
+  readonly rows: number;
+  readonly cols: number;
+  readonly out: number;
+  readonly outStride: number;
+}
+
+/**
+ * `engine.gemm` argument lists for one product split into bands of `bandRows` rows of x and
+ * `subRows` rows of w, so the pool gets many disjoint calls.
+ */
+export function tiledGemmCalls(p: GemmProduct, bandRows: number, subRows: number): number[][] {
+  const calls: number[][] = [];
+  for (let r0 = 0; r0 < p.m; r0 += bandRows) {
+    const band = Math.min(bandRows, p.m - r0);
+    for (let j0 = 0; j0 < p.rows; j0 += subRows) {
+      const sub = Math.min(subRows, p.rows - j0);
+      calls.push([p.w + 4 * j0 * p.cols, p.x + 4 * r0 * p.xStride, p.xStride, band, sub, p.cols, p.out + 4 * (r0 * p.outStride + j0), p.outStride]);
+    }
+  }
+  return calls;
+}
+
 /**
  * Multiply-adds below which a batch of calls runs on the calling thread: waking a worker costs
  * tens of microseconds (far more when another process holds the other core), more than the

@@ -22,10 +22,10 @@
  */
 import { ShapeError } from "../runtime/errors.ts";
 import { roundToF16 } from "../runtime/format/pack-f16.ts";
-import type { DenseEngine } from "./dense-engine.ts";
+import { type DenseEngine, tiledGemmCalls } from "./dense-engine.ts";
 import type { GptqFactor } from "./gptq-factor.ts";
 
-/** Rows of Y and output columns per gemm_f32 call (as in gptq-sweep.ts). */
+/** Rows of Y and output columns per gemm_f32 call (tiledGemmCalls). */
 const BAND_ROWS = 64;
 const SUB_COLS = 32;
 /** A group's system counts as degenerate below this (1 − cos² of q and 1 in the H' metric). */
@@ -261,14 +261,8 @@ function multiplyRY(factor: GptqFactor, yPtr: number, outPtr: number, rows: numb
     try {
       const rPtr = engine.alloc(size * width); // (size, width): rows start.. of R from column start on
       engine.floats(rPtr, size * width).set(rowsOfR(factor, start, size, scratch));
-      const calls: number[][] = [];
-      for (let r0 = 0; r0 < rows; r0 += BAND_ROWS) {
-        const band = Math.min(BAND_ROWS, rows - r0);
-        for (let j0 = 0; j0 < size; j0 += SUB_COLS) {
-          calls.push([rPtr + 4 * j0 * width, yPtr + 4 * (r0 * n + start), n, band, Math.min(SUB_COLS, size - j0), width, outPtr + 4 * (r0 * n + start + j0), n]);
-        }
-      }
-      engine.gemm(calls);
+      const product = { w: rPtr, x: yPtr + 4 * start, xStride: n, m: rows, rows: size, cols: width, out: outPtr + 4 * start, outStride: n };
+      engine.gemm(tiledGemmCalls(product, BAND_ROWS, SUB_COLS));
     } finally {
       engine.release(mark);
     }
@@ -312,14 +306,7 @@ function errorsAfter(factor: GptqFactor, yPtr: number, deltaPtr: number, rows: n
         for (let k = 0; k <= i; k++) cols[i * end + start + k] = diagT[i * size + k];
       }
       engine.floats(rPtr, size * end).set(cols);
-      const calls: number[][] = [];
-      for (let r0 = 0; r0 < rows; r0 += BAND_ROWS) {
-        const band = Math.min(BAND_ROWS, rows - r0);
-        for (let j0 = 0; j0 < size; j0 += SUB_COLS) {
-          calls.push([rPtr + 4 * j0 * end, deltaPtr + 4 * r0 * n, n, band, Math.min(SUB_COLS, size - j0), end, outPtr + 4 * (r0 * size + j0), size]);
-        }
-      }
-      engine.gemm(calls);
+      engine.gemm(tiledGemmCalls({ w: rPtr, x: deltaPtr, xStride: n, m: rows, rows: size, cols: end, out: outPtr, outStride: size }, BAND_ROWS, SUB_COLS));
       const out = engine.floats(outPtr, rows * size).slice();
       const y = engine.floats(yPtr, rows * n);
       const yBlock = new Float32Array(size);

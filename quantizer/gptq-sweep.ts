@@ -15,7 +15,7 @@
  * of column i times R_ii): it comes for free as (w_i − q̂_i)·R_ii, and Y·Yᵀ's diagonal is each
  * row's output error eᵀ(H + λI)e, which the refit (gptq-refit.ts) starts from.
  */
-import type { DenseEngine } from "./dense-engine.ts";
+import { type DenseEngine, tiledGemmCalls } from "./dense-engine.ts";
 import type { GptqFactor } from "./gptq-factor.ts";
 import { type AffineParams, affineCode } from "./methods/grid.ts";
 
@@ -70,14 +70,8 @@ export function gptqSweep(input: SweepInput, factor: GptqFactor, engine: DenseEn
         if (start > 0) {
           const tPtr = engine.alloc(size * start);
           engine.floats(tPtr, size * start).set(aboveT);
-          const calls: number[][] = [];
-          for (let r0 = 0; r0 < rows; r0 += BAND_ROWS) {
-            const band = Math.min(BAND_ROWS, rows - r0);
-            for (let j0 = 0; j0 < size; j0 += SUB_COLS) {
-              calls.push([tPtr + 4 * j0 * start, wPtr + 4 * r0 * cols, cols, band, Math.min(SUB_COLS, size - j0), start, cPtr + 4 * (r0 * size + j0), size]);
-            }
-          }
-          engine.gemm(calls);
+          const product = { w: tPtr, x: wPtr, xStride: cols, m: rows, rows: size, cols: start, out: cPtr, outStride: size };
+          engine.gemm(tiledGemmCalls(product, BAND_ROWS, SUB_COLS));
         } else {
           engine.floats(cPtr, rows * size).fill(0);
         }

@@ -1,6 +1,6 @@
 // The quantizer on real weights (stories260K): method ordering on mean KL, greedy agreement at
 // 4 bits, the width policy for its 172-wide down_proj, and XQuant factors that rebuild K/V.
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { importModel, packedSource } from "../../quantizer/import/index.ts";
 import { quantizeModel, type QuantizeOptions } from "../../quantizer/quantize.ts";
 import { createReferenceEngine } from "../../runtime/engine/reference-engine.ts";
@@ -33,7 +33,11 @@ function commonPrefix(a: number[], b: number[]): number {
 }
 
 describe.skipIf(!available)("stories260K", () => {
-  const meanKl = async (options: QuantizeOptions) => (await quantizeModel(await load(), { ...FAST, ...options })).report.kl_mean!;
+  let source: ModelSource | undefined;
+  const meanKl = async (options: QuantizeOptions) => (await quantizeModel(source ??= await load(), { ...FAST, ...options })).report.kl_mean!;
+  afterAll(() => {
+    source = undefined;
+  });
   for (const bits of [2, 3] as const) {
     test(`gptq and imatrix beat rtn on mean KL at ${bits} bits`, async () => {
       const rtn = await meanKl({ bits, method: "rtn" });

@@ -116,27 +116,29 @@ export function createRowStore(options: RowStoreOptions): RowStore {
   };
 
   const readStored = (from: number, to: number, out: Float32Array, outRow: number) => {
-    if (options.dequantizer !== undefined) {
-      dequantizeRows(options.dequantizer, from, to, out, outRow);
-    } else {
-      let lastBlock = -1;
-      for (let p = from; p < to; p++) {
-        const outAt = (outRow + p - from) * width;
-        if (axis === "channel") {
-          const b = Math.floor(p / block);
-          if (b !== lastBlock) decodeChannelParams(params, b * paramsPerBlock, width, decoded);
-          lastBlock = b;
-          dequantizeChannelRow(codes, p * rowBytes, width, bits, decoded, scratchCodes, out, outAt);
-        } else {
-          dequantizeRowGroups(codes, p * rowBytes, width, group, bits, params, p * paramsPerBlock, scratchCodes, out, outAt);
-        }
-      }
-    }
+    if (options.dequantizer !== undefined) dequantizeRows(options.dequantizer, from, to, out, outRow);
+    else dequantizeRowsPlain(from, to, out, outRow);
     // A plain loop: this runs for every cached row of every layer on each step, and a
     // callback per row left enough garbage to grow Bun's RSS by hundreds of MB at 4K.
     for (let p = from; p < to && exactChannels.length > 0; p++) {
       const outAt = (outRow + p - from) * width;
       for (let i = 0; i < exactChannels.length; i++) out[outAt + exactChannels[i]] = f16ToF32(exact[p * exactChannels.length + i]);
+    }
+  };
+
+  // The twin of the kernel path: kv-quant.ts's loops, row by row.
+  const dequantizeRowsPlain = (from: number, to: number, out: Float32Array, outRow: number) => {
+    let lastBlock = -1;
+    for (let p = from; p < to; p++) {
+      const outAt = (outRow + p - from) * width;
+      if (axis === "channel") {
+        const b = Math.floor(p / block);
+        if (b !== lastBlock) decodeChannelParams(params, b * paramsPerBlock, width, decoded);
+        lastBlock = b;
+        dequantizeChannelRow(codes, p * rowBytes, width, bits, decoded, scratchCodes, out, outAt);
+      } else {
+        dequantizeRowGroups(codes, p * rowBytes, width, group, bits, params, p * paramsPerBlock, scratchCodes, out, outAt);
+      }
     }
   };
 
