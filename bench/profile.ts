@@ -24,6 +24,8 @@ import { argmax, ENCODING_NAMES, type EncodingName, promptIds, SHAPES } from "./
 import { prepareModels } from "./models.ts";
 
 export interface DecodeProfile {
+  /** The prompt's prefill (ctx − steps − 8 tokens, in MAX_TOKENS_PER_CALL chunks), per prompt token. */
+  readonly prefill: { readonly tokens: number; readonly msPerToken: number; readonly linearMs: number; readonly attentionMs: number; readonly batchesPerToken: number };
   readonly msPerToken: number;
   readonly linearMs: number;
   readonly lmHeadMs: number;
@@ -81,9 +83,17 @@ export async function profileDecode(modelPath: string, options: { threads: numbe
     };
     const ctx = { ops: timedOps, weights, attention: timedCache } as unknown as ForwardContext;
     const prompt = promptIds(options.ctx - options.steps - 8, options.seed, args.vocabSize);
-    const plain = { ops, weights, attention: cache } as unknown as ForwardContext;
     let logits = new Float32Array(0);
-    for (let i = 0; i < prompt.length; i += MAX_TOKENS_PER_CALL) logits = arch.forward(args, plain, prompt.slice(i, i + MAX_TOKENS_PER_CALL), i);
+    const p0 = performance.now();
+    for (let i = 0; i < prompt.length; i += MAX_TOKENS_PER_CALL) logits = arch.forward(args, ctx, prompt.slice(i, i + MAX_TOKENS_PER_CALL), i);
+    const perPrompt = (v: number) => v / prompt.length;
+    const prefill = {
+      tokens: prompt.length,
+      msPerToken: perPrompt(performance.now() - p0),
+      linearMs: perPrompt(linearMs + lmHeadMs),
+      attentionMs: perPrompt(attentionMs),
+      batchesPerToken: perPrompt(batches),
+    };
     let token = argmax(logits);
     for (let i = 0; i < 8; i++) token = argmax(arch.forward(args, ctx, [token], cache.length()));
     linearMs = lmHeadMs = attentionMs = bytes = batches = 0;
@@ -92,6 +102,7 @@ export async function profileDecode(modelPath: string, options: { threads: numbe
     const total = performance.now() - t0;
     const per = (v: number) => v / options.steps;
     return {
+      prefill,
       msPerToken: per(total),
       linearMs: per(linearMs),
       lmHeadMs: per(lmHeadMs),
@@ -133,6 +144,12 @@ async function main(): Promise<void> {
   console.log(`  other (norms, RoPE, SiLU, JS)    ${p.otherMs.toFixed(2)} ms ${pct(p.otherMs)}`);
   console.log(`  weights streamed ${(p.weightBytesPerToken / 1e6).toFixed(1)} MB/token, matmuls at ${p.matmulGBps.toFixed(1)} GB/s`);
   if (p.batchesPerToken > 0) console.log(`  pool batches (matmuls, attention) ${p.batchesPerToken.toFixed(0)} per token`);
+  const f = p.prefill;
+  const share = (v: number) => `${((100 * v) / f.msPerToken).toFixed(0)}%`;
+  console.log(`prefill of ${f.tokens} tokens: ${f.msPerToken.toFixed(2)} ms/token (${(1000 / f.msPerToken).toFixed(1)} tok/s)`);
+  console.log(`  matmuls (incl. lm_head)          ${f.linearMs.toFixed(2)} ms ${share(f.linearMs)}`);
+  console.log(`  attention (store + attend)       ${f.attentionMs.toFixed(2)} ms ${share(f.attentionMs)}`);
+  if (f.batchesPerToken > 0) console.log(`  pool batches ${f.batchesPerToken.toFixed(1)} per prompt token`);
 }
 
 if (import.meta.main) {

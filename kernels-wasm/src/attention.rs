@@ -27,6 +27,8 @@ pub const MAX_HEAD_DIM: usize = 512;
 /// Element type of the cache: loads of 8 (and ≤ 4, zero-padded) values as f32, divided by
 /// UNSCALE (a power of two the caller folds into q and p instead).
 trait KvElem: Sized {
+    /// The same cache read with exact conversion: the redo when a fast load flags Inf/NaN.
+    type Exact: KvElem;
     /// True when `load8` may mishandle Inf/NaN and records them in its flag instead.
     const FLAGS: bool;
     const UNSCALE: f32;
@@ -35,6 +37,7 @@ trait KvElem: Sized {
 }
 
 impl KvElem for f32 {
+    type Exact = f32;
     const FLAGS: bool = false;
     const UNSCALE: f32 = 1.0;
     #[inline(always)]
@@ -55,6 +58,7 @@ struct F16Fast(u16);
 struct F16Exact(u16);
 
 impl KvElem for F16Fast {
+    type Exact = F16Exact;
     const FLAGS: bool = true;
     const UNSCALE: f32 = TWO_112;
     #[inline(always)]
@@ -68,6 +72,7 @@ impl KvElem for F16Fast {
 }
 
 impl KvElem for F16Exact {
+    type Exact = F16Exact;
     const FLAGS: bool = false;
     const UNSCALE: f32 = 1.0;
     #[inline(always)]
@@ -87,7 +92,7 @@ fn flagged(flag: v128) -> bool {
     u16x8_bitmask(u16x8_gt(flag, u16x8_splat(0x7bff))) != 0
 }
 
-/// Scores of H query heads (q rows head_dim apart, scratch rows kv_len apart) against
+/// Scores of H query heads (q rows head_dim apart, scratch rows s_stride apart) against
 /// positions [0, kv_len) of one KV head (k rows `row` elements apart), P positions at a time
 /// (P = 4, or 2 with H ≤ 4: H·P ≤ 8 accumulators). Returns the flag. Every score's sum has
 /// the same order whatever H and P: lane-wise over the columns, then (l0 + l2) + (l1 + l3).
@@ -101,6 +106,7 @@ unsafe fn scores<T: KvElem, const H: usize, const P: usize>(
     kv_len: usize,
     scale: f32,
     s: *mut f32,
+    s_stride: usize,
 ) -> v128 {
     let mut flag = u16x8_splat(0);
     let body = d & !7;
@@ -133,7 +139,7 @@ unsafe fn scores<T: KvElem, const H: usize, const P: usize>(
         if P == 4 {
             for h in 0..H {
                 let four = [acc[h][0], acc[h][1], acc[h][2], acc[h][3]];
-                store(s.add(h * kv_len + t), f32x4_mul(transpose_add(&four), sc));
+                store(s.add(h * s_stride + t), f32x4_mul(transpose_add(&four), sc));
             }
         } else {
             // Two heads' two positions per transpose_add; 64-bit lane stores.
@@ -141,9 +147,9 @@ unsafe fn scores<T: KvElem, const H: usize, const P: usize>(
             while h < H {
                 let next = if h + 1 < H { acc[h + 1] } else { acc[h] };
                 let r = f32x4_mul(transpose_add(&[acc[h][0], acc[h][1], next[0], next[1]]), sc);
-                v128_store64_lane::<0>(r, s.add(h * kv_len + t) as *mut u64);
+                v128_store64_lane::<0>(r, s.add(h * s_stride + t) as *mut u64);
                 if h + 1 < H {
-                    v128_store64_lane::<1>(r, s.add((h + 1) * kv_len + t) as *mut u64);
+                    v128_store64_lane::<1>(r, s.add((h + 1) * s_stride + t) as *mut u64);
                 }
                 h += 2;
             }
@@ -173,25 +179,42 @@ unsafe fn scores<T: KvElem, const H: usize, const P: usize>(
             let a = acc[h];
             let sum = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
                 + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
-            *s.add(h * kv_len + t) = sum * scale;
+            *s.add(h * s_stride + t) = sum * scale;
         }
         t += 1;
     }
     flag
 }
 
-/// Columns [0, 8C) of out_h = Σ_t p_h[t] · v[t] for H heads (as `values`).
+/// Where the rows of one values pass live: probabilities `p_stride` floats apart, outputs
+/// `out_stride` apart; row h attends kv_len + h·extra positions (extra = 0 for the heads of one
+/// token, 1 for consecutive tokens of one head).
+#[derive(Clone, Copy)]
+struct Rows {
+    p_stride: usize,
+    out_stride: usize,
+    extra: usize,
+}
+
+/// Columns [0, 8C) of out_h = Σ_t p_h[t] · v[t] for H rows (as `values`).
 #[inline(always)]
 unsafe fn values_chunk<T: KvElem, const H: usize, const C: usize>(
     p: *const f32,
     v: *const T,
     row: usize,
-    d: usize,
     kv_len: usize,
+    rows: Rows,
     out: *mut f32,
     flag: &mut v128,
 ) {
     let mut acc = [[[f32x4_splat(0.0); 2]; C]; H];
+    let step = |acc: &mut [[v128; 2]; C], t: usize, ph: v128, flag: &mut v128| {
+        for c in 0..C {
+            let (v0, v1) = T::load8(v.add(t * row + 8 * c), flag);
+            acc[c][0] = f32x4_add(acc[c][0], f32x4_mul(ph, v0));
+            acc[c][1] = f32x4_add(acc[c][1], f32x4_mul(ph, v1));
+        }
+    };
     for t in 0..kv_len {
         let mut vt = [[f32x4_splat(0.0); 2]; C];
         for c in 0..C {
@@ -199,23 +222,28 @@ unsafe fn values_chunk<T: KvElem, const H: usize, const C: usize>(
             vt[c] = [v0, v1];
         }
         for h in 0..H {
-            let ph = f32x4_splat(*p.add(h * kv_len + t));
+            let ph = f32x4_splat(*p.add(h * rows.p_stride + t));
             for c in 0..C {
                 acc[h][c][0] = f32x4_add(acc[h][c][0], f32x4_mul(ph, vt[c][0]));
                 acc[h][c][1] = f32x4_add(acc[h][c][1], f32x4_mul(ph, vt[c][1]));
             }
         }
     }
+    // Longer rows go on in the same position order, so each sum equals a pass of its own.
+    for h in 1..H {
+        for t in kv_len..kv_len + h * rows.extra {
+            step(&mut acc[h], t, f32x4_splat(*p.add(h * rows.p_stride + t)), flag);
+        }
+    }
     for h in 0..H {
         for c in 0..C {
-            store(out.add(h * d + 8 * c), acc[h][c][0]);
-            store(out.add(h * d + 8 * c + 4), acc[h][c][1]);
+            store(out.add(h * rows.out_stride + 8 * c), acc[h][c][0]);
+            store(out.add(h * rows.out_stride + 8 * c + 4), acc[h][c][1]);
         }
     }
 }
 
-/// out_h = Σ_t p_h[t] · v[t] for H heads (p rows kv_len apart, out rows head_dim apart).
-/// Returns the flag.
+/// out_h = Σ_t p_h[t] · v[t] for H rows laid out as `rows`. Returns the flag.
 #[inline(always)]
 unsafe fn values<T: KvElem, const H: usize>(
     p: *const f32,
@@ -223,6 +251,7 @@ unsafe fn values<T: KvElem, const H: usize>(
     row: usize,
     d: usize,
     kv_len: usize,
+    rows: Rows,
     out: *mut f32,
 ) -> v128 {
     let mut flag = u16x8_splat(0);
@@ -232,14 +261,14 @@ unsafe fn values<T: KvElem, const H: usize>(
     while i + 8 * c <= d {
         let (vi, oi) = (v.add(i), out.add(i));
         match H {
-            1 => values_chunk::<T, 1, 4>(p, vi, row, d, kv_len, oi, &mut flag),
-            2 => values_chunk::<T, 2, 2>(p, vi, row, d, kv_len, oi, &mut flag),
-            _ => values_chunk::<T, H, 1>(p, vi, row, d, kv_len, oi, &mut flag),
+            1 => values_chunk::<T, 1, 4>(p, vi, row, kv_len, rows, oi, &mut flag),
+            2 => values_chunk::<T, 2, 2>(p, vi, row, kv_len, rows, oi, &mut flag),
+            _ => values_chunk::<T, H, 1>(p, vi, row, kv_len, rows, oi, &mut flag),
         }
         i += 8 * c;
     }
     while i + 8 <= d {
-        values_chunk::<T, H, 1>(p, v.add(i), row, d, kv_len, out.add(i), &mut flag);
+        values_chunk::<T, H, 1>(p, v.add(i), row, kv_len, rows, out.add(i), &mut flag);
         i += 8;
     }
     while i < d {
@@ -248,14 +277,20 @@ unsafe fn values<T: KvElem, const H: usize>(
         for t in 0..kv_len {
             let vt = T::load_n(v.add(t * row + i), n);
             for h in 0..H {
-                acc[h] = f32x4_add(acc[h], f32x4_mul(f32x4_splat(*p.add(h * kv_len + t)), vt));
+                acc[h] = f32x4_add(acc[h], f32x4_mul(f32x4_splat(*p.add(h * rows.p_stride + t)), vt));
+            }
+        }
+        for h in 1..H {
+            for t in kv_len..kv_len + h * rows.extra {
+                let vt = T::load_n(v.add(t * row + i), n);
+                acc[h] = f32x4_add(acc[h], f32x4_mul(f32x4_splat(*p.add(h * rows.p_stride + t)), vt));
             }
         }
         for h in 0..H {
             if n == 4 {
-                store(out.add(h * d + i), acc[h]);
+                store(out.add(h * rows.out_stride + i), acc[h]);
             } else {
-                store_partial(out.add(h * d + i), acc[h], n);
+                store_partial(out.add(h * rows.out_stride + i), acc[h], n);
             }
         }
         i += n;
@@ -329,10 +364,10 @@ unsafe fn group<T: KvElem>(
         }
         let sh = s.add((h - h0) * kv_len);
         let f = match n {
-            4 => scores::<T, 4, 2>(qh, k, row, d, kv_len, scale, sh),
-            3 => scores::<T, 3, 2>(qh, k, row, d, kv_len, scale, sh),
-            2 => scores::<T, 2, 4>(qh, k, row, d, kv_len, scale, sh),
-            _ => scores::<T, 1, 4>(qh, k, row, d, kv_len, scale, sh),
+            4 => scores::<T, 4, 2>(qh, k, row, d, kv_len, scale, sh, kv_len),
+            3 => scores::<T, 3, 2>(qh, k, row, d, kv_len, scale, sh, kv_len),
+            2 => scores::<T, 2, 4>(qh, k, row, d, kv_len, scale, sh, kv_len),
+            _ => scores::<T, 1, 4>(qh, k, row, d, kv_len, scale, sh, kv_len),
         };
         flag = u16x8_max(flag, f);
     });
@@ -347,13 +382,14 @@ unsafe fn group<T: KvElem>(
             map1(sh, sh, kv_len, |x| f32x4_mul(x, u)); // p ≤ 1: stays finite, exact
         }
     }
+    let rows = Rows { p_stride: kv_len, out_stride: d, extra: 0 };
     head_batches!(h0, h1, 4, |h, n| {
         let (sh, oh) = (s.add((h - h0) * kv_len), out.add(h * d));
         let f = match n {
-            4 => values::<T, 4>(sh, v, row, d, kv_len, oh),
-            3 => values::<T, 3>(sh, v, row, d, kv_len, oh),
-            2 => values::<T, 2>(sh, v, row, d, kv_len, oh),
-            _ => values::<T, 1>(sh, v, row, d, kv_len, oh),
+            4 => values::<T, 4>(sh, v, row, d, kv_len, rows, oh),
+            3 => values::<T, 3>(sh, v, row, d, kv_len, rows, oh),
+            2 => values::<T, 2>(sh, v, row, d, kv_len, rows, oh),
+            _ => values::<T, 1>(sh, v, row, d, kv_len, rows, oh),
         };
         flag = u16x8_max(flag, f);
     });
@@ -375,7 +411,6 @@ unsafe fn attention<T: KvElem>(
     scale: f32,
     head_begin: usize,
     head_end: usize,
-    exact: impl Fn(usize, usize, usize),
 ) {
     if head_dim > MAX_HEAD_DIM {
         unreachable(); // the TypeScript wrapper rejects this first
@@ -389,9 +424,122 @@ unsafe fn attention<T: KvElem>(
         let s = scratch.add((h0 - head_begin) * kv_len);
         let (kk, vk) = (k.add(kvh * head_dim), v.add(kvh * head_dim));
         if group::<T>(q, kk, vk, out, s, row, head_dim, kv_len, scale, h0, h1) {
-            exact(kvh, h0, h1);
+            // Inf/NaN in this KV head's rows (or a query too large to prescale): redo exactly.
+            let (ke, ve) = (kk as *const T::Exact, vk as *const T::Exact);
+            group::<T::Exact>(q, ke, ve, out, s, row, head_dim, kv_len, scale, h0, h1);
         }
         h0 = h1;
+    }
+}
+
+/// Scores then values of one query head for m ≤ 4 consecutive tokens (q and out rows
+/// `q_stride` apart) over one KV head (k, v at its first row): token r attends positions
+/// [0, kv_len + r). The tokens share every K and V row load the way `group` shares them
+/// between heads, and each token's arithmetic is `group`'s for that token alone, so the
+/// results equal per-token calls bit for bit. `s` holds m rows of kv_len + m − 1 floats.
+/// Returns true when the exact conversion must redo it (as `group`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn token_tile<T: KvElem>(
+    q: *const f32,
+    k: *const T,
+    v: *const T,
+    out: *mut f32,
+    s: *mut f32,
+    row: usize,
+    d: usize,
+    q_stride: usize,
+    kv_len: usize,
+    m: usize,
+    scale: f32,
+) -> bool {
+    let mut qbuf = core::mem::MaybeUninit::<[f32; 4 * MAX_HEAD_DIM]>::uninit();
+    let qbuf = qbuf.as_mut_ptr() as *mut f32;
+    for r in 0..m {
+        // f32 (UNSCALE 1) only gathers the rows; f16 must keep q·UNSCALE finite.
+        if !prescale(q.add(r * q_stride), qbuf.add(r * d), d, T::UNSCALE) && T::UNSCALE != 1.0 {
+            return true;
+        }
+    }
+    let stride = kv_len + m - 1;
+    let f = match m {
+        4 => scores::<T, 4, 2>(qbuf, k, row, d, stride, scale, s, stride),
+        3 => scores::<T, 3, 2>(qbuf, k, row, d, stride, scale, s, stride),
+        2 => scores::<T, 2, 4>(qbuf, k, row, d, stride, scale, s, stride),
+        _ => scores::<T, 1, 4>(qbuf, k, row, d, stride, scale, s, stride),
+    };
+    if T::FLAGS && flagged(f) {
+        return true;
+    }
+    for r in 0..m {
+        let sr = s.add(r * stride);
+        softmax_in_place(sr, kv_len + r);
+        if T::UNSCALE != 1.0 {
+            let u = f32x4_splat(T::UNSCALE);
+            map1(sr, sr, kv_len + r, |x| f32x4_mul(x, u));
+        }
+    }
+    let rows = Rows { p_stride: stride, out_stride: q_stride, extra: 1 };
+    let f = match m {
+        4 => values::<T, 4>(s, v, row, d, kv_len, rows, out),
+        3 => values::<T, 3>(s, v, row, d, kv_len, rows, out),
+        2 => values::<T, 2>(s, v, row, d, kv_len, rows, out),
+        _ => values::<T, 1>(s, v, row, d, kv_len, rows, out),
+    };
+    T::FLAGS && flagged(f)
+}
+
+/// Attention of n_tokens consecutive query tokens: token t attends [first, end0 + t), first =
+/// 0 or, with a sliding window w > 0, max(0, end0 + t − w). Tokens that all start at position
+/// 0 go through `token_tile` four at a time, the others one by one through `attention`;
+/// scratch holds 4·(end0 + n_tokens − 1) floats.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn attention_tokens<T: KvElem>(
+    q: *const f32,
+    k: *const T,
+    v: *const T,
+    out: *mut f32,
+    scratch: *mut f32,
+    n_heads: usize,
+    n_kv_heads: usize,
+    d: usize,
+    end0: usize,
+    n_tokens: usize,
+    window: usize,
+    scale: f32,
+    head_begin: usize,
+    head_end: usize,
+) {
+    if d > MAX_HEAD_DIM {
+        unreachable(); // the TypeScript wrapper rejects this first
+    }
+    let (group_size, row, q_stride) = (n_heads / n_kv_heads, n_kv_heads * d, n_heads * d);
+    // Heads outermost: all tiles of one head (and the heads sharing its KV head next) re-read
+    // the same K and V rows, which then stay in cache.
+    for h in head_begin..head_end {
+        let (kk, vk) = (k.add((h / group_size) * d), v.add((h / group_size) * d));
+        let mut t = 0;
+        while t < n_tokens {
+            let end = end0 + t;
+            let first = if window > 0 && end > window { end - window } else { 0 };
+            let mut m = if n_tokens - t < 4 { n_tokens - t } else { 4 };
+            if window > 0 {
+                m = if first > 0 { 1 } else { m.min(window + 1 - end) };
+            }
+            let (qt, ot) = (q.add(t * q_stride), out.add(t * q_stride));
+            if m == 1 {
+                let (kf, vf) = (k.add(first * row), v.add(first * row));
+                attention::<T>(qt, kf, vf, ot, scratch, n_heads, n_kv_heads, d, end - first, scale, h, h + 1);
+            } else {
+                let (qh, oh) = (qt.add(h * d), ot.add(h * d));
+                if token_tile::<T>(qh, kk, vk, oh, scratch, row, d, q_stride, end, m, scale) {
+                    let (ke, ve) = (kk as *const T::Exact, vk as *const T::Exact);
+                    token_tile::<T::Exact>(qh, ke, ve, oh, scratch, row, d, q_stride, end, m, scale);
+                }
+            }
+            t += m;
+        }
     }
 }
 
@@ -414,10 +562,7 @@ pub unsafe extern "C" fn attention_f32(
     head_end: u32,
 ) {
     let (n_heads, n_kv_heads, d, kv_len) = (n_heads as usize, n_kv_heads as usize, head_dim as usize, kv_len as usize);
-    attention(
-        q, k, v, out, scratch, n_heads, n_kv_heads, d, kv_len, scale, head_begin as usize, head_end as usize,
-        |_, _, _| {},
-    );
+    attention(q, k, v, out, scratch, n_heads, n_kv_heads, d, kv_len, scale, head_begin as usize, head_end as usize);
 }
 
 /// As `attention_f32`, over an f16 cache (k, v hold IEEE binary16 bits).
@@ -437,15 +582,59 @@ pub unsafe extern "C" fn attention_f16(
     head_end: u32,
 ) {
     let (n_heads, n_kv_heads, d, kv_len) = (n_heads as usize, n_kv_heads as usize, head_dim as usize, kv_len as usize);
-    let (hb, row) = (head_begin as usize, n_kv_heads * d);
-    // A KV head whose rows hold Inf/NaN: redo its heads with the exact conversion.
-    let exact = |kvh: usize, h0: usize, h1: usize| {
-        let (kk, vk) = (k.add(kvh * d) as *const F16Exact, v.add(kvh * d) as *const F16Exact);
-        let s = scratch.add((h0 - hb) * kv_len);
-        group::<F16Exact>(q, kk, vk, out, s, row, d, kv_len, scale, h0, h1);
-    };
-    attention(
-        q, k as *const F16Fast, v as *const F16Fast, out, scratch, n_heads, n_kv_heads, d, kv_len, scale, hb,
-        head_end as usize, exact,
+    let (k, v) = (k as *const F16Fast, v as *const F16Fast);
+    attention(q, k, v, out, scratch, n_heads, n_kv_heads, d, kv_len, scale, head_begin as usize, head_end as usize);
+}
+
+/// Attention of n_tokens consecutive query tokens (a prefill block) over an f32 cache, equal
+/// bit for bit to `attention_f32` called per token. q, out (n_tokens, n_heads, head_dim); token
+/// t attends cache positions [first, end0 + t), first = 0 or, with a sliding window > 0,
+/// max(0, end0 + t − window); only heads [head_begin, head_end) are written. scratch holds
+/// 4·(end0 + n_tokens − 1) floats.
+#[no_mangle]
+pub unsafe extern "C" fn attention_tokens_f32(
+    q: *const f32,
+    k: *const f32,
+    v: *const f32,
+    out: *mut f32,
+    scratch: *mut f32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    end0: u32,
+    n_tokens: u32,
+    window: u32,
+    scale: f32,
+    head_begin: u32,
+    head_end: u32,
+) {
+    attention_tokens(
+        q, k, v, out, scratch, n_heads as usize, n_kv_heads as usize, head_dim as usize, end0 as usize,
+        n_tokens as usize, window as usize, scale, head_begin as usize, head_end as usize,
+    );
+}
+
+/// As `attention_tokens_f32`, over an f16 cache.
+#[no_mangle]
+pub unsafe extern "C" fn attention_tokens_f16(
+    q: *const f32,
+    k: *const u16,
+    v: *const u16,
+    out: *mut f32,
+    scratch: *mut f32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    end0: u32,
+    n_tokens: u32,
+    window: u32,
+    scale: f32,
+    head_begin: u32,
+    head_end: u32,
+) {
+    attention_tokens(
+        q, k as *const F16Fast, v as *const F16Fast, out, scratch, n_heads as usize, n_kv_heads as usize,
+        head_dim as usize, end0 as usize, n_tokens as usize, window as usize, scale, head_begin as usize,
+        head_end as usize,
     );
 }

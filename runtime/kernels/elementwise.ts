@@ -267,3 +267,67 @@ export function attention(kern: KernelInstance, cache: CacheType, a: AttentionAr
   if (cache !== "f32" && cache !== "f16") throw new ShapeError("attention", "cache type f32 or f16", String(cache));
   call(kern, `attention_${cache}`, attentionCallArgs(kern, cache, a));
 }
+
+export interface AttentionTokensArgs {
+  q: number; // (nTokens, nHeads, headDim) f32
+  kCache: number; // (≥ end0 + nTokens − 1, nKvHeads, headDim) f32 or f16, position 0 first
+  vCache: number; // same layout as kCache
+  out: number; // (nTokens, nHeads, headDim) f32
+  scratch: number; // attentionTokensScratchFloats(end0 + nTokens − 1) f32
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  end0: number; // token 0 attends positions [first, end0); token t up to end0 + t
+  nTokens: number;
+  window?: number; // sliding window (0 or undefined: none): first = max(0, end − window)
+  scale?: number; // default 1/sqrt(headDim)
+  headBegin?: number;
+  headEnd?: number;
+}
+
+/** Scratch floats `attention_tokens_*` needs (any head range) when the last query reads kvMax positions. */
+export function attentionTokensScratchFloats(kvMax: number): number {
+  return 4 * kvMax;
+}
+
+/** Validates the arguments of a prefill block's attention and returns the export's argument list. */
+export function attentionTokensCallArgs(kern: KernelInstance, cache: CacheType, a: AttentionTokensArgs): number[] {
+  const op = `attention_tokens_${cache}`;
+  for (const key of ["nHeads", "nKvHeads", "headDim", "end0", "nTokens"] as const) checkCount(op, key, a[key]);
+  const window = a.window ?? 0;
+  if (!Number.isInteger(window) || window < 0) throw new ShapeError(op, "window a whole number ≥ 0 (0: none)", String(window));
+  if (a.headDim > MAX_HEAD_DIM) throw new ShapeError(op, `headDim ≤ ${MAX_HEAD_DIM}`, String(a.headDim));
+  if (a.nHeads % a.nKvHeads !== 0) throw new ShapeError(op, `nHeads a multiple of nKvHeads (${a.nKvHeads})`, String(a.nHeads));
+  const headBegin = a.headBegin ?? 0;
+  const headEnd = a.headEnd ?? a.nHeads;
+  if (!Number.isInteger(headBegin) || !Number.isInteger(headEnd) || headBegin < 0 || headEnd <= headBegin || headEnd > a.nHeads) {
+    throw new ShapeError(op, `0 ≤ headBegin < headEnd ≤ nHeads (${a.nHeads})`, `[${headBegin}, ${headEnd})`);
+  }
+  const elem = cache === "f32" ? 4 : 2;
+  const kvMax = a.end0 + a.nTokens - 1;
+  const cacheBytes = kvMax * a.nKvHeads * a.headDim * elem;
+  const qFloats = a.nTokens * a.nHeads * a.headDim;
+  const q = f32Region(kern, op, "q", a.q, qFloats);
+  const k = checkRegion(kern, op, { name: "kCache", ptr: a.kCache, bytes: cacheBytes }, elem);
+  const v = checkRegion(kern, op, { name: "vCache", ptr: a.vCache, bytes: cacheBytes }, elem);
+  // Only heads [headBegin, headEnd) of each token row are written; the region spans them all.
+  const rowFloats = a.nHeads * a.headDim;
+  const out = checkRegion(kern, op, {
+    name: "out",
+    ptr: a.out + headBegin * a.headDim * 4,
+    bytes: ((a.nTokens - 1) * rowFloats + (headEnd - headBegin) * a.headDim) * 4,
+  }, 4);
+  const scratch = f32Region(kern, op, "scratch", a.scratch, attentionTokensScratchFloats(kvMax));
+  checkOverlap(op, [out, scratch], [q, k, v], false);
+  const scale = a.scale ?? 1 / Math.sqrt(a.headDim);
+  return [a.q, a.kCache, a.vCache, a.out, a.scratch, a.nHeads, a.nKvHeads, a.headDim, a.end0, a.nTokens, window, scale, headBegin, headEnd];
+}
+
+/**
+ * Attention of nTokens consecutive query tokens (a prefill block) over an f32 or f16 KV cache:
+ * equal, bit for bit, to `attention` called for each token with its own kvLen.
+ */
+export function attentionTokens(kern: KernelInstance, cache: CacheType, a: AttentionTokensArgs): void {
+  if (cache !== "f32" && cache !== "f16") throw new ShapeError("attentionTokens", "cache type f32 or f16", String(cache));
+  call(kern, `attention_tokens_${cache}`, attentionTokensCallArgs(kern, cache, a));
+}

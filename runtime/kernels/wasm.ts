@@ -11,7 +11,7 @@ import { KernelError } from "../errors.ts";
 import { relaxedSwizzleBinary } from "./relaxed-binary.ts";
 import { unsharedMemoryBinary } from "./unshared-binary.ts";
 
-export const KERNELS_ABI_VERSION = 3;
+export const KERNELS_ABI_VERSION = 4;
 /** wasm32 addresses 4 GiB at most; the binary is linked with this maximum. */
 export const WASM_MAX_BYTES = 4 * 1024 * 1024 * 1024;
 const PAGE_BYTES = 65536;

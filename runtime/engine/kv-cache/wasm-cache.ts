@@ -1,13 +1,19 @@
 /**
  * KV cache in WebAssembly memory, f32 or f16 per element, with attention computed by the
- * WASM kernels (attention_f32 / attention_f16), query heads split in small groups that the
- * worker pool's threads claim dynamically.
+ * WASM kernels (attention_* for one decode token, attention_tokens_* for a prefill block),
+ * query heads split in small groups that the worker pool's threads claim dynamically.
  * Layout per layer: keys and values (contextLength, nKvHeads, headDim). A sliding window
  * (Mistral) attends the most recent `slidingWindow` positions only.
  */
 import { ContextLengthError, ShapeError } from "../../errors.ts";
 import { f32ToF16 } from "../../format/pack-f16.ts";
-import { type AttentionArgs, attentionCallArgs, attentionScratchFloats, type CacheType } from "../../kernels/elementwise.ts";
+import {
+  type AttentionArgs,
+  attentionCallArgs,
+  attentionTokensCallArgs,
+  attentionTokensScratchFloats,
+  type CacheType,
+} from "../../kernels/elementwise.ts";
 import type { Pool } from "../../kernels/pool.ts";
 import { CHUNKS_PER_THREAD, splitRows } from "../../kernels/pool.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
@@ -20,13 +26,46 @@ export interface WasmCache extends KvCache {
   readonly type: CacheType;
 }
 
+/** Query tokens per attention_tokens call: the staging buffers for q and out hold this many. */
+export const ATTENTION_BLOCK_TOKENS = 64;
+
+/**
+ * Scratch floats that serve both kernels under any head split: the decode kernel takes one
+ * row of contextLength per head, a block one shard 4 rows (attentionTokensScratchFloats), and
+ * there are at most nHeads shards.
+ */
+export function attentionScratchBound(nHeads: number, contextLength: number): number {
+  return 4 * nHeads * contextLength;
+}
+
+/** WASM bytes of the attention buffers: q and out of one block, and the scratch. */
+export function attentionBuffersBytes(shape: CacheShape): number {
+  const qDim = shape.numHeads * shape.headDim;
+  return (2 * ATTENTION_BLOCK_TOKENS * qDim + attentionScratchBound(shape.numHeads, shape.contextLength)) * 4 + 3 * 64;
+}
+
 /** Bytes a cache of this shape and type needs in WASM memory (for the fit check). */
 export function wasmCacheBytes(shape: CacheShape, type: CacheType): number {
   const elem = type === "f32" ? 4 : 2;
   const kvDim = shape.numKvHeads * shape.headDim;
   const cache = 2 * shape.numLayers * shape.contextLength * kvDim * elem;
-  const scratch = (shape.numHeads * shape.contextLength + 2 * shape.numHeads * shape.headDim) * 4;
-  return cache + scratch + 64 * 4;
+  return cache + attentionBuffersBytes(shape);
+}
+
+/** The q/out staging and scratch buffers of `attendCausal`, allocated once per cache. */
+export interface AttentionBuffers {
+  readonly q: number;
+  readonly out: number;
+  readonly scratch: number;
+}
+
+export function allocAttentionBuffers(kernels: Kernels, shape: CacheShape): AttentionBuffers {
+  const qDim = shape.numHeads * shape.headDim;
+  return {
+    q: kernels.arena.alloc(ATTENTION_BLOCK_TOKENS * qDim * 4, 64),
+    out: kernels.arena.alloc(ATTENTION_BLOCK_TOKENS * qDim * 4, 64),
+    scratch: kernels.arena.alloc(attentionScratchBound(shape.numHeads, shape.contextLength) * 4, 64),
+  };
 }
 
 /**
@@ -41,6 +80,79 @@ export function attendHeads(kernels: Kernels, pool: Pool | undefined, type: Cach
   else pool.runTasks(shards.map((args) => ({ exportName: `attention_${type}`, args })));
 }
 
+/**
+ * Causal attention of q (n tokens at positions startPos..) over cached keys and values whose
+ * row 0 is position `base` (kCache, vCache: WASM offsets of that row), the sliding window
+ * applied when the shape has one; returns (n, nHeads·headDim). One token runs the decode
+ * kernel, a block runs attention_tokens_* (one pool batch per ATTENTION_BLOCK_TOKENS tokens),
+ * which equals the decode kernel per token bit for bit.
+ */
+export function attendCausal(
+  kernels: Kernels,
+  pool: Pool | undefined,
+  type: CacheType,
+  buffers: AttentionBuffers,
+  shape: CacheShape,
+  at: { q: Float32Array; n: number; startPos: number; base: number; kCache: number; vCache: number },
+): Float32Array {
+  const { numHeads: nHeads, numKvHeads: nKvHeads, headDim } = shape;
+  const qDim = nHeads * headDim;
+  const kvDim = nKvHeads * headDim;
+  const elem = type === "f32" ? 4 : 2;
+  const window = shape.slidingWindow ?? 0;
+  const out = new Float32Array(at.n * qDim);
+  if (at.n === 1) {
+    const end = at.startPos + 1 - at.base; // attends staged rows first..end-1
+    const first = window > 0 ? Math.max(0, end - window) : 0;
+    new Float32Array(kernels.memory.buffer, buffers.q, qDim).set(at.q);
+    attendHeads(kernels, pool, type, {
+      q: buffers.q,
+      kCache: at.kCache + first * kvDim * elem,
+      vCache: at.vCache + first * kvDim * elem,
+      out: buffers.out,
+      scratch: buffers.scratch,
+      nHeads,
+      nKvHeads,
+      headDim,
+      kvLen: end - first,
+    });
+    out.set(new Float32Array(kernels.memory.buffer, buffers.out, qDim));
+    return out;
+  }
+  const parts = pool === undefined ? 1 : pool.threads * CHUNKS_PER_THREAD;
+  for (let t0 = 0; t0 < at.n; t0 += ATTENTION_BLOCK_TOKENS) {
+    const nTokens = Math.min(ATTENTION_BLOCK_TOKENS, at.n - t0);
+    const end0 = at.startPos + t0 + 1 - at.base;
+    const kvMax = end0 + nTokens - 1;
+    new Float32Array(kernels.memory.buffer, buffers.q, nTokens * qDim).set(at.q.subarray(t0 * qDim, (t0 + nTokens) * qDim));
+    let scratch = buffers.scratch;
+    const shards = splitRows(nHeads, parts).map(([headBegin, headEnd]) => {
+      const args = attentionTokensCallArgs(kernels, type, {
+        q: buffers.q,
+        kCache: at.kCache,
+        vCache: at.vCache,
+        out: buffers.out,
+        scratch,
+        nHeads,
+        nKvHeads,
+        headDim,
+        end0,
+        nTokens,
+        window,
+        headBegin,
+        headEnd,
+      });
+      scratch += attentionTokensScratchFloats(kvMax) * 4;
+      return args;
+    });
+    const exportName = `attention_tokens_${type}`;
+    if (pool === undefined || shards.length === 1) kernels.exports[exportName](...shards[0]);
+    else pool.runTasks(shards.map((args) => ({ exportName, args })));
+    out.set(new Float32Array(kernels.memory.buffer, buffers.out, nTokens * qDim), t0 * qDim);
+  }
+  return out;
+}
+
 export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape: CacheShape, type: CacheType): WasmCache {
   const { numLayers, numHeads, numKvHeads, headDim, contextLength } = shape;
   const elem = type === "f32" ? 4 : 2;
@@ -52,9 +164,7 @@ export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape:
     keys.push(kernels.arena.alloc(layerBytes, 64));
     values.push(kernels.arena.alloc(layerBytes, 64));
   }
-  const qPtr = kernels.arena.alloc(numHeads * headDim * 4, 64);
-  const outPtr = kernels.arena.alloc(numHeads * headDim * 4, 64);
-  const scratchPtr = kernels.arena.alloc(attentionScratchFloats(numHeads, contextLength) * 4, 64);
+  const buffers = allocAttentionBuffers(kernels, shape);
   const lengths = new Array<number>(numLayers).fill(0);
 
   const store = (base: number, pos: number, rows: Float32Array) => {
@@ -78,7 +188,7 @@ export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape:
     mode: type,
     meta,
     bytesPerToken: 2 * numLayers * kvDim * elem,
-    fixedBytes: wasmCacheBytes({ ...shape, contextLength: 0 }, type) + shape.numHeads * contextLength * 4,
+    fixedBytes: attentionBuffersBytes(shape),
     exportState() {
       const arrays: Record<string, StateArray> = {};
       for (let l = 0; l < numLayers; l++) {
@@ -117,28 +227,7 @@ export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape:
       store(values[layer], startPos, v);
       lengths[layer] = startPos + n;
 
-      const qDim = numHeads * headDim;
-      const out = new Float32Array(n * qDim);
-      const memory = kernels.memory.buffer;
-      for (let t = 0; t < n; t++) {
-        const end = startPos + t + 1; // attends positions first..end-1
-        const first = shape.slidingWindow === undefined ? 0 : Math.max(0, end - shape.slidingWindow);
-        const kvLen = end - first;
-        new Float32Array(memory, qPtr, qDim).set(q.subarray(t * qDim, (t + 1) * qDim));
-        attendHeads(kernels, pool, type, {
-          q: qPtr,
-          kCache: keys[layer] + first * kvDim * elem,
-          vCache: values[layer] + first * kvDim * elem,
-          out: outPtr,
-          scratch: scratchPtr,
-          nHeads: numHeads,
-          nKvHeads: numKvHeads,
-          headDim,
-          kvLen,
-        });
-        out.set(new Float32Array(memory, outPtr, qDim), t * qDim);
-      }
-      return out;
+      return attendCausal(kernels, pool, type, buffers, shape, { q, n, startPos, base: 0, kCache: keys[layer], vCache: values[layer] });
     },
   };
 }

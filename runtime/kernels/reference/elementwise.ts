@@ -234,3 +234,29 @@ export function attentionRef(
   }
   return out;
 }
+
+/**
+ * Attention of nTokens consecutive query tokens (a prefill block) over a cache whose row 0 is
+ * position 0: token t attends positions [first, end0 + t), first = 0 or, with a sliding window
+ * w > 0, max(0, end0 + t − w); each token is `attentionRef` over its own rows. Returns out
+ * (nTokens, nHeads, headDim).
+ */
+export function attentionTokensRef(
+  q: Float32Array,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  shape: { nHeads: number; nKvHeads: number; headDim: number; end0: number; nTokens: number; window: number },
+  scale: number,
+): Float32Array {
+  const { nHeads, nKvHeads, headDim, end0, nTokens, window } = shape;
+  const qDim = nHeads * headDim;
+  const kvDim = nKvHeads * headDim;
+  const out = new Float32Array(nTokens * qDim);
+  for (let t = 0; t < nTokens; t++) {
+    const end = end0 + t;
+    const first = window > 0 ? Math.max(0, end - window) : 0;
+    const rows = (c: ArrayLike<number>) => Array.prototype.slice.call(c, first * kvDim, end * kvDim) as number[];
+    out.set(attentionRef(q.subarray(t * qDim, (t + 1) * qDim), rows(k), rows(v), nHeads, nKvHeads, headDim, end - first, scale), t * qDim);
+  }
+  return out;
+}
