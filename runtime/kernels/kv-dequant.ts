@@ -29,18 +29,28 @@ function checkArgs(kern: KernelInstance, op: string, a: DequantArgs, paramPairs:
   checkOverlap(op, [out], [codes, params], false);
 }
 
-/** Per token: params (rows, ceil(width/group), 2) f16. */
-export function kvDequantToken(kern: KernelInstance, a: DequantArgs & { group: number }): void {
+/** Validates a per-token call and returns kv_dequant_token's arguments (for a worker pool task). */
+export function kvDequantTokenCallArgs(kern: KernelInstance, a: DequantArgs & { group: number }): number[] {
   const op = "kv_dequant_token";
   checkCount(op, "group", a.group);
   checkArgs(kern, op, a, a.rows * Math.ceil(a.width / a.group));
-  call(kern, op, [a.codes, a.params, a.out, a.rows, a.width, a.group, a.bits]);
+  return [a.codes, a.params, a.out, a.rows, a.width, a.group, a.bits];
+}
+
+/** Per token: params (rows, ceil(width/group), 2) f16. */
+export function kvDequantToken(kern: KernelInstance, a: DequantArgs & { group: number }): void {
+  call(kern, "kv_dequant_token", kvDequantTokenCallArgs(kern, a));
+}
+
+/** Validates a per-channel call and returns kv_dequant_channel's arguments (for a worker pool task). */
+export function kvDequantChannelCallArgs(kern: KernelInstance, a: DequantArgs & { block: number }): number[] {
+  const op = "kv_dequant_channel";
+  checkCount(op, "block", a.block);
+  checkArgs(kern, op, a, Math.ceil(a.rows / a.block) * a.width);
+  return [a.codes, a.params, a.out, a.rows, a.width, a.bits, a.block];
 }
 
 /** Per channel: params (ceil(rows/block), width, 2) f16, one set per block of `block` rows. */
 export function kvDequantChannel(kern: KernelInstance, a: DequantArgs & { block: number }): void {
-  const op = "kv_dequant_channel";
-  checkCount(op, "block", a.block);
-  checkArgs(kern, op, a, Math.ceil(a.rows / a.block) * a.width);
-  call(kern, op, [a.codes, a.params, a.out, a.rows, a.width, a.bits, a.block]);
+  call(kern, "kv_dequant_channel", kvDequantChannelCallArgs(kern, a));
 }

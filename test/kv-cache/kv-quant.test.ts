@@ -18,7 +18,8 @@ import { createRowStore } from "../../runtime/engine/kv-cache/row-store.ts";
 import { InvalidArgumentError, ShapeError } from "../../runtime/errors.ts";
 import { checkCodeBits } from "../../runtime/engine/kv-cache/kv-quant.ts";
 import { createRopeTable, wasmRotation } from "../../runtime/engine/kv-cache/rope-table.ts";
-import { createWasmRowDequantizer, DEQUANT_CHUNK_ROWS } from "../../runtime/engine/kv-cache/wasm-row-dequantizer.ts";
+import { createWasmRowDequantizer, DEQUANT_CHUNK_ROWS, DEQUANT_SLOTS } from "../../runtime/engine/kv-cache/wasm-row-dequantizer.ts";
+import { createPool, disposePool } from "../../runtime/kernels/pool.ts";
 import { loadKernels } from "../../runtime/kernels/wasm.ts";
 
 function randomRows(count: number, seed: number, scale = 3): Float32Array {
@@ -191,5 +192,35 @@ describe("row store", () => {
     plain.read(10, 700, want, 0);
     wasm.read(10, 700, got, 0);
     expect(Array.from(got)).toEqual(Array.from(want));
+  });
+
+  test("with a worker pool, a read's chunks dequantise as parallel batches to the same bytes", async () => {
+    const kernels = loadKernels();
+    const pool = await createPool({ threads: 2, kernels });
+    try {
+      const [width, capacity] = [24, 1400]; // more chunks than one batch of DEQUANT_SLOTS
+      expect(capacity).toBeGreaterThan((DEQUANT_SLOTS + 1) * DEQUANT_CHUNK_ROWS);
+      const staging = kernels.arena.alloc(capacity * width * 4, 64);
+      for (const axis of ["token", "channel"] as const) {
+        const make = (dequantizer?: ReturnType<typeof createWasmRowDequantizer>) =>
+          createRowStore({ width, capacity, bits: 4, axis, group: axis === "channel" ? 32 : 8, window: 3, dequantizer });
+        const stores = [make(), make(createWasmRowDequantizer(kernels, width)), make(createWasmRowDequantizer(kernels, width, pool))];
+        const rows = randomRows(capacity * width, 31);
+        for (const store of stores) store.append(rows, capacity, 0);
+        const want = new Float32Array(capacity * width);
+        stores[0].read(2, capacity, want, 0);
+        for (const store of stores.slice(1)) {
+          const copied = new Float32Array((capacity - 2) * width);
+          store.read(2, capacity, copied, 0); // through the slots' scratch
+          expect(Array.from(copied)).toEqual(Array.from(want.subarray(0, copied.length)));
+          const direct = new Float32Array(kernels.memory.buffer, staging, (capacity - 2) * width);
+          direct.fill(0);
+          store.read(2, capacity, direct, 0); // straight into WASM memory
+          expect(Array.from(direct)).toEqual(Array.from(want.subarray(0, copied.length)));
+        }
+      }
+    } finally {
+      await disposePool(pool);
+    }
   });
 });

@@ -64,7 +64,7 @@ export function createKiviCache(kernels: Kernels, pool: Pool | undefined, shape:
     toStored: (rows: Float32Array, n: number, first: number) => rope.rotate(rows, n, first, -1),
     fromStored: wasmRotation(kernels, rope, shape.numKvHeads, shape.headDim),
   };
-  const dequantizer = createWasmRowDequantizer(kernels, kvDim);
+  const dequantizer = createWasmRowDequantizer(kernels, kvDim, pool);
   const keys: RowStore[] = [];
   const values: RowStore[] = [];
   for (let l = 0; l < shape.numLayers; l++) {

@@ -4,14 +4,20 @@
  * compact rows live in the JS heap; a chunk of their codes and f16 parameters is copied into
  * scratch in WASM memory (a quarter of the f32 bytes it becomes, or less) and dequantised
  * straight into the caller's buffer when that is a view of the same memory (the staging
- * buffers of staged-attention.ts), else into scratch and copied out.
+ * buffers of staged-attention.ts), else into scratch and copied out. With a worker pool, up
+ * to DEQUANT_SLOTS chunks are copied first and dequantised as one pool batch (the copies stay
+ * on the calling thread: the compact rows are not in shared memory).
  */
-import { kvDequantChannel, kvDequantToken } from "../../kernels/kv-dequant.ts";
+import { kvDequantChannelCallArgs, kvDequantTokenCallArgs } from "../../kernels/kv-dequant.ts";
+import type { Pool } from "../../kernels/pool.ts";
+import { call } from "../../kernels/regions.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
 import { ShapeError } from "../../errors.ts";
 
 /** Rows per kernel call; also the unit of the scratch buffers. */
-export const DEQUANT_CHUNK_ROWS = 256;
+export const DEQUANT_CHUNK_ROWS = 64;
+/** Chunks staged at once (one pool batch); each has its own codes, parameters and output scratch. */
+export const DEQUANT_SLOTS = 4;
 
 export interface RowDequantizer {
   /** Per-token groups: `rows` packed rows from codes[codesAt..] and params[paramsAt..] into out[outAt..]. */
@@ -29,62 +35,88 @@ export interface RowDequantizer {
   ): void;
 }
 
-/** WASM bytes of a dequantiser's scratch for rows up to `maxWidth` wide (codes, parameters, output). */
+/** WASM bytes of a dequantiser's scratch for rows up to `maxWidth` wide (codes, parameters, output per slot). */
 export function rowDequantizerBytes(maxWidth: number): number {
-  return DEQUANT_CHUNK_ROWS * maxWidth * 9 + 3 * 64;
+  return DEQUANT_SLOTS * (DEQUANT_CHUNK_ROWS * maxWidth * 9 + 3 * 64);
 }
 
-/** A dequantiser for rows up to `maxWidth` values wide, with its scratch from the kernels' arena. */
-export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number): RowDequantizer {
-  const codesPtr = kernels.arena.alloc(DEQUANT_CHUNK_ROWS * maxWidth, 64);
-  const paramsPtr = kernels.arena.alloc(DEQUANT_CHUNK_ROWS * maxWidth * 4, 64); // worst case: group 1
-  const outPtr = kernels.arena.alloc(DEQUANT_CHUNK_ROWS * maxWidth * 4, 64);
+interface Slot {
+  readonly codes: number;
+  readonly params: number;
+  readonly out: number;
+}
+
+/**
+ * A dequantiser for rows up to `maxWidth` values wide, with its scratch from the kernels'
+ * arena; `pool` (optional) runs the chunks of a read in parallel.
+ */
+export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number, pool?: Pool): RowDequantizer {
+  const chunkValues = DEQUANT_CHUNK_ROWS * maxWidth;
+  const slots: Slot[] = Array.from({ length: DEQUANT_SLOTS }, () => ({
+    codes: kernels.arena.alloc(chunkValues, 64),
+    params: kernels.arena.alloc(chunkValues * 4, 64), // worst case: group 1
+    out: kernels.arena.alloc(chunkValues * 4, 64),
+  }));
 
   // Views of the scratch, made again only when the memory's buffer changes (it grew): a read
   // runs for every layer on every step, and fresh views per chunk are avoidable garbage.
-  let views: { buffer: ArrayBufferLike; codes: Uint8Array; params: Uint16Array; out: Float32Array } | undefined;
+  let views: { buffer: ArrayBufferLike; codes: Uint8Array[]; params: Uint16Array[]; out: Float32Array[] } | undefined;
   const scratch = () => {
     const buffer = kernels.memory.buffer;
     if (views?.buffer !== buffer) {
       views = {
         buffer,
-        codes: new Uint8Array(buffer, codesPtr, DEQUANT_CHUNK_ROWS * maxWidth),
-        params: new Uint16Array(buffer, paramsPtr, DEQUANT_CHUNK_ROWS * maxWidth * 2),
-        out: new Float32Array(buffer, outPtr, DEQUANT_CHUNK_ROWS * maxWidth),
+        codes: slots.map((s) => new Uint8Array(buffer, s.codes, chunkValues)),
+        params: slots.map((s) => new Uint16Array(buffer, s.params, chunkValues * 2)),
+        out: slots.map((s) => new Float32Array(buffer, s.out, chunkValues)),
       };
     }
     return views;
   };
 
   /**
-   * Runs `kernel` over chunks of rows: copies each chunk's codes and the parameters it needs
-   * (`paramsFor(first row, rows)` gives their offset and count) and places the output.
+   * Runs the kernel over chunks of rows: copies each chunk's codes and the parameters it needs
+   * (`paramsFor(first row, rows)` gives their offset and count) into a slot, runs up to
+   * DEQUANT_SLOTS chunks at once (`callArgs(slot, out, rows)` gives a call's arguments) and
+   * places the output.
    */
   const run = (
-    codes: Uint8Array, codesAt: number, rowBytes: number, params: Uint16Array, paramsAt: number,
+    exportName: string, codes: Uint8Array, codesAt: number, rowBytes: number, params: Uint16Array, paramsAt: number,
     rows: number, width: number, chunkRows: (r: number) => number, paramsFor: (r: number, n: number) => [number, number],
-    out: Float32Array, outAt: number, kernel: (out: number, rows: number) => void,
+    out: Float32Array, outAt: number, callArgs: (slot: Slot, out: number, rows: number) => number[],
   ) => {
     if (width > maxWidth) throw new ShapeError("row dequantiser", `rows at most ${maxWidth} wide`, String(width));
     const view = scratch();
     const direct = out.buffer === view.buffer;
+    const pending: { args: number[]; r0: number; n: number }[] = [];
+    const flush = () => {
+      if (pool !== undefined && pool.threads > 1 && pending.length > 1) {
+        pool.runTasks(pending.map(({ args }) => ({ exportName, args })));
+      } else {
+        for (const { args } of pending) call(kernels, exportName, args);
+      }
+      if (!direct) pending.forEach(({ r0, n }, s) => out.set(view.out[s].subarray(0, n * width), outAt + r0 * width));
+      pending.length = 0;
+    };
     for (let r0 = 0; r0 < rows;) {
       const n = Math.min(chunkRows(r0), rows - r0);
-      view.codes.set(codes.subarray(codesAt + r0 * rowBytes, codesAt + (r0 + n) * rowBytes));
+      const s = pending.length;
+      view.codes[s].set(codes.subarray(codesAt + r0 * rowBytes, codesAt + (r0 + n) * rowBytes));
       const [from, count] = paramsFor(r0, n);
-      view.params.set(params.subarray(paramsAt + from, paramsAt + from + count));
-      kernel(direct ? out.byteOffset + (outAt + r0 * width) * 4 : outPtr, n);
-      if (!direct) out.set(view.out.subarray(0, n * width), outAt + r0 * width);
+      view.params[s].set(params.subarray(paramsAt + from, paramsAt + from + count));
+      pending.push({ args: callArgs(slots[s], direct ? out.byteOffset + (outAt + r0 * width) * 4 : slots[s].out, n), r0, n });
+      if (pending.length === DEQUANT_SLOTS) flush();
       r0 += n;
     }
+    if (pending.length > 0) flush();
   };
 
   return {
     token(codes, codesAt, params, paramsAt, rows, width, group, bits, out, outAt) {
       const rowBytes = Math.ceil((width * bits) / 8);
       const perRow = 2 * Math.ceil(width / group);
-      run(codes, codesAt, rowBytes, params, paramsAt, rows, width, () => DEQUANT_CHUNK_ROWS, (r, n) => [r * perRow, n * perRow], out, outAt,
-        (o, n) => kvDequantToken(kernels, { codes: codesPtr, params: paramsPtr, out: o, rows: n, width, group, bits }));
+      run("kv_dequant_token", codes, codesAt, rowBytes, params, paramsAt, rows, width, () => DEQUANT_CHUNK_ROWS, (r, n) => [r * perRow, n * perRow], out, outAt,
+        (slot, o, n) => kvDequantTokenCallArgs(kernels, { codes: slot.codes, params: slot.params, out: o, rows: n, width, group, bits }));
     },
     channel(codes, codesAt, params, paramsAt, rows, width, bits, block, out, outAt) {
       const rowBytes = Math.ceil((width * bits) / 8);
@@ -95,8 +127,8 @@ export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number): Ro
         const first = Math.floor(r / block);
         return [first * 2 * width, (Math.floor((r + n - 1) / block) - first + 1) * 2 * width];
       };
-      run(codes, codesAt, rowBytes, params, paramsAt, rows, width, chunkRows, paramsFor, out, outAt,
-        (o, n) => kvDequantChannel(kernels, { codes: codesPtr, params: paramsPtr, out: o, rows: n, width, bits, block: whole > 0 ? block : n }));
+      run("kv_dequant_channel", codes, codesAt, rowBytes, params, paramsAt, rows, width, chunkRows, paramsFor, out, outAt,
+        (slot, o, n) => kvDequantChannelCallArgs(kernels, { codes: slot.codes, params: slot.params, out: o, rows: n, width, bits, block: whole > 0 ? block : n }));
     },
   };
 }

@@ -88,7 +88,7 @@ export function createXquantCache(
   const specs = streamsFor(shape, sources.hidden, rank, options);
   const width = specs.reduce((w, s) => w + s.width, 0); // encoded row: the streams side by side
   const stores: RowStore[][] = [];
-  const dequantizer = createWasmRowDequantizer(kernels, Math.max(...specs.map((s) => s.width)));
+  const dequantizer = createWasmRowDequantizer(kernels, Math.max(...specs.map((s) => s.width)), pool);
   for (let l = 0; l < shape.numLayers; l++) {
     stores.push(specs.map((s) => createRowStore({ ...s, capacity: shape.contextLength, dequantizer })));
   }

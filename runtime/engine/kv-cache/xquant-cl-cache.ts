@@ -71,7 +71,7 @@ export function createXquantClCache(
   const kvDim = shape.numKvHeads * shape.headDim;
   const accumulator = new Float32Array(shape.contextLength * hidden); // (positions, hidden): X̂ of the layer last processed
   const stores: RowStore[] = [];
-  const dequantizer = createWasmRowDequantizer(kernels, hidden);
+  const dequantizer = createWasmRowDequantizer(kernels, hidden, pool);
   for (let l = 0; l < shape.numLayers; l++) {
     const transform = l === 0 ? undefined : {
       // Called for a row leaving the window of layer l: the accumulator holds X̂_{l-1} there.
