@@ -85,6 +85,11 @@ export interface RopeArgs {
 
 /** Rotate-half RoPE in place (HF Llama/Qwen convention). */
 export function ropeF32(kern: KernelInstance, a: RopeArgs): void {
+  call(kern, "rope_f32", ropeCallArgs(kern, a));
+}
+
+/** Validates rope_f32's arguments and returns its argument list (for a worker pool task). */
+export function ropeCallArgs(kern: KernelInstance, a: RopeArgs): number[] {
   const op = "rope_f32";
   const nTokens = a.nTokens ?? 1;
   const rotDim = a.rotDim ?? a.headDim;
@@ -97,7 +102,7 @@ export function ropeF32(kern: KernelInstance, a: RopeArgs): void {
   const x = f32Region(kern, op, "x", a.x, nTokens * a.nHeads * a.headDim);
   const table = f32Region(kern, op, "table", a.table, nTokens * rotDim);
   checkOverlap(op, [x], [table], false);
-  call(kern, op, [a.x, a.table, nTokens, a.nHeads, a.headDim, rotDim]);
+  return [a.x, a.table, nTokens, a.nHeads, a.headDim, rotDim];
 }
 
 /** Softmax of each row of x (rows, n), in place. */

@@ -219,6 +219,17 @@ describe("row store", () => {
           expect(Array.from(direct)).toEqual(Array.from(want.subarray(0, copied.length)));
         }
       }
+      // RoPE of the staged keys, split by rows across the pool: the same floats as one call.
+      const [heads, headDim] = [2, 12];
+      const rope = createRopeTable(Float32Array.from({ length: headDim / 2 }, (_, i) => 10000 ** (-2 * i / headDim)), heads, headDim, capacity);
+      const rows = new Float32Array(kernels.memory.buffer, staging, (capacity - 5) * width);
+      const input = randomRows(rows.length, 41);
+      rows.set(input);
+      wasmRotation(kernels, rope, heads, headDim)(rows, capacity - 5, 5);
+      const single = Array.from(rows);
+      rows.set(input);
+      wasmRotation(kernels, rope, heads, headDim, pool)(rows, capacity - 5, 5);
+      expect(Array.from(rows)).toEqual(single);
     } finally {
       await disposePool(pool);
     }

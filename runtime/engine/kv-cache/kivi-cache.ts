@@ -62,7 +62,7 @@ export function createKiviCache(kernels: Kernels, pool: Pool | undefined, shape:
   const rope = createRopeTable(options.invFreq, shape.numKvHeads, shape.headDim, shape.contextLength);
   const keyTransform = {
     toStored: (rows: Float32Array, n: number, first: number) => rope.rotate(rows, n, first, -1),
-    fromStored: wasmRotation(kernels, rope, shape.numKvHeads, shape.headDim),
+    fromStored: wasmRotation(kernels, rope, shape.numKvHeads, shape.headDim, pool),
   };
   const dequantizer = createWasmRowDequantizer(kernels, kvDim, pool);
   const keys: RowStore[] = [];

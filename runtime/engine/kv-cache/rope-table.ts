@@ -5,7 +5,9 @@
  * angles as ops.rope. `wasmRotation` applies the forward rotation with the rope_f32 kernel to
  * rows held in WASM memory (same table; f32 rounding instead of the loop's f64 products).
  */
-import { ropeF32 } from "../../kernels/elementwise.ts";
+import { ropeCallArgs } from "../../kernels/elementwise.ts";
+import { CHUNKS_PER_THREAD, type Pool, splitRows } from "../../kernels/pool.ts";
+import { call } from "../../kernels/regions.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
 export interface RopeTable {
   /** cos and sin of pos·invFreq[i], (positions, headDim/2) each. */
@@ -48,12 +50,16 @@ export function createRopeTable(invFreq: Float32Array, nHeads: number, headDim: 
   };
 }
 
+/** Rows below which a rotation stays on the calling thread (a pool batch costs more). */
+const MIN_POOL_ROWS = 64;
+
 /**
  * Rotation by +angle through the rope_f32 kernel, for rows that are views of the kernels'
- * memory; other rows take the table's plain loop. The kernel's table, (positions, headDim) with
- * cos then sin per position, is copied from `table` into the arena.
+ * memory (split by rows across `pool` when given); other rows take the table's plain loop. The
+ * kernel's table, (positions, headDim) with cos then sin per position, is copied from `table`
+ * into the arena.
  */
-export function wasmRotation(kernels: Kernels, table: RopeTable, nHeads: number, headDim: number) {
+export function wasmRotation(kernels: Kernels, table: RopeTable, nHeads: number, headDim: number, pool?: Pool) {
   const half = headDim / 2;
   const positions = table.cos.length / half;
   const tablePtr = kernels.arena.alloc(positions * headDim * 4, 64);
@@ -67,6 +73,11 @@ export function wasmRotation(kernels: Kernels, table: RopeTable, nHeads: number,
       table.rotate(rows, n, first, 1);
       return;
     }
-    ropeF32(kernels, { x: rows.byteOffset, table: tablePtr + first * headDim * 4, nTokens: n, nHeads, headDim });
+    const rowBytes = nHeads * headDim * 4;
+    const calls = splitRows(n, pool === undefined || n < MIN_POOL_ROWS ? 1 : pool.threads * CHUNKS_PER_THREAD).map(([begin, end]) =>
+      ropeCallArgs(kernels, { x: rows.byteOffset + begin * rowBytes, table: tablePtr + (first + begin) * headDim * 4, nTokens: end - begin, nHeads, headDim })
+    );
+    if (pool === undefined || calls.length === 1) call(kernels, "rope_f32", calls[0]);
+    else pool.runTasks(calls.map((args) => ({ exportName: "rope_f32", args })));
   };
 }
