@@ -3,7 +3,7 @@
  * `bun run quantize <hf-dir | file.gguf | model.bin> -o model.q2 [--tokenizer tokenizer.bin]
  *  [--bits 2|3|4|8|ternary] [--group 32|64|128] [--method rtn|imatrix|gptq|hlq|absmean|ptqtp]
  *  [--calib <text file>] [--eval <text file>] [--keep <pattern>=<encoding>]... [--embeddings q8|f16|f32]
- *  [--no-refit] [--no-report] [--json]`
+ *  [--no-refit] [--gptq-rounds N] [--no-report] [--json]`
  * and `bun run quantize --report <model.q2> --reference <source> [--json]`.
  * Progress goes to stdout (stderr with --json, whose stdout is one JSON object). The output
  * is written through a temp file and a rename, its packed tensors spooled to a temporary data
@@ -26,7 +26,7 @@ import { formatReport, type QualityReport } from "./report.ts";
 export const QUANTIZE_USAGE =
   "usage: bun run quantize <hf-dir | file.gguf | model.bin> -o <model.q2> [--tokenizer <tokenizer.bin>] [--bits 2|3|4|8|ternary] " +
   "[--group 32|64|128] [--method " + METHOD_NAMES.join("|") + "] [--calib <text file>] [--eval <text file>] " +
-  "[--keep <tensor-pattern>=<f32|f16|q8|q1-q4|t1|t2>]... [--embeddings q8|f16|f32] [--eval-tokens N] [--no-refit] [--no-report] [--json]\n" +
+  "[--keep <tensor-pattern>=<f32|f16|q8|q1-q4|t1|t2>]... [--embeddings q8|f16|f32] [--eval-tokens N] [--no-refit] [--gptq-rounds N] [--no-report] [--json]\n" +
   "       bun run quantize --report <model.q2> --reference <source> [--tokenizer <tokenizer.bin>] [--eval <text file>] [--json]";
 
 export interface QuantizeCliIo {
@@ -81,6 +81,7 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
     embeddings: { type: "string" },
     "no-report": { type: "boolean" },
     "no-refit": { type: "boolean" },
+    "gptq-rounds": { type: "string" },
     report: { type: "string" },
     reference: { type: "string" },
     json: { type: "boolean" },
@@ -124,9 +125,19 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
     evaluationTokens: evalTokens,
     report: values["no-report"] !== true,
     gptqRefit: values["no-refit"] === true ? false : undefined,
+    gptqRounds: values["gptq-rounds"] === undefined ? undefined : Number(values["gptq-rounds"]),
   };
   if (options.gptqRefit === false && options.method !== "gptq") {
     throw new InvalidArgumentError("--no-refit", `--no-refit switches off gptq's scale/zero refit; it needs --method gptq, got --method ${options.method ?? "(default)"}`);
+  }
+  if (options.gptqRounds !== undefined) {
+    const rounds = options.gptqRounds;
+    if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 8)) {
+      throw new InvalidArgumentError("--gptq-rounds", `--gptq-rounds must be an integer from 1 to 8, got "${values["gptq-rounds"]}"`);
+    }
+    if (options.method !== "gptq" || options.gptqRefit === false) {
+      throw new InvalidArgumentError("--gptq-rounds", `--gptq-rounds sets gptq's sweep-and-refit rounds; it needs --method gptq without --no-refit`);
+    }
   }
   const source = await importModel(input, { tokenizer: values.tokenizer as string | undefined });
   if (source.tokenizer === undefined) {

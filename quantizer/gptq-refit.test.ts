@@ -1,12 +1,14 @@
 // The post-GPTQ refit of group scales and zero points (gptq-refit.ts): codes unchanged, no row's
 // damped output error grows (the guard), the layer error drops, the fast path against its
-// float64 twin within f16 rounding, and thread-count independence. Seeded, ragged sizes.
+// float64 twin within f16 rounding, and thread-count independence; then the sweep-and-refit
+// rounds of methods/gptq.ts: no row's error grows from round to round, both paths agree, bad
+// counts throw. The refit alone is tested with `rounds: 1`. Seeded, ragged sizes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createRandom } from "../runtime/engine/sampler.ts";
-import { ShapeError } from "../runtime/errors.ts";
+import { InvalidArgumentError, ShapeError } from "../runtime/errors.ts";
 import { createDenseEngine, type DenseEngine } from "./dense-engine.ts";
 import { refitGroupsReference } from "./gptq-refit.ts";
-import { GPTQ_DAMP, quantizeGptq, quantizeGptqReference } from "./methods/gptq.ts";
+import { GPTQ_DAMP, GPTQ_ROUNDS, quantizeGptq, quantizeGptqReference } from "./methods/gptq.ts";
 import { type MatrixInput, type QuantizedMatrix, reconstruct } from "./methods/types.ts";
 
 /**
@@ -89,7 +91,7 @@ describe("gptq refit", () => {
     test(`${rows}x${cols} q${bits}: codes kept, no row error grows, the layer error drops (reference)`, () => {
       const input = layer(rows, cols, rows + cols, bits);
       const plain = zeroPoint(quantizeGptqReference(input, { refit: false }));
-      const refit = zeroPoint(quantizeGptqReference(input));
+      const refit = zeroPoint(quantizeGptqReference(input, { rounds: 1 }));
       expect(refit.codes).toEqual(plain.codes);
       const before = rowErrors(input, plain), after = rowErrors(input, refit);
       let changed = 0;
@@ -104,7 +106,7 @@ describe("gptq refit", () => {
     test(`${rows}x${cols} q${bits}: strongly coupled groups, the guard still keeps every row from growing`, () => {
       const input = layer(rows, cols, rows + cols, bits, 0.6);
       const plain = zeroPoint(quantizeGptqReference(input, { refit: false }));
-      const refit = zeroPoint(quantizeGptqReference(input));
+      const refit = zeroPoint(quantizeGptqReference(input, { rounds: 1 }));
       const before = rowErrors(input, plain), after = rowErrors(input, refit);
       for (let r = 0; r < rows; r++) expect(after[r]).toBeLessThanOrEqual(before[r]);
       expect(sum(after)).toBeLessThan(sum(before));
@@ -112,8 +114,8 @@ describe("gptq refit", () => {
 
     test(`${rows}x${cols} q${bits}: the fast path matches the float64 twin within f16 rounding`, () => {
       const input = layer(rows, cols, rows + cols, bits);
-      const ref = zeroPoint(quantizeGptqReference(input));
-      const fast = zeroPoint(quantizeGptq(input, { engine }));
+      const ref = zeroPoint(quantizeGptqReference(input, { rounds: 1 }));
+      const fast = zeroPoint(quantizeGptq(input, { engine, rounds: 1 }));
       const plain = zeroPoint(quantizeGptq(input, { engine, refit: false }));
       expect(fast.codes).toEqual(plain.codes);
       let off = 0;
@@ -127,6 +129,33 @@ describe("gptq refit", () => {
       expect(sum(after)).toBeLessThan(sum(before));
     });
   }
+
+  for (const [rows, cols, bits] of [[40, 320, 2], [24, 192, 3], [16, 128, 4]] as const) {
+    test(`${rows}x${cols} q${bits}: a second round lowers the layer error and no row's (reference and fast path)`, () => {
+      const input = layer(rows, cols, rows + cols, bits);
+      for (const quantize of [(rounds: number) => quantizeGptqReference(input, { rounds }), (rounds: number) => quantizeGptq(input, { engine, rounds })]) {
+        const one = rowErrors(input, zeroPoint(quantize(1)));
+        const two = rowErrors(input, zeroPoint(quantize(GPTQ_ROUNDS)));
+        let changed = 0;
+        for (let r = 0; r < rows; r++) {
+          expect(two[r]).toBeLessThanOrEqual(one[r] * (1 + 1e-6));
+          if (two[r] < one[r] * (1 - 1e-6)) changed++;
+        }
+        expect(changed).toBeGreaterThan(0);
+        expect(sum(two)).toBeLessThan(sum(one));
+      }
+      const ref = sum(rowErrors(input, quantizeGptqReference(input))), fast = sum(rowErrors(input, quantizeGptq(input, { engine })));
+      expect(Math.abs(fast / ref - 1)).toBeLessThan(0.01);
+    });
+  }
+
+  test("rounds outside 1-8 or not whole throw InvalidArgumentError", () => {
+    const input = layer(8, 64, 5, 3);
+    for (const rounds of [0, 1.5, 9]) {
+      expect(() => quantizeGptq(input, { engine, rounds })).toThrow(InvalidArgumentError);
+      expect(() => quantizeGptqReference(input, { rounds })).toThrow(InvalidArgumentError);
+    }
+  });
 
   test("the refit does not depend on the thread count or on repetition", () => {
     const input = layer(70, 288, 9, 3);

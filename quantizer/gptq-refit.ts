@@ -54,6 +54,8 @@ export interface RefitResult {
   readonly zeros: Float32Array;
   /** Rows whose refit lowered their error and was kept. */
   readonly kept: number;
+  /** (rows) each row's damped output error eᵀH'e with the parameters returned (what the guard kept). */
+  readonly errors: Float64Array;
 }
 
 /** Diagonal blocks of H' in group order: (groups, group, group), their row sums H'_gg·1 and totals 1ᵀH'_gg·1. */
@@ -148,7 +150,10 @@ function rowChange(r: number, input: RefitInput, scales: Float32Array, zeros: Fl
   }
 }
 
-/** Keeps the refit of the rows whose error went down; the others get their old parameters back. */
+/**
+ * Keeps the refit of the rows whose error went down; the others get their old parameters back.
+ * `after` ends up holding each row's error with the parameters it keeps.
+ */
 function guard(input: RefitInput, scales: Float32Array, zeros: Float32Array, before: Float64Array, after: Float64Array): number {
   const groups = input.cols / input.group;
   let kept = 0;
@@ -157,6 +162,7 @@ function guard(input: RefitInput, scales: Float32Array, zeros: Float32Array, bef
       kept++;
       continue;
     }
+    after[r] = before[r];
     for (let g = r * groups; g < (r + 1) * groups; g++) {
       scales[g] = input.scales[g];
       zeros[g] = input.zeros[g];
@@ -199,7 +205,7 @@ export function refitGroupsReference(input: RefitInput): RefitResult {
     after[r] = product();
   }
   const kept = guard(input, scales, zeros, before, after);
-  return { scales, zeros, kept };
+  return { scales, zeros, kept, errors: after };
 }
 
 /**
@@ -248,7 +254,7 @@ export function refitGroups(input: RefitInput, factor: GptqFactor, order: readon
     engine.release(mark);
   }
   const kept = guard(input, scales, zeros, before, after);
-  return { scales, zeros, kept };
+  return { scales, zeros, kept, errors: after };
 }
 
 /** out (rows, cols) = Y·Rᵀ, i.e. R·y per row: block row J of R against Y[:, start_J:]. */

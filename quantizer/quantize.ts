@@ -25,6 +25,7 @@ import { type CalibrationEngine, createStreamingCalibrator } from "./calibrate-s
 import { matrixDims, packedSource } from "./import/crumb.ts";
 import type { DenseEngine } from "./dense-engine.ts";
 import { METHODS, type MethodName, packQuantized, quantizeGptq, quantizeQ8 } from "./methods/index.ts";
+import { GPTQ_ROUNDS, type GptqOptions } from "./methods/gptq.ts";
 import type { LayerStats, LutGroup } from "./methods/types.ts";
 import { type Bits, checkRecipe, defaultMethod, type KeepRule, planTensor, type Recipe, type TensorAction } from "./recipe.ts";
 import { compareModelsStreaming, type QualityReport } from "./report.ts";
@@ -61,6 +62,8 @@ export interface QuantizeOptions {
   readonly calibrationInputs?: "quantized" | "fp32";
   /** gptq only: refit group scales and zero points to the Hessian after the sweep (default true; methods/gptq.ts). */
   readonly gptqRefit?: boolean;
+  /** gptq only: sweep-and-refit rounds (default GPTQ_ROUNDS = 2; methods/gptq.ts). */
+  readonly gptqRounds?: number;
   /**
    * Where packed tensors go as they are produced (default: a new memory spool). The caller
    * owns a spool it passes, and must keep it until it is done with the result's tensors.
@@ -107,7 +110,7 @@ function isLinear(name: string, shape: readonly number[]): boolean {
   return shape.length === 2 && name.startsWith("model.layers.") && name.endsWith(".weight");
 }
 
-function encode(action: TensorAction, weights: Float32Array, shape: readonly number[], stats: LayerStats | undefined, engine?: DenseEngine, refit?: boolean): { encoding: Encoding; bytes: Uint8Array } {
+function encode(action: TensorAction, weights: Float32Array, shape: readonly number[], stats: LayerStats | undefined, engine?: DenseEngine, gptq: GptqOptions = {}): { encoding: Encoding; bytes: Uint8Array } {
   const [rows, cols] = matrixDims(shape);
   switch (action.kind) {
     case "f32":
@@ -120,7 +123,7 @@ function encode(action: TensorAction, weights: Float32Array, shape: readonly num
     }
     case "method": {
       const input = { weights, rows, cols, group: action.group, bits: action.bits, ...stats };
-      const q = action.method === "gptq" ? quantizeGptq(input, { engine, refit }) : METHODS[action.method].quantize(input);
+      const q = action.method === "gptq" ? quantizeGptq(input, { ...gptq, engine }) : METHODS[action.method].quantize(input);
       return { encoding: q.encoding, bytes: packQuantized(q, rows, cols) };
     }
   }
@@ -168,7 +171,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   /** Packs one tensor into the spool. */
   const emit = (entry: TensorEntry, weights: Float32Array, stats: LayerStats | undefined, engine?: DenseEngine): void => {
     const plan = plans.get(entry.name)!;
-    const { encoding, bytes } = encode(plan.action, weights, entry.shape, stats, engine, options.gptqRefit);
+    const { encoding, bytes } = encode(plan.action, weights, entry.shape, stats, engine, { refit: options.gptqRefit, rounds: options.gptqRounds });
     done.set(entry.name, spool.add(entry.name, entry.shape, encoding, bytes));
     const name = encodingName(encoding);
     counts[name] = (counts[name] ?? 0) + 1;
@@ -268,6 +271,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
     report = { ...metrics, ...report, eval_text: evaluation.label };
   }
 
+  const usesGptq = [...plans.values()].some((p) => p.action.kind === "method" && p.action.method === "gptq");
   const quantization: Record<string, unknown> = {
     tool: "crumb quantize",
     bits: recipe.bits,
@@ -281,10 +285,10 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
     encodings: counts,
     notes,
     source_format: source.format,
-    // Only when it departs from the default (files made before the refit carry no key).
-    ...(options.gptqRefit === false && [...plans.values()].some((p) => p.action.kind === "method" && p.action.method === "gptq")
-      ? { gptq_refit: false }
-      : {}),
+    // gptq_refit only when off (files made before the refit carry no key); gptq_rounds whenever
+    // the refit runs (files made before the rounds carry no key and had one).
+    ...(options.gptqRefit === false && usesGptq ? { gptq_refit: false } : {}),
+    ...(options.gptqRefit !== false && usesGptq ? { gptq_rounds: options.gptqRounds ?? GPTQ_ROUNDS } : {}),
   };
   // The report stores the file size, which depends on the header's length: iterate to a fixpoint.
   let header = headerOf(source, quantization, report as unknown as Record<string, unknown>, extra);

@@ -77,6 +77,8 @@ describe.skipIf(!available)("quantize CLI", () => {
       [[STORIES, "-o", out], /carries no tokenizer; pass --tokenizer/, 1],
       [[STORIES, "--tokenizer", TOK, "-o", out, "--frobnicate"], /usage: bun run quantize/, 2],
       [[STORIES, "--tokenizer", TOK, "-o", out, "--no-refit"], /--no-refit .* needs --method gptq, got --method \(default\)/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--method", "gptq", "--gptq-rounds", "0"], /--gptq-rounds must be an integer from 1 to 8, got "0"/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--gptq-rounds", "1"], /--gptq-rounds .* needs --method gptq without --no-refit/, 1],
     ];
     for (const [args, message, code] of cases) {
       const r = run(args);
@@ -94,6 +96,22 @@ describe.skipIf(!available)("quantize CLI", () => {
     const file = await openCheckpoint(out);
     try {
       expect(file.header.quantization).toMatchObject({ method: "gptq", gptq_refit: false });
+      expect(file.header.quantization).not.toHaveProperty("gptq_rounds");
+    } finally {
+      await file.close();
+    }
+    rmSync(out);
+  }, 30_000);
+
+  test("--gptq-rounds 1: one sweep and refit, recorded in the recipe", async () => {
+    const out = join(dir, "one-round.q2");
+    const r = run([STORIES, "--tokenizer", TOK, "--bits", "2", "--method", "gptq", "--gptq-rounds", "1", "--calib", CALIB, "--no-report", "-o", out]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const file = await openCheckpoint(out);
+    try {
+      expect(file.header.quantization).toMatchObject({ method: "gptq", gptq_rounds: 1 });
+      expect(file.header.quantization).not.toHaveProperty("gptq_refit");
     } finally {
       await file.close();
     }

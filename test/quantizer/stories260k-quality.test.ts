@@ -50,18 +50,21 @@ describe.skipIf(!available)("stories260K", () => {
     expect(await meanKl({ bits: "ternary", method: "ptqtp" })).toBeLessThan(await meanKl({ bits: "ternary", method: "absmean" }));
   }, 60_000);
 
-  test("at 4 bits greedy decoding from BOS follows fp32 for 40+ tokens (gptq) and 20 (rtn)", async () => {
+  test("at 4 bits the default gptq recipe's greedy decoding from BOS follows fp32 for 50+ tokens (rtn: 20)", async () => {
     // fp32's own top-2 logit margin is 0.13 at token 21 and 0.20-0.25 around tokens 39-48, so
-    // any 4-bit model eventually flips one of those near-ties (see bench/results/quality.md).
+    // any 4-bit model eventually flips one of those near-ties (see bench/results/quality.md):
+    // the default recipe (full calibration stream, two sweep-and-refit rounds) follows fp32 for
+    // 86 tokens, but variants of similar mean KL range from 20 to 96. This pins the default;
+    // a change that moves it must say so in quality.md.
     const source = await load();
     const reference = greedy(source, 60);
-    const gptq = await quantizeModel(source, { ...FAST, bits: 4, method: "gptq", report: false });
-    expect(commonPrefix(greedy(asSource(gptq), 60), reference)).toBeGreaterThanOrEqual(40);
+    const gptq = await quantizeModel(source, { bits: 4, method: "gptq", report: false });
+    expect(commonPrefix(greedy(asSource(gptq), 60), reference)).toBeGreaterThanOrEqual(50);
     const rtn = await quantizeModel(source, { bits: 4, report: false });
     expect(commonPrefix(greedy(asSource(rtn), 60), reference)).toBeGreaterThanOrEqual(20);
     const q8 = await quantizeModel(source, { bits: 8, report: false });
     expect(commonPrefix(greedy(asSource(q8), 60), reference)).toBe(60);
-  }, 30_000);
+  }, 60_000);
 
   test("down_proj (cols 172, no LUT group divides it) is kept as q8 and says so; the rest is bit-plane", async () => {
     const source = await load();
