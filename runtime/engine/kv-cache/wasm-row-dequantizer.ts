@@ -37,7 +37,7 @@ export interface RowDequantizer {
 
 /** WASM bytes of a dequantiser's scratch for rows up to `maxWidth` wide (codes, parameters, output per slot). */
 export function rowDequantizerBytes(maxWidth: number): number {
-  return DEQUANT_SLOTS * (DEQUANT_CHUNK_ROWS * maxWidth * 9 + 3 * 64);
+  return DEQUANT_SLOTS * DEQUANT_CHUNK_ROWS * maxWidth * 9 + 3 * 64;
 }
 
 interface Slot {
@@ -51,11 +51,20 @@ interface Slot {
  * arena; `pool` (optional) runs the chunks of a read in parallel.
  */
 export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number, pool?: Pool): RowDequantizer {
-  const chunkValues = DEQUANT_CHUNK_ROWS * maxWidth;
-  const slots: Slot[] = Array.from({ length: DEQUANT_SLOTS }, () => ({
-    codes: kernels.arena.alloc(chunkValues, 64),
-    params: kernels.arena.alloc(chunkValues * 4, 64), // worst case: group 1
-    out: kernels.arena.alloc(chunkValues * 4, 64),
+  // One block per kind, cut into DEQUANT_SLOTS slots for a pool; without one, a single slot
+  // spans the block, so each call takes DEQUANT_SLOTS times the rows (fewer calls).
+  const parallel = pool !== undefined && pool.threads > 1;
+  const blockValues = DEQUANT_SLOTS * DEQUANT_CHUNK_ROWS * maxWidth;
+  const slotCount = parallel ? DEQUANT_SLOTS : 1;
+  const chunkRows = (DEQUANT_SLOTS / slotCount) * DEQUANT_CHUNK_ROWS;
+  const chunkValues = chunkRows * maxWidth;
+  const codesBlock = kernels.arena.alloc(blockValues, 64);
+  const paramsBlock = kernels.arena.alloc(blockValues * 4, 64); // worst case: group 1
+  const outBlock = kernels.arena.alloc(blockValues * 4, 64);
+  const slots: Slot[] = Array.from({ length: slotCount }, (_, s) => ({
+    codes: codesBlock + s * chunkValues,
+    params: paramsBlock + s * chunkValues * 4,
+    out: outBlock + s * chunkValues * 4,
   }));
 
   // Views of the scratch, made again only when the memory's buffer changes (it grew): a read
@@ -82,7 +91,7 @@ export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number, poo
    */
   const run = (
     exportName: string, codes: Uint8Array, codesAt: number, rowBytes: number, params: Uint16Array, paramsAt: number,
-    rows: number, width: number, chunkRows: (r: number) => number, paramsFor: (r: number, n: number) => [number, number],
+    rows: number, width: number, rowsAt: (r: number) => number, paramsFor: (r: number, n: number) => [number, number],
     out: Float32Array, outAt: number, callArgs: (slot: Slot, out: number, rows: number) => number[],
   ) => {
     if (width > maxWidth) throw new ShapeError("row dequantiser", `rows at most ${maxWidth} wide`, String(width));
@@ -90,8 +99,8 @@ export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number, poo
     const direct = out.buffer === view.buffer;
     const pending: { args: number[]; r0: number; n: number }[] = [];
     const flush = () => {
-      if (pool !== undefined && pool.threads > 1 && pending.length > 1) {
-        pool.runTasks(pending.map(({ args }) => ({ exportName, args })));
+      if (parallel && pending.length > 1) {
+        pool!.runTasks(pending.map(({ args }) => ({ exportName, args })));
       } else {
         for (const { args } of pending) call(kernels, exportName, args);
       }
@@ -99,13 +108,13 @@ export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number, poo
       pending.length = 0;
     };
     for (let r0 = 0; r0 < rows;) {
-      const n = Math.min(chunkRows(r0), rows - r0);
+      const n = Math.min(rowsAt(r0), rows - r0);
       const s = pending.length;
       view.codes[s].set(codes.subarray(codesAt + r0 * rowBytes, codesAt + (r0 + n) * rowBytes));
       const [from, count] = paramsFor(r0, n);
       view.params[s].set(params.subarray(paramsAt + from, paramsAt + from + count));
       pending.push({ args: callArgs(slots[s], direct ? out.byteOffset + (outAt + r0 * width) * 4 : slots[s].out, n), r0, n });
-      if (pending.length === DEQUANT_SLOTS) flush();
+      if (pending.length === slotCount) flush();
       r0 += n;
     }
     if (pending.length > 0) flush();
@@ -115,19 +124,19 @@ export function createWasmRowDequantizer(kernels: Kernels, maxWidth: number, poo
     token(codes, codesAt, params, paramsAt, rows, width, group, bits, out, outAt) {
       const rowBytes = Math.ceil((width * bits) / 8);
       const perRow = 2 * Math.ceil(width / group);
-      run("kv_dequant_token", codes, codesAt, rowBytes, params, paramsAt, rows, width, () => DEQUANT_CHUNK_ROWS, (r, n) => [r * perRow, n * perRow], out, outAt,
+      run("kv_dequant_token", codes, codesAt, rowBytes, params, paramsAt, rows, width, () => chunkRows, (r, n) => [r * perRow, n * perRow], out, outAt,
         (slot, o, n) => kvDequantTokenCallArgs(kernels, { codes: slot.codes, params: slot.params, out: o, rows: n, width, group, bits }));
     },
     channel(codes, codesAt, params, paramsAt, rows, width, bits, block, out, outAt) {
       const rowBytes = Math.ceil((width * bits) / 8);
       // Whole blocks per chunk; a block longer than a chunk goes in pieces that share its parameters.
-      const whole = Math.floor(DEQUANT_CHUNK_ROWS / block) * block;
-      const chunkRows = (r: number) => whole > 0 ? whole : Math.min(DEQUANT_CHUNK_ROWS, block - (r % block));
+      const whole = Math.floor(chunkRows / block) * block;
+      const rowsAt = (r: number) => whole > 0 ? whole : Math.min(chunkRows, block - (r % block));
       const paramsFor = (r: number, n: number): [number, number] => {
         const first = Math.floor(r / block);
         return [first * 2 * width, (Math.floor((r + n - 1) / block) - first + 1) * 2 * width];
       };
-      run("kv_dequant_channel", codes, codesAt, rowBytes, params, paramsAt, rows, width, chunkRows, paramsFor, out, outAt,
+      run("kv_dequant_channel", codes, codesAt, rowBytes, params, paramsAt, rows, width, rowsAt, paramsFor, out, outAt,
         (slot, o, n) => kvDequantChannelCallArgs(kernels, { codes: slot.codes, params: slot.params, out: o, rows: n, width, bits, block: whole > 0 ? block : n }));
     },
   };
