@@ -47,11 +47,13 @@ describe("kv auto", () => {
   });
 
   test("the backend builds the chosen mode", async () => {
-    const shape = { numLayers: 3, numHeads: 4, numKvHeads: 4, headDim: 32, contextLength: 2048 };
+    // A context long enough for the compact modes' per-token savings to outweigh their fixed
+    // staging and scratch on this tiny model.
+    const shape = { numLayers: 3, numHeads: 4, numKvHeads: 4, headDim: 32, contextLength: 4096 };
     const budget = kvCacheSize("f16", shape, 128).totalBytes - 1;
     const chosen = chooseKvMode(budget, shape, 128).mode;
     expect(chosen).not.toBe("f16");
-    expect((await backendFor(MHA, "auto", { kvBudget: budget, contextLength: 2048 })).cache.mode).toBe(chosen);
+    expect((await backendFor(MHA, "auto", { kvBudget: budget, contextLength: 4096 })).cache.mode).toBe(chosen);
     expect((await backendFor(MHA, "auto")).cache.mode).toBe("f16");
     await expect(backendFor(MHA, "auto", { kvBudget: 1000 })).rejects.toThrow(/no KV cache mode fits --kv-budget 1000 bytes/);
   });

@@ -160,7 +160,7 @@ describe("row store", () => {
           const [plain, wasm] = [make(false), make(true)];
           const rows = randomRows(capacity * kvDim, bits);
           for (const store of [plain, wasm]) store.append(rows, capacity, 0);
-          expect(wasm.quantizedEnd()).toBeGreaterThan(DEQUANT_SLOTS * DEQUANT_CHUNK_ROWS + 1); // several kernel calls (no pool: one slot of 4 chunks)
+          expect(wasm.quantizedEnd()).toBeGreaterThan(DEQUANT_SLOTS * DEQUANT_CHUNK_ROWS + 1); // several kernel calls (no pool: one slot spans the block)
           const want = new Float32Array(capacity * kvDim);
           plain.read(1, capacity, want, 1);
           const got = new Float32Array(kernels.memory.buffer, staging, capacity * kvDim);
