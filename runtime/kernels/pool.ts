@@ -209,9 +209,24 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
     if (fn === undefined) throw new KernelError(`${op}: no kernel export named '${exportName}'`);
     return fn;
   };
-  const hung = (what: string) => () => {
+  // The batch being run, read by the callbacks below, which are made once: a batch then
+  // allocates nothing (a decode step runs ~100-400 of them, and per-batch closures showed up
+  // in the peak RSS of long-context runs).
+  const batch = { fns: [] as readonly number[], tasks: [] as readonly PoolTask[], from: 0, count: 0, joined: 0, failure: undefined as unknown };
+  const runOwn = (i: number) => {
+    try {
+      exportsByIndex[batch.fns[batch.from + i]](...batch.tasks[batch.from + i].args);
+      return true;
+    } catch (cause) {
+      batch.failure ??= cause;
+      return false;
+    }
+  };
+  const allFinished = () => Atomics.load(words, at + Q.finished) >= batch.count;
+  const workerLeft = () => Atomics.load(words, batch.joined) !== seq;
+  const hung = () => {
     state.disposed = true;
-    return new KernelError(`a pool worker did not finish ${what} within ${timeoutMs} ms; the pool is unusable, dispose it`);
+    return new KernelError(`a pool worker did not finish ${batch.tasks[batch.from].exportName} within ${timeoutMs} ms; the pool is unusable, dispose it`);
   };
 
   /** Publishes tasks[from, from+count) as one batch, drains it with the workers, closes it. */
@@ -230,28 +245,26 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
         break;
       }
     }
-    let failure: unknown;
-    drain(q, count, (i) => {
-      try {
-        exportsByIndex[fns[from + i]](...tasks[from + i].args);
-        return true;
-      } catch (cause) {
-        failure ??= cause;
-        return false;
-      }
-    });
-    const what = tasks[from].exportName;
-    mainWait(q, at + Q.finished, () => Atomics.load(words, at + Q.finished) >= count, spin, timeoutMs, hung(what));
+    batch.fns = fns;
+    batch.tasks = tasks;
+    batch.from = from;
+    batch.count = count;
+    batch.failure = undefined;
+    drain(q, count, runOwn);
+    mainWait(q, at + Q.finished, allFinished, spin, timeoutMs, hung);
     Atomics.store(words, at + Q.open, 0);
     for (let w = 0; w < nWorkers; w++) {
-      const joined = at + joinedWord(w);
-      if (Atomics.load(words, joined) === seq) mainWait(q, joined, () => Atomics.load(words, joined) !== seq, spin, timeoutMs, hung(what));
+      batch.joined = at + joinedWord(w);
+      if (Atomics.load(words, batch.joined) === seq) mainWait(q, batch.joined, workerLeft, spin, timeoutMs, hung);
     }
+    const failure = batch.failure;
+    batch.tasks = batch.fns = [];
     if (failure !== undefined || Atomics.load(words, at + Q.status) !== 0) {
-      throw new KernelError(`kernel ${what} trapped in the worker pool (${String(failure ?? "trap in a worker")}); this is a crumb bug`, { cause: failure });
+      throw new KernelError(`kernel ${tasks[from].exportName} trapped in the worker pool (${String(failure ?? "trap in a worker")}); this is a crumb bug`, { cause: failure });
     }
   };
 
+  const fnScratch: number[] = [];
   const state: PoolState = {
     threads,
     kernels,
@@ -259,10 +272,13 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
     disposed: false,
     runTasks(tasks) {
       if (state.disposed) throw new KernelError("this worker pool was disposed; create a new one with createPool()");
-      const fns = tasks.map((t) => {
+      const fns = fnScratch;
+      fns.length = tasks.length;
+      for (let i = 0; i < tasks.length; i++) {
+        const t = tasks[i];
         if (t.args.length > MAX_TASK_ARGS) throw new KernelError(`pool task ${t.exportName}: ${t.args.length} arguments, at most ${MAX_TASK_ARGS}`);
-        return fnIndex(t.exportName, "pool.runTasks");
-      });
+        fns[i] = fnIndex(t.exportName, "pool.runTasks");
+      }
       if (nWorkers === 0 || tasks.length === 1) {
         for (let i = 0; i < tasks.length; i++) {
           try {
