@@ -1,4 +1,6 @@
-//! Decode attention: one query token against a layer's KV cache, f32 or f16 cache, SIMD128.
+//! Attention against a layer's KV cache, f32 or f16 cache, SIMD128: one query token (decode,
+//! attention_*) or a block of consecutive query tokens (prefill, attention_tokens_*, each token
+//! computed with the decode arithmetic, so both give bit-identical outputs per token).
 //!
 //! Scaled dot-product attention (Vaswani et al. 2017) with grouped-query heads (Ainslie et al.
 //! 2023): query head h reads KV head h / (n_heads / n_kv_heads). For each head:
