@@ -11,6 +11,8 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 mod probe;
 mod activation;
 mod attention;
+mod attention_tokens;
+mod kv_elem;
 mod f16;
 mod norm;
 mod rope;

@@ -236,21 +236,24 @@ export function attentionScratchFloats(heads: number, kvLen: number): number {
   return heads * kvLen;
 }
 
-/** Validates attention arguments and returns the export's argument list (for the worker pool). */
-export function attentionCallArgs(kern: KernelInstance, cache: CacheType, a: AttentionArgs): number[] {
-  const op = `attention_${cache}`;
-  for (const key of ["nHeads", "nKvHeads", "headDim", "kvLen"] as const) checkCount(op, key, a[key]);
-  if (a.headDim > MAX_HEAD_DIM) {
-    throw new ShapeError(op, `headDim ≤ ${MAX_HEAD_DIM}`, String(a.headDim));
-  }
-  if (a.nHeads % a.nKvHeads !== 0) {
-    throw new ShapeError(op, `nHeads a multiple of nKvHeads (${a.nKvHeads})`, String(a.nHeads));
-  }
+/** The head shape and range checks both attention kernels share; returns [headBegin, headEnd). */
+function checkHeads(op: string, a: { nHeads: number; nKvHeads: number; headDim: number; headBegin?: number; headEnd?: number }): [number, number] {
+  for (const key of ["nHeads", "nKvHeads", "headDim"] as const) checkCount(op, key, a[key]);
+  if (a.headDim > MAX_HEAD_DIM) throw new ShapeError(op, `headDim ≤ ${MAX_HEAD_DIM}`, String(a.headDim));
+  if (a.nHeads % a.nKvHeads !== 0) throw new ShapeError(op, `nHeads a multiple of nKvHeads (${a.nKvHeads})`, String(a.nHeads));
   const headBegin = a.headBegin ?? 0;
   const headEnd = a.headEnd ?? a.nHeads;
   if (!Number.isInteger(headBegin) || !Number.isInteger(headEnd) || headBegin < 0 || headEnd <= headBegin || headEnd > a.nHeads) {
     throw new ShapeError(op, `0 ≤ headBegin < headEnd ≤ nHeads (${a.nHeads})`, `[${headBegin}, ${headEnd})`);
   }
+  return [headBegin, headEnd];
+}
+
+/** Validates attention arguments and returns the export's argument list (for the worker pool). */
+export function attentionCallArgs(kern: KernelInstance, cache: CacheType, a: AttentionArgs): number[] {
+  const op = `attention_${cache}`;
+  checkCount(op, "kvLen", a.kvLen);
+  const [headBegin, headEnd] = checkHeads(op, a);
   const elem = cache === "f32" ? 4 : 2;
   const cacheBytes = a.kvLen * a.nKvHeads * a.headDim * elem;
   const q = f32Region(kern, op, "q", a.q, a.nHeads * a.headDim);
@@ -298,16 +301,10 @@ export function attentionTokensScratchFloats(kvMax: number): number {
 /** Validates the arguments of a prefill block's attention and returns the export's argument list. */
 export function attentionTokensCallArgs(kern: KernelInstance, cache: CacheType, a: AttentionTokensArgs): number[] {
   const op = `attention_tokens_${cache}`;
-  for (const key of ["nHeads", "nKvHeads", "headDim", "end0", "nTokens"] as const) checkCount(op, key, a[key]);
+  for (const key of ["end0", "nTokens"] as const) checkCount(op, key, a[key]);
   const window = a.window ?? 0;
   if (!Number.isInteger(window) || window < 0) throw new ShapeError(op, "window a whole number ≥ 0 (0: none)", String(window));
-  if (a.headDim > MAX_HEAD_DIM) throw new ShapeError(op, `headDim ≤ ${MAX_HEAD_DIM}`, String(a.headDim));
-  if (a.nHeads % a.nKvHeads !== 0) throw new ShapeError(op, `nHeads a multiple of nKvHeads (${a.nKvHeads})`, String(a.nHeads));
-  const headBegin = a.headBegin ?? 0;
-  const headEnd = a.headEnd ?? a.nHeads;
-  if (!Number.isInteger(headBegin) || !Number.isInteger(headEnd) || headBegin < 0 || headEnd <= headBegin || headEnd > a.nHeads) {
-    throw new ShapeError(op, `0 ≤ headBegin < headEnd ≤ nHeads (${a.nHeads})`, `[${headBegin}, ${headEnd})`);
-  }
+  const [headBegin, headEnd] = checkHeads(op, a);
   const elem = cache === "f32" ? 4 : 2;
   const kvMax = a.end0 + a.nTokens - 1;
   const cacheBytes = kvMax * a.nKvHeads * a.headDim * elem;

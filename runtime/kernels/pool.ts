@@ -212,7 +212,8 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
   // The batch being run, read by the callbacks below, which are made once: a batch then
   // allocates nothing (a decode step runs ~100-400 of them, and per-batch closures showed up
   // in the peak RSS of long-context runs).
-  const batch = { fns: [] as readonly number[], tasks: [] as readonly PoolTask[], from: 0, count: 0, joined: 0, failure: undefined as unknown };
+  const none: readonly never[] = [];
+  const batch = { fns: none as readonly number[], tasks: none as readonly PoolTask[], from: 0, count: 0, joined: 0, failure: undefined as unknown };
   const runOwn = (i: number) => {
     try {
       exportsByIndex[batch.fns[batch.from + i]](...batch.tasks[batch.from + i].args);
@@ -258,7 +259,7 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
       if (Atomics.load(words, batch.joined) === seq) mainWait(q, batch.joined, workerLeft, spin, timeoutMs, hung);
     }
     const failure = batch.failure;
-    batch.tasks = batch.fns = [];
+    batch.tasks = batch.fns = none; // drop the references to the caller's arrays
     if (failure !== undefined || Atomics.load(words, at + Q.status) !== 0) {
       throw new KernelError(`kernel ${tasks[from].exportName} trapped in the worker pool (${String(failure ?? "trap in a worker")}); this is a crumb bug`, { cause: failure });
     }
