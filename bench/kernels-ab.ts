@@ -1,7 +1,8 @@
 /**
  * A/B timing of LUT matmul kernel builds: `bun bench/kernels-ab.ts --wasm a.wasm,b.wasm` (or
- * `deno run -A bench/kernels-ab.ts ...`) loads each binary (relaxed swizzles where the runtime
- * has them, as runtime/kernels/wasm.ts does) over its own memory with the same random packed
+ * `deno run -A bench/kernels-ab.ts ...`) loads each binary (plain swizzles rewritten to relaxed
+ * ones where the runtime has them, as the loader did for binaries built before relaxed SIMD
+ * could be emitted: ./relaxed-rewrite.ts) over its own memory with the same random packed
  * matrices and tables, checks that every build gives bit-identical outputs (m = 1..17 tokens,
  * so token pairs, odd tails and a second token tile are covered), then times `gemm_lut` on
  * one thread (or a worker pool per build with --threads N) in interleaved rounds (the build
@@ -14,7 +15,7 @@ import { loadavg } from "node:os";
 import { InvalidArgumentError, KernelError } from "../runtime/errors.ts";
 import { type Encoding, lutPlanes, matrixLayout } from "../runtime/format/encoding.ts";
 import { createPool, disposePool, type Pool } from "../runtime/kernels/pool.ts";
-import { relaxedSwizzleBinary } from "../runtime/kernels/relaxed-binary.ts";
+import { relaxedSwizzleBinary } from "./relaxed-rewrite.ts";
 import { Arena, instantiateKernels, type KernelExports, type Kernels } from "../runtime/kernels/wasm.ts";
 import { KERNEL_ENCODING, randomPackedMatrix } from "./kernels-measure.ts";
 

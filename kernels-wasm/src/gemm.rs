@@ -16,6 +16,7 @@
 //! Prefill processes tokens in tiles of TOKEN_TILE so each weight block is loaded from memory
 //! once per tile (the other tokens of the tile re-read it from cache).
 use crate::f16::load_f16x16;
+use crate::simd::lookup16;
 use core::arch::wasm32::*;
 
 pub const ROW_TILE: usize = 16;
@@ -88,8 +89,8 @@ unsafe fn group_sums_raw<const B: usize, const G: usize, const T: usize>(
                 // A 16-bit shift plus the mask is cheaper than u8x16.shr on x86 (no byte shift).
                 let up = v128_and(u16x8_shr(v, 4), mask);
                 for t in 0..T {
-                    let r0 = i8x16_swizzle(tl[t], lo);
-                    let r1 = i8x16_swizzle(th[t], up);
+                    let r0 = lookup16(tl[t], lo);
+                    let r1 = lookup16(th[t], up);
                     tot[t][p] = i16x8_add(tot[t][p], i16x8_add(r0, r1));
                     hi[t][p] =
                         i16x8_add(hi[t][p], i16x8_add(u16x8_shr(r0, 8), u16x8_shr(r1, 8)));

@@ -32,10 +32,13 @@ impl KvElem for f32 {
 }
 
 /// f16 cache, fast conversion: exact for finite values; Inf/NaN lanes set the flag.
+/// (The field is the stored f16 bits, only ever read through pointer casts.)
 #[derive(Clone, Copy)]
+#[allow(dead_code)]
 pub(crate) struct F16Fast(u16);
 /// f16 cache, exact conversion of every value (the fallback for blocks holding Inf/NaN).
 #[derive(Clone, Copy)]
+#[allow(dead_code)]
 pub(crate) struct F16Exact(u16);
 
 impl KvElem for F16Fast {

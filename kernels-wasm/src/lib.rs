@@ -9,6 +9,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 }
 
 mod probe;
+mod simd;
 mod activation;
 mod attention;
 mod attention_tokens;

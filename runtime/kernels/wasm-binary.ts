@@ -1,6 +1,6 @@
 /**
  * Reading and writing the LEB128 integers of the WebAssembly binary format (core spec §5.2.2),
- * for the loader's rewrites of the kernel binary (./unshared-binary.ts, ./relaxed-binary.ts).
+ * for the loader's rewrite of the kernel binary (./unshared-binary.ts) and bench/relaxed-rewrite.ts.
  */
 import { KernelError } from "../errors.ts";
 

@@ -1,5 +1,5 @@
 /**
- * Loads crumb's WASM kernels (kernels-wasm/pkg/crumb_kernels.wasm) into a shared
+ * Loads crumb's WASM kernels (kernels-wasm/pkg/crumb_kernels{_relaxed,}.wasm) into a shared
  * WebAssembly.Memory and hands out 64-byte aligned regions of it with a bump arena.
  * One module instance per thread: the main thread uses the instance made here; pool
  * workers instantiate the same module over the same memory, each with its own stack.
@@ -7,8 +7,8 @@
  * (./unshared-binary.ts); the row-shard pool (./shard-pool.ts) then gives each worker its own.
  */
 import { readFileSync } from "node:fs";
+import process from "node:process";
 import { KernelError } from "../errors.ts";
-import { relaxedSwizzleBinary } from "./relaxed-binary.ts";
 import { unsharedMemoryBinary } from "./unshared-binary.ts";
 
 export const KERNELS_ABI_VERSION = 4;
@@ -18,31 +18,75 @@ const PAGE_BYTES = 65536;
 /** Stack given to each instance (main thread and every worker). */
 export const STACK_BYTES = 1024 * 1024;
 
-const WASM_URL = new URL("../../kernels-wasm/pkg/crumb_kernels.wasm", import.meta.url);
+/** The two builds of kernels-wasm (build.sh): relaxed SIMD where the engine validates it, else SIMD128. */
+export type KernelVariant = "relaxed-simd" | "simd128";
+export interface KernelBinaries {
+  readonly relaxed: Uint8Array;
+  readonly baseline: Uint8Array;
+}
+
+const WASM_URLS: Record<KernelVariant, URL> = {
+  "relaxed-simd": new URL("../../kernels-wasm/pkg/crumb_kernels_relaxed.wasm", import.meta.url),
+  simd128: new URL("../../kernels-wasm/pkg/crumb_kernels.wasm", import.meta.url),
+};
 
 let cachedModule: WebAssembly.Module | undefined;
 let cachedUnsharedModule: WebAssembly.Module | undefined;
-let embeddedBinary: Uint8Array | undefined;
+let embeddedBinaries: KernelBinaries | undefined;
+let chosenVariant: KernelVariant | undefined;
 
 /**
- * For single-file executables (`bun build --compile`), where the .wasm is an embedded asset
- * rather than a file next to this module: hand its bytes over before the first kernel call.
+ * For single-file executables (`bun build --compile`), where the .wasm files are embedded
+ * assets rather than files next to this module: hand their bytes over before the first kernel call.
  */
-export function useEmbeddedKernelBinary(bytes: Uint8Array): void {
-  embeddedBinary = bytes;
+export function useEmbeddedKernelBinaries(binaries: KernelBinaries): void {
+  embeddedBinaries = binaries;
   cachedModule = undefined;
   cachedUnsharedModule = undefined;
+  chosenVariant = undefined;
 }
 
-function kernelBinary(): Uint8Array<ArrayBuffer> {
-  if (embeddedBinary !== undefined) return new Uint8Array(embeddedBinary);
+function readBinary(variant: KernelVariant): Uint8Array<ArrayBuffer> {
+  if (embeddedBinaries !== undefined) {
+    return new Uint8Array(variant === "relaxed-simd" ? embeddedBinaries.relaxed : embeddedBinaries.baseline);
+  }
   try {
-    return new Uint8Array(readFileSync(WASM_URL)); // a plain ArrayBuffer copy: the typings refuse Buffer's ArrayBufferLike
+    return new Uint8Array(readFileSync(WASM_URLS[variant])); // a plain ArrayBuffer copy: the typings refuse Buffer's ArrayBufferLike
   } catch (cause) {
     throw new KernelError(
-      `cannot read the kernel binary at ${WASM_URL.pathname}; run 'npm run build:kernels' or reinstall crumb`,
+      `cannot read the kernel binary at ${WASM_URLS[variant].pathname}; run 'npm run build:kernels' or reinstall crumb`,
       { cause },
     );
+  }
+}
+
+/**
+ * The variant this process runs: relaxed SIMD when the engine validates that binary, else
+ * baseline SIMD128. CRUMB_KERNELS=simd128 forces the baseline (tests run both).
+ */
+function kernelBinary(): Uint8Array<ArrayBuffer> {
+  const forced = environmentVariable("CRUMB_KERNELS");
+  if (forced !== undefined && forced !== "" && forced !== "relaxed-simd" && forced !== "simd128") {
+    throw new KernelError(`CRUMB_KERNELS=${forced} is not a kernel variant; use relaxed-simd or simd128`);
+  }
+  if (forced !== "simd128") {
+    const relaxed = readBinary("relaxed-simd");
+    if (WebAssembly.validate(relaxed)) {
+      chosenVariant = "relaxed-simd";
+      return relaxed;
+    }
+    if (forced === "relaxed-simd") throw new KernelError("CRUMB_KERNELS=relaxed-simd, but this engine does not validate relaxed SIMD");
+  }
+  chosenVariant = "simd128";
+  return readBinary("simd128");
+}
+
+/** An environment variable, or undefined where reading it is not permitted (Deno without --allow-env). */
+function environmentVariable(name: string): string | undefined {
+  try {
+    return process.env[name];
+  } catch {
+    return undefined;
   }
 }
 
@@ -52,29 +96,17 @@ function kernelBinary(): Uint8Array<ArrayBuffer> {
  */
 export function kernelModule(options: { shared?: boolean } = {}): WebAssembly.Module {
   if (options.shared === false) {
-    cachedUnsharedModule ??= new WebAssembly.Module(fastestVariant(unsharedMemoryBinary(kernelBinary())));
+    cachedUnsharedModule ??= new WebAssembly.Module(unsharedMemoryBinary(kernelBinary()));
     return cachedUnsharedModule;
   }
-  cachedModule ??= new WebAssembly.Module(fastestVariant(kernelBinary()));
+  cachedModule ??= new WebAssembly.Module(kernelBinary());
   return cachedModule;
 }
 
-let relaxedInUse: boolean | undefined;
-
-/**
- * The binary with relaxed-SIMD swizzles where the runtime validates them (./relaxed-binary.ts:
- * same results, faster LUT lookups on x86), else the binary as built.
- */
-function fastestVariant(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
-  const relaxed = relaxedSwizzleBinary(bytes);
-  relaxedInUse = relaxed !== undefined && WebAssembly.validate(relaxed);
-  return relaxedInUse ? relaxed! : bytes;
-}
-
 /** Which instruction set the loaded kernels use (benchmarks print it). */
-export function kernelVariant(): "relaxed-simd" | "simd128" {
-  if (relaxedInUse === undefined) kernelModule();
-  return relaxedInUse ? "relaxed-simd" : "simd128";
+export function kernelVariant(): KernelVariant {
+  if (chosenVariant === undefined) kernelModule();
+  return chosenVariant!;
 }
 
 /** True when this runtime can create a shared WebAssembly.Memory (the worker pool needs one). */

@@ -1,17 +1,18 @@
 /**
- * Rewrites every `i8x16.swizzle` (0xFD 14) of the kernel binary into `i8x16.relaxed_swizzle`
- * (0xFD 256, relaxed-SIMD proposal). The LUT kernel's indices are always masked to 0..15,
- * where both instructions give the same bytes, but plain swizzle must return 0 for indices
- * >= 16, which costs x86 engines an extra saturating add per lookup; the relaxed form maps to
- * one PSHUFB (and to TBL on ARM64 either way). Rust 1.63 cannot emit relaxed SIMD, so the
- * loader rewrites the code section and uses the result where the runtime validates it.
+ * Rewrites every `i8x16.swizzle` (0xFD 14) of a kernel binary into `i8x16.relaxed_swizzle`
+ * (0xFD 256, relaxed-SIMD proposal). The runtime no longer needs it (kernels-wasm/build.sh emits
+ * a relaxed-SIMD binary); bench/kernels-ab.ts uses it to time binaries built before that on
+ * equal terms. The LUT kernel's indices are always masked to 0..15, where both instructions
+ * give the same bytes, but plain swizzle must return 0 for indices >= 16, which costs x86
+ * engines an extra saturating add per lookup; the relaxed form maps to one PSHUFB (and to TBL
+ * on ARM64 either way).
  *
  * The walk decodes every instruction's immediates (WebAssembly core spec §5.4, plus the
  * SIMD, threads and bulk-memory opcodes) so that immediates are never mistaken for opcodes,
  * then re-encodes function body and section sizes.
  */
-import { KernelError } from "../errors.ts";
-import { Reader, uleb } from "./wasm-binary.ts";
+import { KernelError } from "../runtime/errors.ts";
+import { Reader, uleb } from "../runtime/kernels/wasm-binary.ts";
 
 const CODE_SECTION = 10;
 const SWIZZLE = 14;
