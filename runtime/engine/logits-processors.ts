@@ -59,9 +59,10 @@ export function logSoftmax(logits: Float32Array): Float64Array {
   return out;
 }
 
-/** The k largest entries, best first (ties by lower id). */
+/** The k largest entries, best first (ties by lower id); none for k = 0 (logprobs without alternatives). */
 export function topEntries(values: Float64Array, k: number): { id: number; value: number }[] {
   const best: { id: number; value: number }[] = [];
+  if (k <= 0) return best;
   for (let id = 0; id < values.length; id++) {
     const value = values[id];
     if (best.length === k && value <= best[k - 1].value) continue;

@@ -1,15 +1,21 @@
 // A real Bun.serve listener on 127.0.0.1 (port 0) in front of the app: the openai SDK over
 // HTTP, 200 malformed requests that each get a 4xx OpenAI error while the server keeps
-// serving, and 32 concurrent streaming clients against --queue 8 that each get a complete
-// stream or a 503, with memory back near its baseline afterwards.
+// serving, a second request over a shared prefix that feeds only its new tokens, a client
+// that disconnects mid-stream costing at most one token beyond the chunks it read, and 32
+// concurrent streaming clients against --queue 8 with the one slot held busy: exactly 8 wait
+// and complete, the other 23 get 503, and memory is back near its baseline afterwards. The
+// engine's forward calls are counted and, where a test needs it, held at a gate
+// (test/counting-backend.ts), so these bounds are exact and never decided by timing.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Hono } from "hono";
 import OpenAI from "openai";
 import type { Engine } from "../../runtime/engine/types.ts";
 import { createApp } from "../../runtime/server/app.ts";
 import { listenBun, type Listener } from "../../runtime/server/entry-bun.ts";
 import { createRequestQueue } from "../../runtime/server/queue.ts";
+import type { CountingBackend } from "../counting-backend.ts";
 import { haveFiles } from "../shared-data.ts";
-import { storiesEngine } from "./helpers.ts";
+import { countingStoriesEngine, sseData, until } from "./helpers.ts";
 
 const available = haveFiles("stories260K/stories260K.bin", "stories260K/tok512.bin");
 const user = (content: string) => [{ role: "user", content }];
@@ -176,11 +182,19 @@ function malformedRequests(): { path: string; body: string | Uint8Array; method?
 
 describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
   let engine: Engine;
+  let counter: CountingBackend;
   let listener: Listener;
   const queue = createRequestQueue({ parallel: 1, depth: 8 });
+  /** Every request the listener received, to see when the server noticed a client leave. */
+  const received: Request[] = [];
   beforeAll(async () => {
-    engine = await storiesEngine();
-    listener = await listenBun(createApp(engine, { queue, log: () => {} }), { hostname: "127.0.0.1", port: 0 });
+    ({ engine, counter } = await countingStoriesEngine());
+    const app = createApp(engine, { queue, log: () => {} });
+    const front = new Hono().all("*", (c) => {
+      received.push(c.req.raw);
+      return app.fetch(c.req.raw);
+    });
+    listener = await listenBun(front, { hostname: "127.0.0.1", port: 0 });
   });
   afterAll(async () => {
     await listener?.stop(true);
@@ -206,23 +220,74 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
     expect(finish).toBe("length");
   });
 
-  test("a client that disconnects mid-stream stops the generation and frees the slot", async () => {
+  test("a second request over the first one's tokens feeds only the tokens after the cached prefix", async () => {
+    const complete = async (prompt: number[]) => {
+      const response = await fetch(`${listener.url}/v1/completions`, {
+        method: "POST",
+        body: JSON.stringify({ prompt, max_tokens: 4, temperature: 0 }),
+      });
+      expect(response.status).toBe(200);
+      return response.json();
+    };
+    const first = engine.tokenizer.encode("Once upon a time, there was a dog", { addSpecialTokens: true });
+    await complete(first);
+    const second = [...first, ...engine.tokenizer.encode(" named Max. He", { addSpecialTokens: false })];
+    const mark = counter.mark();
+    expect((await complete(second)).usage.completion_tokens).toBe(4);
+    const [prefill, ...decode] = counter.since(mark);
+    // The cache held `first` and some generated tokens; the new tokens start at or after `first`.
+    expect(prefill.position).toBeGreaterThanOrEqual(first.length);
+    expect(prefill.tokens).toEqual(second.slice(prefill.position));
+    expect(decode.every((call) => call.tokens.length === 1)).toBe(true);
+    expect(decode.length).toBe(3);
+  });
+
+  test("a client that disconnects mid-stream costs at most one token beyond the chunks it read, and frees the slot", async () => {
+    const tokensTotal = async () => {
+      const metrics = await (await fetch(`${listener.url}/metrics`)).text();
+      return Number(/crumb_completion_tokens_total (\d+)/.exec(metrics)![1]);
+    };
+    const before = await tokensTotal();
+    const READ = 3;
     const controller = new AbortController();
-    const response = await fetch(`${listener.url}/v1/completions`, {
-      method: "POST",
-      body: JSON.stringify({ prompt: "Once", max_tokens: 400, stream: true, temperature: 0 }),
-      signal: controller.signal,
-    });
-    const reader = response.body!.getReader();
-    await reader.read();
-    await reader.read();
-    expect(queue.running).toBe(1);
-    controller.abort();
-    for (let i = 0; i < 500 && queue.running > 0; i++) await Bun.sleep(10);
-    expect(queue.running).toBe(0);
-    const metrics = await (await fetch(`${listener.url}/metrics`)).text();
-    const generated = Number(/crumb_completion_tokens_total (\d+)/.exec(metrics)![1]);
-    expect(generated).toBeLessThan(400);
+    const mark = counter.mark();
+    // Forward calls wait at the gate: the server computes one token per chunk this client reads.
+    counter.gate.close();
+    try {
+      const response = await fetch(`${listener.url}/v1/completions`, {
+        method: "POST",
+        // logprobs: one chunk per token, even for a token whose text is held back.
+        body: JSON.stringify({ prompt: "Once", max_tokens: 400, stream: true, temperature: 0, logprobs: 0 }),
+        signal: controller.signal,
+      });
+      expect(response.status).toBe(200);
+      const request = received.at(-1)!;
+      expect(new URL(request.url).pathname).toBe("/v1/completions");
+      counter.gate.allow(1); // the prefill
+      const frames = sseData(response.body!);
+      for (let read = 0; read < READ;) {
+        const { value } = await frames.next();
+        expect(JSON.parse(value!).choices[0].finish_reason).toBeNull();
+        if (++read < READ) counter.gate.allow(1);
+      }
+      expect(queue.running).toBe(1);
+      controller.abort();
+      await until(() => request.signal.aborted, "the server to see the client leave");
+      // The forward of the last token read may finish; the generation must then stop rather
+      // than ask the gate for another token (a state, not a race: nothing else can let it on).
+      counter.gate.allow(1);
+      await until(() => queue.running === 0 || counter.gate.waiting > 0, "the generation to stop or ask for another forward");
+      expect(counter.gate.waiting).toBe(0);
+    } finally {
+      counter.gate.open();
+    }
+    await until(() => queue.running === 0, "the slot to be freed");
+    const generated = (await tokensTotal()) - before;
+    expect(generated).toBeLessThanOrEqual(READ + 1);
+    // Decode work: feeding back the tokens read, nothing after them.
+    const decode = counter.since(mark).slice(1);
+    expect(decode.length).toBeLessThanOrEqual(READ);
+    expect(decode.every((call) => call.tokens.length === 1)).toBe(true);
   });
 
   test("200 malformed requests each get a 4xx OpenAI error, and the server keeps serving", async () => {
@@ -260,33 +325,45 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
     expect((await response.json()).error.code).toBe("request_too_large");
   });
 
-  test("32 concurrent streams against --queue 8: each a complete stream or a 503, none hang", async () => {
+  test("32 concurrent streams against --queue 8 with the slot held: 8 wait and complete, 23 get 503 with Retry-After", async () => {
     const gc = () => (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(true);
     gc();
     const baseline = process.memoryUsage().rss;
-    const one = async (i: number) => {
-      const response = await fetch(`${listener.url}/v1/chat/completions`, {
+    const stream = (i: number) =>
+      fetch(`${listener.url}/v1/chat/completions`, {
         method: "POST",
         body: JSON.stringify({ messages: user(`Story ${i}`), max_tokens: 6, stream: true, seed: i }),
         signal: AbortSignal.timeout(30_000),
       });
-      if (response.status === 503) {
-        expect(response.headers.get("retry-after")).toBe("1");
-        expect((await response.json()).error.code).toBe("server_busy");
-        return "busy";
-      }
+    const complete = async (response: Response) => {
       expect(response.status).toBe(200);
       const frames = (await response.text()).split("\n\n").filter((f) => f.startsWith("data: ")).map((f) => f.slice(6));
       expect(frames.at(-1)).toBe("[DONE]");
       const chunks = frames.slice(0, -1).map((f) => JSON.parse(f));
       expect(chunks.every((c) => c.object === "chat.completion.chunk" && c.error === undefined)).toBe(true);
       expect(chunks.at(-1).choices[0].finish_reason).toBe("length");
-      return "complete";
     };
-    const results = await Promise.all(Array.from({ length: 32 }, (_, i) => one(i)));
-    const complete = results.filter((r) => r === "complete").length;
-    expect(complete).toBeGreaterThanOrEqual(9);
-    expect(results.filter((r) => r === "busy").length).toBe(32 - complete);
+    // The first request takes the one slot and is held at its prefill until every other has its answer.
+    counter.gate.close();
+    let admitted: Response[];
+    try {
+      const holder = stream(0);
+      await until(() => queue.running === 1 && counter.gate.waiting === 1, "the first request to hold the slot");
+      const others = await Promise.all(Array.from({ length: 31 }, (_, i) => stream(i + 1)));
+      expect(queue.running).toBe(1);
+      expect(queue.waiting).toBe(queue.depth);
+      const busy = others.filter((r) => r.status === 503);
+      expect(busy.length).toBe(31 - queue.depth);
+      for (const response of busy) {
+        expect(response.headers.get("retry-after")).toBe("1");
+        expect((await response.json()).error.code).toBe("server_busy");
+      }
+      admitted = [await holder, ...others.filter((r) => r.status !== 503)];
+    } finally {
+      counter.gate.open();
+    }
+    expect(admitted.length).toBe(1 + queue.depth);
+    await Promise.all(admitted.map(complete));
     expect(queue.running + queue.waiting).toBe(0);
     gc();
     expect(process.memoryUsage().rss).toBeLessThan(baseline + 64 * 1024 * 1024);
