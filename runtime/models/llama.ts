@@ -49,7 +49,7 @@ export type LlamaArgs = DecoderArgs;
 /** Shared by llama, qwen2 and qwen3; `features` are what the model_type fixes. */
 export function normalizeDecoderConfig(
   raw: RawConfig,
-  features: { attentionBias: boolean; qkNorm: boolean; defaultTheta: number; defaultEps: number },
+  features: { attentionBias: boolean; qkNorm: boolean; defaultTheta: number; defaultEps: number; defaultHeadDim?: number },
 ): DecoderArgs {
   const hiddenSize = requireInt(raw, "hidden_size");
   const numHeads = requireInt(raw, "num_attention_heads");
@@ -60,7 +60,7 @@ export function normalizeDecoderConfig(
       { key: "num_key_value_heads" },
     );
   }
-  const headDim = optionalInt(raw, "head_dim", hiddenSize / numHeads);
+  const headDim = optionalInt(raw, "head_dim", features.defaultHeadDim ?? hiddenSize / numHeads);
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new ConfigError(
       `head size ${headDim} (hidden_size ${hiddenSize} / num_attention_heads ${numHeads}) must be an even integer; set "head_dim"`,

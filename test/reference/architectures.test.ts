@@ -141,6 +141,14 @@ const CASES: Case[] = [
       { name: "q_norm/k_norm weights ignored", weights: (w) => perLayer(w, 2, (p) => (w.get(`${p}q_norm.weight`)!.fill(1), w.get(`${p}k_norm.weight`)!.fill(1))) },
     ],
   },
+  {
+    // Qwen3Config's head_dim defaults to 128, not hidden_size / heads (16 here).
+    label: "qwen3, config without head_dim (transformers' default 128)",
+    config: { ...BASE, model_type: "qwen3", architectures: ["Qwen3ForCausalLM"], rope_theta: 1000000 },
+    seed: 17,
+    prefill: 7,
+    breaks: [],
+  },
 ];
 
 // Fixed, arbitrary token ids below the vocabulary: 24 positions, past every window above.
