@@ -3,7 +3,8 @@
  * written from transformers' modelling semantics) on tiny random models of every supported
  * architecture feature: plain llama, llama with `rope_scaling` linear and llama3, mistral
  * with a sliding window shorter than the prompt, qwen2 with random q/k/v biases, qwen3 with
- * distinct q_norm and k_norm weights and a head_dim that is not hidden_size / heads.
+ * distinct q_norm and k_norm weights and a head_dim that is not hidden_size / heads, and
+ * qwen3 without head_dim in its config (transformers reads 128).
  *
  * Each model is written as a Hugging Face directory (config.json + model.safetensors) and
  * loaded by crumb's importer; its float32 weights are the reference's weights exactly.
@@ -20,16 +21,14 @@
  * it (the break applied to the code is recorded in test/mutations/architectures.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { importModel, writeSafetensors } from "../../quantizer/import/index.ts";
-import { quantizeModel } from "../../quantizer/quantize.ts";
+import { importModel } from "../../quantizer/import/index.ts";
 import { createReferenceEngine } from "../../runtime/engine/reference-engine.ts";
-import { loadPackedModel } from "../../runtime/engine/packed-model.ts";
-import { createWasmBackend, type WasmBackend } from "../../runtime/engine/wasm-backend.ts";
-import { writeCheckpointFile } from "../../runtime/format/file.ts";
-import { type HfConfig, type HfHyperparameters, hfTensorShapes, randomHfWeights, readHfConfig, referenceLogits } from "./hf-reference.ts";
+import type { WasmBackend } from "../../runtime/engine/wasm-backend.ts";
+import { f32WasmBackend, writeHfDirectory } from "./crumb-models.ts";
+import { type HfConfig, randomHfWeights, readHfConfig, referenceLogits } from "./hf-reference.ts";
 
 const TOLERANCE = 1e-4;
 const CONTEXT = 64;
@@ -167,14 +166,6 @@ function maxAbs(values: ArrayLike<number>): number {
   return max;
 }
 
-/** Writes config.json and model.safetensors (float32) as a Hugging Face checkpoint directory. */
-function writeHfDirectory(path: string, config: HfConfig, hp: HfHyperparameters, weights: Map<string, Float32Array>): void {
-  mkdirSync(path, { recursive: true });
-  writeFileSync(join(path, "config.json"), JSON.stringify({ ...config, torch_dtype: "float32" }, null, 2));
-  const shapes = hfTensorShapes(hp);
-  writeSafetensors(join(path, "model.safetensors"), [...weights].map(([name, data]) => ({ name, shape: shapes.get(name)!, data: () => data })));
-}
-
 interface Engine {
   forward(tokens: readonly number[], options?: { allLogits?: boolean }): Float32Array | Promise<Float32Array>;
   reset(): void;
@@ -214,16 +205,7 @@ for (const c of CASES) {
       writeHfDirectory(modelDir, c.config, hp, weights);
       const source = await importModel(modelDir);
       reference = createReferenceEngine(source, { contextLength: CONTEXT });
-      const packed = await quantizeModel(source, {
-        keep: [{ pattern: "*", action: "f32" }],
-        embeddings: "f32",
-        report: false,
-        xquant: false,
-      });
-      for (const t of packed.tensors) expect(t.encoding).toEqual({ kind: "f32" });
-      const file = `${modelDir}.crumb`;
-      await writeCheckpointFile(file, { header: packed.header, tensors: packed.tensors });
-      wasm = await createWasmBackend(await loadPackedModel(file), { contextLength: CONTEXT, threads: 1, kv: "f32" });
+      wasm = await f32WasmBackend(source, `${modelDir}.crumb`, CONTEXT);
       backends.push(wasm);
     });
 
