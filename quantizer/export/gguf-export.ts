@@ -96,7 +96,10 @@ function ropeScalingGguf(args: ModelArgs): { metadata: [string, GgufMeta][]; ten
   const scaling = args.ropeScaling;
   if (scaling.type === "linear") {
     return {
-      metadata: [["llama.rope.scaling.type", { type: GgufValueType.STRING, value: "linear" }], ["llama.rope.scaling.factor", f32(scaling.factor)]],
+      metadata: [
+        ["llama.rope.scaling.type", { type: GgufValueType.STRING, value: "linear" }],
+        ["llama.rope.scaling.factor", f32(scaling.factor)],
+      ],
       tensors: [],
     };
   }
@@ -104,7 +107,10 @@ function ropeScalingGguf(args: ModelArgs): { metadata: [string, GgufMeta][]; ten
   const base = ropeInverseFrequencies(args.headDim, args.ropeTheta, { type: "none" });
   const scaled = ropeInverseFrequencies(args.headDim, args.ropeTheta, scaling);
   const divisors = base.map((f, i) => f / scaled[i]);
-  return { metadata: [], tensors: [{ name: "rope_freqs.weight", shape: [divisors.length], type: "F32", encode: () => encodeGgufTensor("F32", divisors) }] };
+  return {
+    metadata: [],
+    tensors: [{ name: "rope_freqs.weight", shape: [divisors.length], type: "F32", encode: () => encodeGgufTensor("F32", divisors) }],
+  };
 }
 
 function u32(value: number): GgufMeta {

@@ -18,7 +18,9 @@ test("every architecture mutation applies to exactly one place and names existin
     expect({ name: m.name, occurrences: text.split(m.find).length - 1 }).toEqual({ name: m.name, occurrences: 1 });
     expect(m.replace).not.toBe(m.find);
     expect(m.tests.length).toBeGreaterThan(0);
-    for (const file of m.tests) expect({ name: m.name, file, exists: existsSync(ROOT + file) }).toEqual({ name: m.name, file, exists: true });
+    for (const file of m.tests) {
+      expect({ name: m.name, file, exists: existsSync(ROOT + file) }).toEqual({ name: m.name, file, exists: true });
+    }
   }
   expect(new Set(mutations.map((m) => m.name)).size).toBe(mutations.length);
 });

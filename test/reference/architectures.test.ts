@@ -135,9 +135,18 @@ const CASES: Case[] = [
     seed: 16,
     prefill: 7,
     breaks: [
-      { name: "k_norm uses q_norm's weights", weights: (w) => perLayer(w, 2, (p) => w.set(`${p}k_norm.weight`, w.get(`${p}q_norm.weight`)!)) },
-      { name: "q_norm uses k_norm's weights", weights: (w) => perLayer(w, 2, (p) => w.set(`${p}q_norm.weight`, w.get(`${p}k_norm.weight`)!)) },
-      { name: "q_norm/k_norm weights ignored", weights: (w) => perLayer(w, 2, (p) => (w.get(`${p}q_norm.weight`)!.fill(1), w.get(`${p}k_norm.weight`)!.fill(1))) },
+      {
+        name: "k_norm uses q_norm's weights",
+        weights: (w) => perLayer(w, 2, (p) => w.set(`${p}k_norm.weight`, w.get(`${p}q_norm.weight`)!)),
+      },
+      {
+        name: "q_norm uses k_norm's weights",
+        weights: (w) => perLayer(w, 2, (p) => w.set(`${p}q_norm.weight`, w.get(`${p}k_norm.weight`)!)),
+      },
+      {
+        name: "q_norm/k_norm weights ignored",
+        weights: (w) => perLayer(w, 2, (p) => (w.get(`${p}q_norm.weight`)!.fill(1), w.get(`${p}k_norm.weight`)!.fill(1))),
+      },
     ],
   },
   {

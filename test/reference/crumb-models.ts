@@ -18,7 +18,10 @@ export function writeHfDirectory(path: string, config: HfConfig, hp: HfHyperpara
   mkdirSync(path, { recursive: true });
   writeFileSync(join(path, "config.json"), JSON.stringify({ ...config, torch_dtype: "float32" }, null, 2));
   const shapes = hfTensorShapes(hp);
-  writeSafetensors(join(path, "model.safetensors"), [...weights].map(([name, data]) => ({ name, shape: shapes.get(name)!, data: () => data })));
+  writeSafetensors(
+    join(path, "model.safetensors"),
+    [...weights].map(([name, data]) => ({ name, shape: shapes.get(name)!, data: () => data })),
+  );
 }
 
 /** The same checkpoint as an in-memory ModelSource (what crumb's importers produce). */

@@ -140,7 +140,11 @@ export function randomHfWeights(hp: HfHyperparameters, seed: number): Map<string
  * s = (L/λ - low_freq_factor) / (high_freq_factor - low_freq_factor) interpolates
  * (1 - s)·θ_i/factor + s·θ_i, so s = 0 meets the scaled band and s = 1 the kept one.
  */
-export function referenceInverseFrequencies(headDim: number, theta: number, scaling: Readonly<Record<string, unknown>> | null): Float64Array {
+export function referenceInverseFrequencies(
+  headDim: number,
+  theta: number,
+  scaling: Readonly<Record<string, unknown>> | null,
+): Float64Array {
   const half = headDim / 2;
   const out = new Float64Array(half);
   for (let i = 0; i < half; i++) out[i] = Math.pow(theta, -(2 * i) / headDim);
@@ -234,7 +238,10 @@ function attention(q: Float64Array, k: Float64Array, v: Float64Array, n: number,
         max = Math.max(max, scores[j]);
       }
       let total = 0;
-      for (let j = first; j <= t; j++) total += (scores[j] = Math.exp(scores[j] - max));
+      for (let j = first; j <= t; j++) {
+        scores[j] = Math.exp(scores[j] - max);
+        total += scores[j];
+      }
       for (let j = first; j <= t; j++) {
         const weight = scores[j] / total;
         const vRow = (j * kvHeads + kvHead) * headDim;
@@ -246,7 +253,11 @@ function attention(q: Float64Array, k: Float64Array, v: Float64Array, n: number,
 }
 
 /** Logits of every position (n, vocab) for `tokens` at positions 0..n-1. */
-export function referenceLogits(hp: HfHyperparameters, weights: ReadonlyMap<string, Float32Array>, tokens: readonly number[]): Float64Array {
+export function referenceLogits(
+  hp: HfHyperparameters,
+  weights: ReadonlyMap<string, Float32Array>,
+  tokens: readonly number[],
+): Float64Array {
   const w = (name: string): Float32Array => {
     const tensor = weights.get(name);
     if (tensor === undefined) throw new Error(`reference: missing weight ${name}`);
