@@ -1,10 +1,11 @@
 /**
  * crumb's two engines against an independent float64 forward pass (./hf-reference.ts,
  * written from transformers' modelling semantics) on tiny random models of every supported
- * architecture feature: plain llama, llama with `rope_scaling` linear and llama3, mistral
- * with a sliding window shorter than the prompt, qwen2 with random q/k/v biases, qwen3 with
- * distinct q_norm and k_norm weights and a head_dim that is not hidden_size / heads, and
- * qwen3 without head_dim in its config (transformers reads 128).
+ * architecture feature: plain llama, llama with `rope_scaling` linear and llama3, llama with
+ * attention_bias (biases on q/k/v and o_proj), mistral with a sliding window shorter than
+ * the prompt, qwen2 with random q/k/v biases, qwen3 with distinct q_norm and k_norm weights
+ * and a head_dim that is not hidden_size / heads, and qwen3 without head_dim in its config
+ * (transformers reads 128).
  *
  * Each model is written as a Hugging Face directory (config.json + model.safetensors) and
  * loaded by crumb's importer; its float32 weights are the reference's weights exactly.
@@ -107,6 +108,17 @@ const CASES: Case[] = [
       { name: "scaling ignored", config: { rope_scaling: null } },
       { name: "linear instead of llama3", config: { rope_scaling: { type: "linear", factor: 8 } } },
     ],
+  },
+  {
+    // transformers' LlamaAttention gives o_proj a bias too when attention_bias is set.
+    label: "llama, attention_bias (q/k/v/o biases)",
+    config: { ...BASE, model_type: "llama", architectures: ["LlamaForCausalLM"], attention_bias: true },
+    seed: 18,
+    prefill: 7,
+    breaks: [{
+      name: "o bias dropped",
+      weights: (w: Map<string, Float32Array>) => perLayer(w, 2, (p) => w.get(`${p}o_proj.bias`)!.fill(0)),
+    }],
   },
   {
     label: "mistral, sliding window 5, multi-query (4 heads, 1 kv head)",
