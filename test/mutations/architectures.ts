@@ -45,6 +45,14 @@ export const mutations: Mutation[] = [
     filter: "qwen2",
   },
   {
+    name: "llama attention_bias: o_proj bias dropped",
+    file: "runtime/models/llama.ts",
+    find: "const outputBias = args.outputBias ? weights.vector(`${p}.self_attn.o_proj.bias`) : undefined;",
+    replace: "const outputBias = undefined;",
+    tests: [ARCHITECTURES],
+    filter: "attention_bias",
+  },
+  {
     name: "mistral sliding window ignored (config normalisation drops sliding_window)",
     file: "runtime/models/llama.ts",
     find: 'return window === undefined || window === null ? undefined : requireInt(raw, "sliding_window");',
