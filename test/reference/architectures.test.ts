@@ -15,7 +15,7 @@
  * decoding (a prefill block, then one token per call: for mistral the block and every step
  * lie past the window). Tolerance: max |crumb - reference| < 1e-4 over all logits, absolute;
  * the logits are of order 1 (asserted: max |logit| > 0.5), so this is also below 2e-4
- * relative to the logit scale. Float32 arithmetic against float64 gives about 1e-6 here.
+ * relative to the logit scale. Float32 arithmetic against float64 gives at most 3e-6 here.
  *
  * A test that cannot fail is a defect, so each model also names the break its feature
  * guards against and asserts that the reference itself moves far beyond the tolerance under
