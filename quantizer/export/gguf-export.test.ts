@@ -18,6 +18,7 @@ import { createReferenceEngine } from "../../runtime/engine/reference-engine.ts"
 import type { ModelSource } from "../../runtime/models/types.ts";
 import { decodeQ4_0, decodeQ8_0 } from "../import/dtypes.ts";
 import { readGguf, readGgufTensor } from "../import/gguf.ts";
+import { importGguf } from "../import/gguf-model.ts";
 import { permuteHfToMeta } from "../import/rope-permute.ts";
 import { decodeQ2_K, decodeTq2_0, encodeQ2_K, encodeTq2_0, ternarizeBlocks } from "./gguf-blocks.ts";
 import { encodeGgufTensor, exportGguf, type GgufExportType } from "./gguf-export.ts";
@@ -150,6 +151,16 @@ describe.skipIf(!available)("GGUF export", () => {
       expect(maxAbsDiff(decoded, reference)).toBe(0);
     }
   }, 30_000);
+
+  test("rope_scaling is written as llama.cpp reads it and imports back (linear keys, llama3 rope_freqs)", async () => {
+    const tiny = { arch: "llama", hidden: 256, intermediate: 64, layers: 1, heads: 4, vocab: 320, ropeTheta: 500000 };
+    const llama3 = { rope_type: "llama3", factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    for (const ropeScaling of [{ type: "linear", factor: 4 }, llama3]) {
+      const path = join(dir, `rope-${ropeScaling.factor}.gguf`);
+      exportGguf(createRandomModel({ ...tiny, ropeScaling }), path, { type: "F32", vocabGguf: modelPath(VOCAB) });
+      expect((await importGguf(path)).config.rope_scaling).toMatchObject(ropeScaling);
+    }
+  });
 
   test("llama.cpp loads every exported type and generates; F32 matches crumb's greedy ids", async () => {
     const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");

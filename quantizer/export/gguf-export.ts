@@ -1,12 +1,15 @@
 /**
- * Exports a ModelSource (llama family) to a GGUF file that llama.cpp loads: llama metadata,
+ * Exports a ModelSource (llama family) to a GGUF file that llama.cpp loads: llama metadata
+ * (rope_scaling as llama.cpp's convert_hf_to_gguf.py writes it: linear as rope.scaling.*
+ * keys, llama3 as a rope_freqs tensor of per-frequency divisors),
  * a SentencePiece vocab copied from a vocab-only GGUF (llama.cpp's models/ggml-vocab-*.gguf),
  * tensors renamed to llama.cpp's convention with attn_q/attn_k rows permuted to Meta's
  * interleaved RoPE order, and matrices encoded as F16, Q8_0, Q4_0, Q2_K or TQ2_0
  * (GGUF-EXPORT.md describes each block layout). Streams one tensor at a time.
  */
 import { InvalidArgumentError, UnsupportedModelError } from "../../runtime/errors.ts";
-import { resolveModel } from "../../runtime/models/registry.ts";
+import { type ModelArgs, resolveModel } from "../../runtime/models/registry.ts";
+import { ropeInverseFrequencies } from "../../runtime/models/rope-frequencies.ts";
 import type { ModelSource } from "../../runtime/models/types.ts";
 import { encodeFloat, encodeQ4_0, encodeQ8_0 } from "../import/dtypes.ts";
 import { readGguf } from "../import/gguf.ts";
@@ -85,6 +88,31 @@ export function vocabMetadata(vocabGguf: string, vocabSize: number): Map<string,
   return out;
 }
 
+/**
+ * rope_scaling in llama.cpp's terms: linear as `llama.rope.scaling.{type,factor}`, llama3 as
+ * `rope_freqs.weight`, the divisor llama.cpp applies to each base frequency (base / scaled).
+ */
+function ropeScalingGguf(args: ModelArgs): { metadata: [string, GgufMeta][]; tensors: GgufStreamTensor[] } {
+  const scaling = args.ropeScaling;
+  if (scaling.type === "linear") {
+    return {
+      metadata: [
+        ["llama.rope.scaling.type", { type: GgufValueType.STRING, value: "linear" }],
+        ["llama.rope.scaling.factor", f32(scaling.factor)],
+      ],
+      tensors: [],
+    };
+  }
+  if (scaling.type === "none") return { metadata: [], tensors: [] };
+  const base = ropeInverseFrequencies(args.headDim, args.ropeTheta, { type: "none" });
+  const scaled = ropeInverseFrequencies(args.headDim, args.ropeTheta, scaling);
+  const divisors = base.map((f, i) => f / scaled[i]);
+  return {
+    metadata: [],
+    tensors: [{ name: "rope_freqs.weight", shape: [divisors.length], type: "F32", encode: () => encodeGgufTensor("F32", divisors) }],
+  };
+}
+
 function u32(value: number): GgufMeta {
   return { type: GgufValueType.UINT32, value };
 }
@@ -101,6 +129,7 @@ export function exportGguf(source: ModelSource, path: string, options: GgufExpor
   if (!(GGUF_EXPORT_TYPES as readonly string[]).includes(options.type)) {
     throw new InvalidArgumentError("type", `GGUF export type "${options.type}" is not one of ${GGUF_EXPORT_TYPES.join(", ")}`);
   }
+  const rope = ropeScalingGguf(args);
   const embeddingType = options.embeddingType ?? (options.type === "F16" || options.type === "F32" ? options.type : "Q8_0");
   const metadata = new Map<string, GgufMeta>([
     ["general.architecture", { type: GgufValueType.STRING, value: "llama" }],
@@ -117,10 +146,11 @@ export function exportGguf(source: ModelSource, path: string, options: GgufExpor
     ["llama.rope.freq_base", f32(args.ropeTheta)],
     ["llama.rope.dimension_count", u32(args.headDim)],
     ["llama.vocab_size", u32(args.vocabSize)],
+    ...rope.metadata,
     ...vocabMetadata(options.vocabGguf, args.vocabSize),
   ]);
-  const tensors: GgufStreamTensor[] = [];
-  const written: { name: string; type: string }[] = [];
+  const tensors: GgufStreamTensor[] = [...rope.tensors];
+  const written: { name: string; type: string }[] = rope.tensors.map(({ name, type }) => ({ name, type }));
   for (const [hfName, entry] of source.tensors) {
     const name = hfToGgufName(hfName);
     if (name === undefined) throw new UnsupportedModelError(`tensor "${hfName}" has no llama.cpp name`, ["llama tensors"]);

@@ -105,6 +105,9 @@ export function ggufConfig(gguf: GgufFile): RawConfig {
     }
     config["rope_scaling"] = scaling;
   }
+  // llama.cpp reads a missing key_length as n_embd / n_head; Qwen3Config's default (128)
+  // differs, so a qwen3 config states it.
+  if (arch === "qwen3") config["head_dim"] ??= (config["hidden_size"] as number) / heads;
   for (const key of Object.keys(config)) if (config[key] === undefined) delete config[key];
   return config;
 }

@@ -185,6 +185,11 @@ describe("GGUF: model import", () => {
     expect(m.config).toMatchObject({ model_type: "qwen3", head_dim: HEAD_DIM, tie_word_embeddings: false, attention_bias: true });
   });
 
+  test("a qwen3 GGUF without key_length states llama.cpp's head size (n_embd / n_head), not Qwen3Config's 128", async () => {
+    const m = await importGguf(writeTemp(tinyGguf("qwen3")));
+    expect(m.config.head_dim).toBe(HIDDEN / HEADS);
+  });
+
   test("names map both ways", () => {
     for (const gg of [...tinyWeights().keys(), "output.weight", "blk.3.attn_v.bias", "blk.11.attn_q_norm.weight"]) {
       expect(hfToGgufName(ggufToHfName(gg)!)).toBe(gg);

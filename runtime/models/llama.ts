@@ -38,6 +38,8 @@ export interface DecoderArgs {
   readonly eosTokenIds: readonly number[];
   /** q_proj/k_proj/v_proj carry biases (qwen2). */
   readonly attentionBias: boolean;
+  /** o_proj carries a bias too (llama and qwen3 with attention_bias; never qwen2). */
+  readonly outputBias: boolean;
   /** RMSNorm over each head of q and k before RoPE (qwen3). */
   readonly qkNorm: boolean;
   /** Each query attends to at most this many most recent positions (Mistral); undefined = all. */
@@ -49,7 +51,15 @@ export type LlamaArgs = DecoderArgs;
 /** Shared by llama, qwen2 and qwen3; `features` are what the model_type fixes. */
 export function normalizeDecoderConfig(
   raw: RawConfig,
-  features: { attentionBias: boolean; qkNorm: boolean; defaultTheta: number; defaultEps: number },
+  features: {
+    attentionBias: boolean;
+    /** attention_bias also puts a bias on o_proj (transformers' llama and qwen3; not qwen2). */
+    biasOnOutput: boolean;
+    qkNorm: boolean;
+    defaultTheta: number;
+    defaultEps: number;
+    defaultHeadDim?: number;
+  },
 ): DecoderArgs {
   const hiddenSize = requireInt(raw, "hidden_size");
   const numHeads = requireInt(raw, "num_attention_heads");
@@ -60,7 +70,8 @@ export function normalizeDecoderConfig(
       { key: "num_key_value_heads" },
     );
   }
-  const headDim = optionalInt(raw, "head_dim", hiddenSize / numHeads);
+  const attentionBias = optionalBool(raw, "attention_bias", features.attentionBias);
+  const headDim = optionalInt(raw, "head_dim", features.defaultHeadDim ?? hiddenSize / numHeads);
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new ConfigError(
       `head size ${headDim} (hidden_size ${hiddenSize} / num_attention_heads ${numHeads}) must be an even integer; set "head_dim"`,
@@ -83,7 +94,8 @@ export function normalizeDecoderConfig(
     tieWordEmbeddings: optionalBool(raw, "tie_word_embeddings", false),
     bosTokenId: tokenIdList(raw, "bos_token_id")[0],
     eosTokenIds: tokenIdList(raw, "eos_token_id"),
-    attentionBias: optionalBool(raw, "attention_bias", features.attentionBias),
+    attentionBias,
+    outputBias: attentionBias && features.biasOnOutput,
     qkNorm: features.qkNorm,
     slidingWindow: slidingWindow(raw),
   };
@@ -97,7 +109,7 @@ function slidingWindow(raw: RawConfig): number | undefined {
 }
 
 export function normalizeConfig(raw: RawConfig): LlamaArgs {
-  return normalizeDecoderConfig(raw, { attentionBias: false, qkNorm: false, defaultTheta: 10000, defaultEps: 1e-6 });
+  return normalizeDecoderConfig(raw, { attentionBias: false, biasOnOutput: true, qkNorm: false, defaultTheta: 10000, defaultEps: 1e-6 });
 }
 
 /** Every tensor the forward pass reads, by HF name. */
@@ -109,6 +121,7 @@ export function expectedTensors(args: DecoderArgs): string[] {
     names.push(`${p}.input_layernorm.weight`, `${p}.post_attention_layernorm.weight`);
     for (const proj of ["q_proj", "k_proj", "v_proj", "o_proj"]) names.push(`${p}.self_attn.${proj}.weight`);
     if (args.attentionBias) for (const proj of ["q_proj", "k_proj", "v_proj"]) names.push(`${p}.self_attn.${proj}.bias`);
+    if (args.outputBias) names.push(`${p}.self_attn.o_proj.bias`);
     if (args.qkNorm) names.push(`${p}.self_attn.q_norm.weight`, `${p}.self_attn.k_norm.weight`);
     for (const proj of ["gate_proj", "up_proj", "down_proj"]) names.push(`${p}.mlp.${proj}.weight`);
   }
@@ -172,7 +185,8 @@ export function decoderLayer(args: DecoderArgs, ctx: ForwardContext, layer: numb
   ops.rope(qn, n, numHeads, headDim, startPos, inverseFrequencies(args));
   const { k, v } = projectKv(args, ctx, layer, h, n, startPos);
   const attended = ctx.attention.attend({ layer, q: qn, k, v, n, startPos, x: h });
-  ops.addInPlace(x, ops.linear(attended, n, weights.matrix(`${p}.self_attn.o_proj.weight`)));
+  const outputBias = args.outputBias ? weights.vector(`${p}.self_attn.o_proj.bias`) : undefined;
+  ops.addInPlace(x, ops.linear(attended, n, weights.matrix(`${p}.self_attn.o_proj.weight`), outputBias));
 
   const h2 = ops.rmsNorm(x, n, weights.vector(`${p}.post_attention_layernorm.weight`), args.rmsNormEps);
   const gate = ops.linear(h2, n, weights.matrix(`${p}.mlp.gate_proj.weight`)); // (n, intermediate)

@@ -8,7 +8,7 @@ import { type DecoderArgs, decoderForward, decoderLayer, expectedTensors, normal
 export type Qwen2Args = DecoderArgs;
 
 export function normalizeConfig(raw: RawConfig): Qwen2Args {
-  return normalizeDecoderConfig(raw, { attentionBias: true, qkNorm: false, defaultTheta: 10000, defaultEps: 1e-6 });
+  return normalizeDecoderConfig(raw, { attentionBias: true, biasOnOutput: false, qkNorm: false, defaultTheta: 10000, defaultEps: 1e-6 });
 }
 
 export { decoderLayer, expectedTensors, projectKv };

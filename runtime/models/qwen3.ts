@@ -9,7 +9,15 @@ import { type DecoderArgs, decoderForward, decoderLayer, expectedTensors, normal
 export type Qwen3Args = DecoderArgs;
 
 export function normalizeConfig(raw: RawConfig): Qwen3Args {
-  return normalizeDecoderConfig(raw, { attentionBias: false, qkNorm: true, defaultTheta: 1000000, defaultEps: 1e-6 });
+  // A config without head_dim means 128 (Qwen3Config's default), not hidden_size / heads.
+  return normalizeDecoderConfig(raw, {
+    attentionBias: false,
+    biasOnOutput: true,
+    qkNorm: true,
+    defaultTheta: 1000000,
+    defaultEps: 1e-6,
+    defaultHeadDim: 128,
+  });
 }
 
 export { decoderLayer, expectedTensors, projectKv };
