@@ -3,12 +3,16 @@
  * `deno run -A bench/kernels-ab.ts ...`) loads each binary (plain swizzles rewritten to relaxed
  * ones where the runtime has them, as the loader did for binaries built before relaxed SIMD
  * could be emitted: ./relaxed-rewrite.ts) over its own memory with the same random packed
- * matrices and tables, checks that every build gives bit-identical outputs (m = 1..17 tokens,
- * so token pairs, odd tails and a second token tile are covered), then times `gemm_lut` on
- * one thread (or a worker pool per build with --threads N) in interleaved rounds (the build
- * order alternates every round) so that load from other jobs on a shared host hits every
- * build alike. Per build it prints the median and best round (ms per call) and the median
- * per-round ratio to the first build.
+ * matrices and tables, checks that builds of the same kernel ABI give bit-identical outputs
+ * (m = 1..17 tokens, so token tiles and odd tails are covered), then times `gemm_lut` on one
+ * thread (or a worker pool per build with --threads N) in interleaved rounds (the build order
+ * alternates every round) so that load from other jobs on a shared host hits every build
+ * alike. Per build it prints the median and best round (ms per call) and the median per-round
+ * ratio to the first build.
+ * Builds of ABI 4 (before engine v2: 16-row tiles, plane-major, biased tables) read the same
+ * bytes: their blocks have the same size with the f16 scales at the same offsets, so the
+ * matrix is valid for both and streams the same number of bytes, though it means different
+ * weights; outputs are compared only between builds of one ABI.
  */
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -16,7 +20,7 @@ import { InvalidArgumentError, KernelError } from "../runtime/errors.ts";
 import { type Encoding, lutPlanes, matrixLayout } from "../runtime/format/encoding.ts";
 import { createPool, disposePool, type Pool } from "../runtime/kernels/pool.ts";
 import { relaxedSwizzleBinary } from "./relaxed-rewrite.ts";
-import { Arena, instantiateKernels, type KernelExports, type Kernels } from "../runtime/kernels/wasm.ts";
+import { Arena, instantiateKernels, type KernelExports, type Kernels, KERNELS_ABI_VERSION } from "../runtime/kernels/wasm.ts";
 import { KERNEL_ENCODING, randomPackedMatrix } from "./kernels-measure.ts";
 
 const USAGE = `usage: bun bench/kernels-ab.ts --wasm A.wasm,B.wasm[,...] [--encodings q2,q3,q4,ternary]
@@ -93,6 +97,7 @@ function parseArgs(argv: readonly string[]): Options {
 /** One build over its own shared memory with its arena, and a pool when timing on threads. */
 class Build {
   readonly kernels: Kernels;
+  readonly abi: number;
   pool: Pool | undefined;
 
   constructor(readonly path: string) {
@@ -101,7 +106,11 @@ class Build {
     const relaxed = plain ? undefined : relaxedSwizzleBinary(bytes);
     const binary = relaxed !== undefined && WebAssembly.validate(relaxed) ? relaxed : bytes;
     const memory = new WebAssembly.Memory({ initial: 64, maximum: 65536, shared: true });
-    const instance = instantiateKernels(memory, undefined, new WebAssembly.Module(binary));
+    const module = new WebAssembly.Module(binary);
+    const raw = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+    this.abi = raw.kernels_abi_version();
+    // The current ABI goes through the loader (which also picks the LUT flavour); older ones raw.
+    const instance = this.abi === KERNELS_ABI_VERSION ? instantiateKernels(memory, undefined, module) : { exports: raw, memory, module };
     this.kernels = { ...instance, arena: new Arena(memory, Number(instance.exports.__heap_base.value)) };
   }
 
@@ -141,6 +150,11 @@ function lutArgs(e: Encoding): [number, number, number] {
   throw new KernelError(`not a LUT encoding`);
 }
 
+/** scale type argument of the ABI 5 kernel (0 f16, 1 bf16). */
+function scaleTypeArg(e: Encoding): number {
+  return "scaleType" in e && e.scaleType === "bf16" ? 1 : 0;
+}
+
 function setUp(b: Build, e: Encoding, rows: number, cols: number, packed: Uint8Array, copies: number, mMax: number): Case {
   const mats = Array.from({ length: copies }, () => {
     const p = b.alloc(packed.byteLength);
@@ -158,15 +172,19 @@ function setUp(b: Build, e: Encoding, rows: number, cols: number, packed: Uint8A
   return { groups: l.groups, blockBytes: l.blockBytes, mats, lut, lutStride, out: b.alloc(4 * rows * mMax) };
 }
 
-function call(b: Build, c: Case, args: [number, number, number], mat: number, m: number, rows: number, cols: number): void {
+/** gemm_lut's arguments for rows [begin, end): ABI 5 takes the whole matrix and the range, ABI 4 a shifted pointer. */
+function gemmArgs(b: Build, c: Case, args: [number, number, number], st: number, mat: number, m: number, rows: number, cols: number, begin: number, end: number): number[] {
+  if (b.abi >= 5) return [...args, st, mat, c.lut, c.lutStride, m, rows, begin, end, cols, c.out, rows];
+  const tileBytes = c.blockBytes * c.groups; // one row tile of 16 rows
+  return [...args, mat + (begin / 16) * tileBytes, c.lut, c.lutStride, m, end - begin, cols, c.out + 4 * begin, rows];
+}
+
+function call(b: Build, c: Case, args: [number, number, number], st: number, mat: number, m: number, rows: number, cols: number): void {
   if (b.pool !== undefined) {
-    const tileBytes = c.blockBytes * c.groups; // one row tile of 16 rows
-    b.pool.runRows("gemm_lut", rows, (begin, end) => [
-      ...args, mat + (begin / 16) * tileBytes, c.lut, c.lutStride, m, end - begin, cols, c.out + 4 * begin, rows,
-    ], 16);
+    b.pool.runRows("gemm_lut", rows, (begin, end) => gemmArgs(b, c, args, st, mat, m, rows, cols, begin, end), 16);
     return;
   }
-  const r = b.exports.gemm_lut(...args, mat, c.lut, c.lutStride, m, rows, cols, c.out, rows);
+  const r = b.exports.gemm_lut(...gemmArgs(b, c, args, st, mat, m, rows, cols, 0, rows));
   if (r !== 0) throw new KernelError(`gemm_lut returned ${r}`);
 }
 
@@ -196,6 +214,7 @@ async function main(): Promise<void> {
     for (const name of o.encodings) {
       const e = KERNEL_ENCODING[name];
       const args = lutArgs(e);
+      const st = scaleTypeArg(e);
       const packed = randomPackedMatrix(e, rows, cols, rows * 7 + cols);
       const copies = Math.max(1, Math.ceil(o.workingSet / packed.byteLength));
       const marks = builds.map((b) => b.mark());
@@ -203,17 +222,19 @@ async function main(): Promise<void> {
       for (const m of checkM) {
         const outs = builds.map((b, i) => {
           new Float32Array(b.memory.buffer, cases[i].out, rows * m).fill(NaN);
-          call(b, cases[i], args, cases[i].mats[0], m, rows, cols);
+          call(b, cases[i], args, st, cases[i].mats[0], m, rows, cols);
           return new Uint32Array(b.memory.buffer.slice(cases[i].out, cases[i].out + 4 * rows * m));
         });
         for (let i = 1; i < outs.length && !o.noCheck; i++) {
-          const bad = outs[i].findIndex((v, j) => v !== outs[0][j]);
-          if (bad >= 0) throw new KernelError(`${name} ${rows}x${cols} m ${m}: ${o.wasm[i]} differs from ${o.wasm[0]} at output ${bad}`);
+          const first = builds.findIndex((b) => b.abi === builds[i].abi);
+          if (first === i) continue;
+          const bad = outs[i].findIndex((v, j) => v !== outs[first][j]);
+          if (bad >= 0) throw new KernelError(`${name} ${rows}x${cols} m ${m}: ${o.wasm[i]} differs from ${o.wasm[first]} at output ${bad}`);
         }
       }
       const times: number[][] = builds.map(() => []);
       let n = 0;
-      for (let i = 0; i < builds.length; i++) for (let w = 0; w < 3 * o.calls; w++) call(builds[i], cases[i], args, cases[i].mats[n++ % copies], o.m, rows, cols);
+      for (let i = 0; i < builds.length; i++) for (let w = 0; w < 3 * o.calls; w++) call(builds[i], cases[i], args, st, cases[i].mats[n++ % copies], o.m, rows, cols);
       for (let r = 0; r < o.rounds; r++) {
         const order = builds.map((_, i) => i);
         if (r % 2 === 1) order.reverse();
@@ -221,7 +242,7 @@ async function main(): Promise<void> {
           const per: number[] = [];
           for (let c = 0; c < o.calls; c++) {
             const t0 = performance.now();
-            call(builds[i], cases[i], args, cases[i].mats[n++ % copies], o.m, rows, cols);
+            call(builds[i], cases[i], args, st, cases[i].mats[n++ % copies], o.m, rows, cols);
             per.push(performance.now() - t0);
           }
           times[i].push(median(per));

@@ -12,7 +12,7 @@
 //!
 //! Twins: runtime/kernels/reference/baseline.ts.
 use crate::dense::f16_to_f32;
-use crate::gemm::{block_bytes, MODE_PER_PLANE, MODE_TERNARY, MODE_ZERO_POINT, ROW_TILE};
+use crate::gemm::{block_bytes, COL_BLOCK, MODE_OFFSET, MODE_PER_PLANE, MODE_TERNARY, ROW_TILE, SCALE_BF16};
 use core::arch::wasm32::*;
 
 /// Plain f32 dot product: two 4-lane accumulators, one horizontal sum, scalar tail.
@@ -37,49 +37,75 @@ unsafe fn dot(w: *const f32, x: *const f32, n: usize) -> f32 {
     s
 }
 
-/// Row `j` (0..16) of one row tile of a bit-plane/ternary matrix to f32 at dst
-/// (groups * group values). Index byte `2(j%8) + j/8` of every 16-byte vector holds the row's
-/// 8 columns of one plane (bit b = column 8i + b); the row's scales are entry j of each scale
-/// vector.
+/// f32 of one stored scale (f16 or bf16 bits).
+fn scale_value(bits: u16, scale_type: u32) -> f32 {
+    if scale_type == SCALE_BF16 {
+        f32::from_bits((bits as u32) << 16)
+    } else {
+        f16_to_f32(bits)
+    }
+}
+
+/// Row `row` of a bit-plane/ternary matrix (layout: runtime/format/encoding.ts) to f32 at dst
+/// (groups * group values): for each group, find the row's block in its column block, gather
+/// the row's bits from the unit vectors, then apply the row's scales.
 unsafe fn dequant_lut_row(
-    tile: *const u8,
+    w: *const u8,
     planes: usize,
     group: usize,
-    groups: usize,
     mode: u32,
-    j: usize,
+    scale_type: u32,
+    rows: usize,
+    cols: usize,
+    row: usize,
     dst: *mut f32,
 ) {
+    let groups = (cols + group - 1) / group;
+    let tiles = (rows + ROW_TILE - 1) / ROW_TILE;
     let blk_bytes = block_bytes(planes, group, mode);
-    let at = 2 * (j % 8) + j / 8;
+    let per_block = COL_BLOCK / group;
+    let (tile, j) = (row / ROW_TILE, row % ROW_TILE);
+    let (h, rr) = (j / 8, j % 8);
+    // Byte of the row in a pair vector of half h (plane offset p added), and in a lone vector.
+    let pair_at = 4 * (rr % 4) + 2 * (rr / 4);
+    let lone_at = pair_at + h;
+    let pairs = planes / 2;
+    let vectors = 2 * pairs + (planes & 1);
     let mut codes = [0u8; 128];
     for g in 0..groups {
-        let blk = tile.add(g * blk_bytes);
+        let g0 = (g / per_block) * per_block;
+        let gn = if groups - g0 < per_block { groups - g0 } else { per_block };
+        let blk = w.add(g0 * tiles * blk_bytes + (tile * gn + g - g0) * blk_bytes);
         for c in 0..group {
             codes[c] = 0;
         }
         for i in 0..group / 8 {
+            let v0 = blk.add(16 * vectors * i);
             for p in 0..planes {
-                let byte = *blk.add(16 * (i * planes + p) + at);
+                let byte = if p < 2 * pairs {
+                    *v0.add(16 * (2 * (p / 2) + h) + pair_at + p % 2)
+                } else {
+                    *v0.add(16 * 2 * pairs + lone_at)
+                };
                 for b in 0..8 {
                     codes[8 * i + b] |= ((byte >> b) & 1) << p;
                 }
             }
         }
         let sc = blk.add(2 * planes * group) as *const u16;
-        let scale = |v: usize| f16_to_f32(*sc.add(16 * v + j));
+        let scale = |v: usize| scale_value(*sc.add(16 * v + 8 * h + 2 * (rr % 4) + rr / 4), scale_type);
         let out = dst.add(g * group);
         match mode {
-            MODE_ZERO_POINT => {
-                let (d, z) = (scale(0), scale(1));
+            MODE_OFFSET => {
+                let (d, m) = (scale(0), scale(1));
                 for c in 0..group {
-                    *out.add(c) = d * (codes[c] as f32 - z);
+                    *out.add(c) = d * codes[c] as f32 + m;
                 }
             }
             MODE_PER_PLANE => {
-                let z = scale(planes);
+                let m = scale(planes);
                 for c in 0..group {
-                    let mut w = z;
+                    let mut w = m;
                     for p in 0..planes {
                         w += scale(p) * ((codes[c] >> p) & 1) as f32;
                     }
@@ -99,14 +125,16 @@ unsafe fn dequant_lut_row(
     }
 }
 
-/// Rows [begin, end) of out = W x for a bit-plane (mode 0 zero-point, 1 per-plane) or ternary
-/// (mode 2, planes 2 or 4) matrix W (rows, cols) at `w`; `scratch` holds one dequantised row.
-/// Returns 0, or -1 for an unsupported planes/group/mode or a bad row range.
+/// Rows [begin, end) of out = W x for a bit-plane (mode 0 offset, 1 per-plane) or ternary
+/// (mode 2, planes 2 or 4) matrix W (rows, cols) at `w` with f16 (0) or bf16 (1) scales;
+/// `scratch` holds one dequantised row. Returns 0, or -1 for an unsupported combination or a
+/// bad row range.
 #[no_mangle]
 pub unsafe extern "C" fn gemv_dequant_lut(
     planes: usize,
     group: usize,
     mode: u32,
+    scale_type: u32,
     w: *const u8,
     x: *const f32,
     rows: usize,
@@ -117,18 +145,15 @@ pub unsafe extern "C" fn gemv_dequant_lut(
     scratch: *mut f32,
 ) -> i32 {
     let planes_ok = match mode {
-        MODE_ZERO_POINT | MODE_PER_PLANE => planes >= 1 && planes <= 4,
+        MODE_OFFSET | MODE_PER_PLANE => planes >= 1 && planes <= 4,
         MODE_TERNARY => planes == 2 || planes == 4,
         _ => false,
     };
-    if !planes_ok || (group != 32 && group != 64 && group != 128) || begin > end || end > rows {
+    if !planes_ok || (group != 32 && group != 64 && group != 128) || scale_type > SCALE_BF16 || begin > end || end > rows {
         return -1;
     }
-    let groups = (cols + group - 1) / group;
-    let tile_bytes = groups * block_bytes(planes, group, mode);
     for r in begin..end {
-        let tile = w.add((r / ROW_TILE) * tile_bytes);
-        dequant_lut_row(tile, planes, group, groups, mode, r % ROW_TILE, scratch);
+        dequant_lut_row(w, planes, group, mode, scale_type, rows, cols, r, scratch);
         *out.add(r) = dot(scratch, x, cols);
     }
     0

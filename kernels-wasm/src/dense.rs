@@ -5,7 +5,7 @@
 //! gemm_q8 here takes f32 activations (exact activations, ~4x slower); the runtime wrapper
 //! runs q8 matrices through q8dot.rs on int8 activations instead.
 use crate::f16::f16x4_finite_to_f32;
-use crate::gemm::small_i32x4_to_f32;
+use crate::simd::small_i32x4_to_f32;
 use core::arch::wasm32::*;
 
 #[inline(always)]

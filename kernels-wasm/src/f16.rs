@@ -5,7 +5,7 @@
 //! factor to the caller and flagging Inf/NaN instead.
 //! f32 → f16 rounds to nearest, ties to even, with overflow to ±Inf and gradual underflow.
 //! The weight scales of the matmul kernels are finite by construction (the packers check), so
-//! their loads (load_f16x16, f16x4_finite_to_f32) skip the Inf/NaN patch.
+//! their loads (f16x8_to_f32x4_pair, f16x4_finite_to_f32) skip the Inf/NaN patch.
 use core::arch::wasm32::*;
 
 /// Four f16 values (zero-extended in u32 lanes) to f32.
@@ -105,29 +105,28 @@ pub unsafe fn load_f16x8_unscaled(p: *const u16, flag: &mut v128) -> (v128, v128
     (lo, hi)
 }
 
-/// 4 f32x4 (16 rows) from 16 f16 at `p`: exact for finite values (zero and subnormals too).
-/// Sign-extended to 32 bits and shifted by 13, an f16's 15 magnitude bits sit where f32 keeps
-/// them (the sign copies in bits 30..28 are masked off): that reads as the value times 2^-112,
-/// and × 2^112 rebiases the exponent, normalising subnormals.
+/// The even and odd lanes of 8 f16 values as f32 (finite values, zero and subnormals exact):
+/// PMADDWD by (8192, 0) / (0, 8192) sign-extends a lane and shifts it by 13, which puts an
+/// f16's 15 magnitude bits where f32 keeps them (the sign copies in bits 30..28 are masked
+/// off): that reads as the value times 2^-112, and × 2^112 rebiases the exponent, normalising
+/// subnormals. The LUT kernels store scales so that even lanes are rows 0-3 of a half.
+/// The constants come from the caller: (8192, 0) and (0, 8192) as i16 pairs, 0x8fffe000 and
+/// 2^112 (`even`, `odd`, `mask`, `two112`), so a kernel can keep them in registers.
 #[inline(always)]
-pub unsafe fn load_f16x16(p: *const u8) -> [v128; 4] {
-    let a = v128_load(p as *const v128);
-    let b = v128_load(p.add(16) as *const v128);
-    [
-        f16_sext_to_f32(i32x4_extend_low_i16x8(a)),
-        f16_sext_to_f32(i32x4_extend_high_i16x8(a)),
-        f16_sext_to_f32(i32x4_extend_low_i16x8(b)),
-        f16_sext_to_f32(i32x4_extend_high_i16x8(b)),
-    ]
+pub fn f16x8_to_f32x4_pair(v: v128, even: v128, odd: v128, mask: v128, two112: v128) -> [v128; 2] {
+    let e = v128_and(i32x4_dot_i16x8(v, even), mask);
+    let o = v128_and(i32x4_dot_i16x8(v, odd), mask);
+    [f32x4_mul(e, two112), f32x4_mul(o, two112)]
 }
 
+/// The even and odd lanes of 8 bfloat16 values as f32 (exact: bf16 is the top half of f32);
+/// `mask` = 0xffff0000 from the caller.
 #[inline(always)]
-fn f16_sext_to_f32(h: v128) -> v128 {
-    let bits = v128_and(i32x4_shl(h, 13), u32x4_splat(0x8fff_e000));
-    f32x4_mul(bits, f32x4_splat(5.192_297e33)) // 2^112
+pub fn bf16x8_to_f32x4_pair(v: v128, mask: v128) -> [v128; 2] {
+    [i32x4_shl(v, 16), v128_and(v, mask)]
 }
 
-/// 4 f16 values zero-extended in u32 lanes to f32 (finite values only; see load_f16x16).
+/// 4 f16 values zero-extended in u32 lanes to f32 (finite values only; see f16x8_to_f32x4_pair).
 #[inline(always)]
 pub fn f16x4_finite_to_f32(h: v128) -> v128 {
     let mag = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);

@@ -1,458 +1,641 @@
 //! LUT mixed-precision GEMV/GEMM over bit-plane and ternary weights (T-MAC, arXiv
-//! 2407.00088), SIMD128. Weight layout: runtime/format/encoding.ts (row tiles of 16, per
-//! group a block of index vectors then f16 scales); tables: lut.rs.
+//! 2407.00088), SIMD128. Weight layout: runtime/format/encoding.ts; tables: lut.rs.
 //!
-//! Per (row tile, group, plane) one 16-byte index vector serves 16 rows x 2 quads: the low
-//! nibbles look up the even quad's table, the high nibbles the odd quad's, with one
-//! `i8x16.swizzle` each. The results are summed in 16-bit lanes over the group (two rows per
-//! lane, see group_sums; at most G/4 = 32 lookups per row: inside the 257-lookup bound), then
-//! converted and scaled per row (S_p: plane sums; ts, sum_x: the group's table scale and sum):
-//!   zero-point (w = d(q-z)):  out += d * ((ts/2) * S + sum_x * ((2^b-1)/2 - z)),
-//!                             S = sum_p 2^p S_p combined exactly (in int16 when it fits);
-//!   per-plane (w = sum_p s_p bit_p + z): out += (ts/2) * sum_p s_p S_p + sum_x * ((sum_p s_p)/2 + z);
-//!   ternary (code = t+1, two bit-planes per trit-plane k):
-//!                             out += sum_k alpha_k * ((ts/2) * (S_2k + 2 S_2k+1) + sum_x/2).
-//! (Bits read as signs +-1: sum_i q_i x_i = (1/2) sum_p 2^p L_p + (2^b-1)/2 sum_x, L_p = ts*S_p.)
-//! Prefill processes tokens in tiles of TOKEN_TILE so each weight block is loaded from memory
-//! once per tile (the other tokens of the tile re-read it from cache).
-use crate::f16::load_f16x16;
+//! Layout in brief: 2048-column blocks, within a block row tiles of 16, within a tile one
+//! block per weight group: index vectors, then the scale vectors. For each pair of 4-column
+//! quads (2i, 2i+1) the index vectors come unit by unit: a *pair unit* (bit-planes 2u, 2u+1)
+//! is two vectors (rows 0-7, rows 8-15) whose byte 4j+2s+p holds row j+4s, plane 2u+p; a
+//! *lone unit* (the last plane when the count is odd) is one vector whose byte 4j+2s+e holds
+//! row 8e+j+4s. The low nibble indexes quad 2i's table, the high nibble quad 2i+1's.
+//!
+//! Per index vector: two `i8x16.relaxed_swizzle` lookups (signed tables, lut.rs), each
+//! widened with the plane weights in one instruction. Two flavours with identical integer
+//! results, chosen per process (`set_lut_flavor`):
+//! - `FLAVOR_MADD` (x86): `i16x8.relaxed_dot_i8x16_i7x16` (PMADDUBSW) with byte weights
+//!   (1, 2) per pair, into one i16 lane per row;
+//! - `FLAVOR_DOT` (ARM64 with dot products): `i32x4.relaxed_dot_i8x16_i7x16_add` (SDOT) with
+//!   weights (1, 2, 0, 0) and (0, 0, 1, 2), into i32 lanes for rows 0-3 and 4-7.
+//! Both orders give rows (0,4,1,5,2,6,3,7) per 8-row half in i16 lanes, which is the order of
+//! the stored scales, so PMADDWD both extracts rows 0-3 / 4-7 and widens f16 scales.
+//! The weights (1, 2, 4, 8) are the i7 operand, within 0..127 on every engine.
+//!
+//! Integer sums per (row, group, set) S, then in f32 per group (ts, sx: the tables' scale
+//! and activation sum; S8 = 8192*S and ts8 = ts/2/8192 so both flavours share PMADDWD's
+//! constant and give identical f32 values; the signed tables give bit*a = (ts*L + sx)/2):
+//!   offset (w = d*q + m):              acc += ((S8*ts8)*d + (d*(2^B-1)/2 + m)*sx)
+//!   per-plane (w = sum_p s_p*bit_p + m): acc += (sum_p (S8_p*ts8)*s_p + ((sum_p s_p)/2 + m)*sx)
+//!   ternary (w = sum_k alpha_k*t_k):    acc += sum_k ((S8_k*ts8) + sx/2)*alpha_k
+//! i16 accumulation bound: |S| <= 127 * (2^B - 1) * G/4, within i16 for every case but 4
+//! planes at group 128 (60960), whose groups are summed in two halves of 64 columns and
+//! widened in between. Several tokens share each index vector load and nibble split (prefill
+//! tiles of up to 4).
+use crate::f16::{bf16x8_to_f32x4_pair, f16x8_to_f32x4_pair};
 use crate::simd::lookup16;
 use core::arch::wasm32::*;
 
 pub const ROW_TILE: usize = 16;
-pub const TOKEN_TILE: usize = 8;
-pub const MODE_ZERO_POINT: u32 = 0;
+/// Columns per column block: one block's tables (4 bytes per column) stay in L1 while the
+/// weights stream.
+pub const COL_BLOCK: usize = 2048;
+pub const MODE_OFFSET: u32 = 0;
 pub const MODE_PER_PLANE: u32 = 1;
 pub const MODE_TERNARY: u32 = 2;
+pub const SCALE_F16: u32 = 0;
+pub const SCALE_BF16: u32 = 1;
+pub const FLAVOR_MADD: u32 = 0;
+pub const FLAVOR_DOT: u32 = 1;
+const MAX_SETS: usize = 4;
+const TOKEN_TILE: usize = 4;
 
-/// Accumulation bound (see group_sums): 257 biased lookups (<= 255 each) fit in u16; the
-/// largest group (128) takes 32 lookups per lane.
-const _: () = assert!(128 / 4 <= 257);
+const _: () = assert!(127 * 15 * (64 / 4) < 32768 && 127 * 7 * (128 / 4) < 32768);
+
+/// Quad pairs per i16 accumulation chunk: a whole group, except 4 planes at group 128 (see
+/// the module comment).
+#[inline(always)]
+const fn chunk_pairs(planes: usize, mode: u32, group: usize) -> usize {
+    if planes == 4 && mode == MODE_OFFSET && group == 128 {
+        8
+    } else {
+        group / 8
+    }
+}
+
+/// Which widening instruction the LUT kernels use (both give the same results). Lives in
+/// linear memory, so one call configures every instance over the shared memory.
+static mut FLAVOR: u32 = FLAVOR_MADD;
+
+/// Selects the kernel flavour: 0 = i16 relaxed dot (x86), 1 = i32 relaxed dot-add (ARM64).
+/// Returns 0, or -1 for an unknown flavour or one this build cannot run (the baseline build
+/// has no relaxed SIMD and keeps the i16 flavour, emulated).
+#[no_mangle]
+pub unsafe extern "C" fn set_lut_flavor(flavor: u32) -> i32 {
+    if flavor > FLAVOR_DOT || (flavor == FLAVOR_DOT && !cfg!(target_feature = "relaxed-simd")) {
+        return -1;
+    }
+    FLAVOR = flavor;
+    0
+}
+
+/// Scale vectors per block: offset 2 (d, m), per-plane B + 1 (s_0.., m), ternary B/2 (alpha_k).
+#[inline(always)]
+pub fn scale_vectors(planes: usize, mode: u32) -> usize {
+    match mode {
+        MODE_OFFSET => 2,
+        MODE_PER_PLANE => planes + 1,
+        _ => planes / 2,
+    }
+}
 
 #[inline(always)]
 pub fn block_bytes(planes: usize, group: usize, mode: u32) -> usize {
-    let scale_vectors = match mode {
-        MODE_ZERO_POINT => 2,
-        MODE_PER_PLANE => planes + 1,
+    2 * planes * group + 32 * scale_vectors(planes, mode)
+}
+
+/// Accumulator sets: offset 1 (planes combined), per-plane B, ternary B/2 (one per trit-plane).
+#[inline(always)]
+const fn sets(planes: usize, mode: u32) -> usize {
+    match mode {
+        MODE_OFFSET => 1,
+        MODE_PER_PLANE => planes,
         _ => planes / 2,
-    };
-    2 * planes * group + 2 * ROW_TILE * scale_vectors
+    }
 }
 
-/// Exact f32 of i32 lanes with |v| < 2^22: 1.5*2^23 + v, read as f32, minus 1.5*2^23.
-/// (Written out because LLVM turns sign-extend + f32x4.convert into per-lane scalar code.)
+/// i16x8 "dot" of int8 lookups with byte weights (w_even, w_odd): lane L = w_even*q[2L] +
+/// w_odd*q[2L+1]. One PMADDUBSW with relaxed SIMD; shifts and multiplies in the baseline.
 #[inline(always)]
-pub fn small_i32x4_to_f32(v: v128) -> v128 {
-    f32x4_sub(
-        i32x4_add(v, i32x4_splat(0x4B40_0000)),
-        f32x4_splat(12582912.0),
-    )
+fn dot_i16(q: v128, w: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        i16x8_relaxed_dot_i8x16_i7x16(q, w)
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        let even = i16x8_shr(i16x8_shl(q, 8), 8);
+        let odd = i16x8_shr(q, 8);
+        i16x8_add(i16x8_mul(even, i16x8_shr(i16x8_shl(w, 8), 8)), i16x8_mul(odd, i16x8_shr(w, 8)))
+    }
 }
 
-/// Lookup accumulators of one block, from which unbias gives the exact sums: [p][0] = rows
-/// 0..7, [p][1] = rows 8..15 of plane p (i16).
-///
-/// Tables are stored biased (entry + 128, unsigned), and byte 2j / 2j+1 of an index vector
-/// belongs to row j / 8+j. Read as u16 lanes, a swizzle result is lo + 256*hi with lo the
-/// row-j entry and hi the row-(8+j) entry, so one i16 add accumulates both rows (the low
-/// bytes' carries land in the high byte) and a second accumulator sums hi = lane >> 8; at the
-/// end lo = total - 256*hi (mod 2^16). Both stay below 2^16 for up to 257 lookups per lane
-/// (G/4 <= 32 here), and subtracting 128 per lookup removes the bias.
-/// T tokens at once share each index vector load and nibble split. Returns [tot, hi][t][p].
-///
-/// The quad-pair loop stays a loop (its trip count goes through `opaque`): fully unrolled,
-/// LLVM interleaves all G/8 iterations and keeps every table and lookup live at once, which
-/// JavaScriptCore's register allocator spills to the stack (q3 GEMV ran 2x slower under Bun).
-/// One loop iteration covers two quad pairs when B*T <= 2 (fewer accumulators); more would
-/// spill on x86's 16 vector registers.
+/// i32x4 dot-add of int8 lookups with byte weights (4 per lane), ARM64 SDOT.
 #[inline(always)]
-unsafe fn group_sums_raw<const B: usize, const G: usize, const T: usize>(
+fn dot_i32(q: v128, w: v128, acc: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        i32x4_relaxed_dot_i8x16_i7x16_add(q, w, acc)
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        i32x4_add(acc, i32x4_dot_i16x8(dot_i16(q, w), i16x8_splat(1)))
+    }
+}
+
+/// Byte-weight vectors for one index vector: which accumulator set each product goes to.
+/// For the i16 flavour: (set, weights) pairs applied to both halves' accumulators; for the
+/// i32 flavour the same weights split into rows 0-3 and 4-7.
+#[derive(Clone, Copy)]
+struct Weights {
+    /// Up to two (set, byte pair) products per pair vector; lone vectors use `lone`.
+    w: [(usize, i32); 2],
+    n: usize,
+}
+
+/// Product weights of pair unit u in `mode`: offset: one product into set 0 with (4^u, 2*4^u);
+/// per-plane: (1, 0) into set 2u and (0, 1) into set 2u+1; ternary: (1, 2) into set u.
+#[inline(always)]
+fn pair_weights(u: usize, mode: u32) -> Weights {
+    let pair = |lo: i32, hi: i32| lo | (hi << 8);
+    match mode {
+        MODE_OFFSET => Weights { w: [(0, pair(1 << (2 * u), 2 << (2 * u))), (0, 0)], n: 1 },
+        MODE_PER_PLANE => Weights { w: [(2 * u, pair(1, 0)), (2 * u + 1, pair(0, 1))], n: 2 },
+        _ => Weights { w: [(u, pair(1, 2)), (0, 0)], n: 1 },
+    }
+}
+
+/// (set, byte weight) of the lone plane B-1 (odd plane counts; bitplane modes only).
+#[inline(always)]
+fn lone_weight(planes: usize, mode: u32) -> (usize, i32) {
+    if mode == MODE_OFFSET {
+        (0, 1 << (planes - 1))
+    } else {
+        (planes - 1, 1)
+    }
+}
+
+/// Integer sums of one (tile, group) block for T tokens, i16 flavour: acc[t][set][half],
+/// lane L of a half = row (L>>1) + 4*(L&1).
+#[inline(always)]
+unsafe fn block_sums_madd<const B: usize, const MODE: u32, const T: usize>(
     idx: *const u8,
     tabs: [*const u8; T],
-) -> [[[v128; B]; T]; 2] {
-    let mut tot = [[u16x8_splat(0); B]; T];
-    let mut hi = [[u16x8_splat(0); B]; T];
+    pairs_begin: usize,
+    pairs: usize,
+) -> [[[v128; 2]; MAX_SETS]; T] {
+    let mode = MODE;
+    let mut acc = [[[i16x8_splat(0); 2]; MAX_SETS]; T];
     let mask = u8x16_splat(0x0f);
-    let unroll = if B * T <= 2 { 2 } else { 1 };
-    for j in 0..opaque(G / 8 / unroll) {
-        for u in 0..unroll {
-            let i = j * unroll + u;
-            let mut tl = [u16x8_splat(0); T];
-            let mut th = [u16x8_splat(0); T];
-            for t in 0..T {
-                tl[t] = v128_load(tabs[t].add(32 * i) as *const v128);
-                th[t] = v128_load(tabs[t].add(32 * i + 16) as *const v128);
-            }
-            for p in 0..B {
-                let v = v128_load(idx.add(16 * (i * B + p)) as *const v128);
+    let units = B / 2;
+    let vectors = 2 * units + (B & 1);
+    // Two quad pairs per iteration for one token (fewer loop instructions); one for more
+    // tokens, whose tables already fill the registers.
+    let unroll = if T == 1 { 2 } else { 1 };
+    for j in 0..opaque(pairs / unroll) {
+      for uu in 0..unroll {
+        let i = pairs_begin + j * unroll + uu;
+        let v0 = idx.add(16 * vectors * i);
+        let mut ta = [i8x16_splat(0); T];
+        let mut tb = [i8x16_splat(0); T];
+        for t in 0..T {
+            ta[t] = v128_load(tabs[t].add(32 * i) as *const v128);
+            tb[t] = v128_load(tabs[t].add(32 * i + 16) as *const v128);
+        }
+        for u in 0..units {
+            let wts = pair_weights(u, mode);
+            for h in 0..2 {
+                let v = v128_load(v0.add(16 * (2 * u + h)) as *const v128);
                 let lo = v128_and(v, mask);
-                // A 16-bit shift plus the mask is cheaper than u8x16.shr on x86 (no byte shift).
-                let up = v128_and(u16x8_shr(v, 4), mask);
+                let hi = v128_and(u16x8_shr(v, 4), mask);
                 for t in 0..T {
-                    let r0 = lookup16(tl[t], lo);
-                    let r1 = lookup16(th[t], up);
-                    tot[t][p] = i16x8_add(tot[t][p], i16x8_add(r0, r1));
-                    hi[t][p] =
-                        i16x8_add(hi[t][p], i16x8_add(u16x8_shr(r0, 8), u16x8_shr(r1, 8)));
+                    let (ql, qh) = (lookup16(ta[t], lo), lookup16(tb[t], hi));
+                    for k in 0..wts.n {
+                        let (set, w) = wts.w[k];
+                        let wv = i16x8_splat(w as i16);
+                        acc[t][set][h] = i16x8_add(acc[t][set][h], i16x8_add(dot_i16(ql, wv), dot_i16(qh, wv)));
+                    }
                 }
             }
         }
+        if B & 1 == 1 {
+            let (set, w) = lone_weight(B, mode);
+            let v = v128_load(v0.add(16 * 2 * units) as *const v128);
+            let lo = v128_and(v, mask);
+            let hi = v128_and(u16x8_shr(v, 4), mask);
+            for t in 0..T {
+                let (ql, qh) = (lookup16(ta[t], lo), lookup16(tb[t], hi));
+                let (w0, w1) = (i16x8_splat(w as i16), i16x8_splat((w << 8) as i16));
+                acc[t][set][0] = i16x8_add(acc[t][set][0], i16x8_add(dot_i16(ql, w0), dot_i16(qh, w0)));
+                acc[t][set][1] = i16x8_add(acc[t][set][1], i16x8_add(dot_i16(ql, w1), dot_i16(qh, w1)));
+            }
+        }
+      }
     }
-    [tot, hi]
+    acc
 }
 
-/// `n` through a volatile read: LLVM cannot see the value, so a loop bounded by it stays a
-/// loop (see group_sums_raw).
+/// Integer sums, i32 flavour: acc[t][set][half][r], r = 0 rows 0-3, r = 1 rows 4-7.
 #[inline(always)]
-fn opaque(n: usize) -> usize {
-    unsafe { core::ptr::read_volatile(&n) }
-}
-
-/// Per-plane sums from group_sums_raw's (tot, hi): lo = tot - 256*hi, both minus the bias.
-#[inline(always)]
-fn unbias<const B: usize, const G: usize>(tot: &[v128; B], hi: &[v128; B]) -> [[v128; 2]; B] {
-    let bias = i16x8_splat((128 * (G / 4)) as i16);
-    let mut out = [[i16x8_splat(0); 2]; B];
-    for p in 0..B {
-        let lo = i16x8_sub(tot[p], i16x8_shl(hi[p], 8));
-        out[p] = [i16x8_sub(lo, bias), i16x8_sub(hi[p], bias)];
-    }
-    out
-}
-
-/// The exact sums of one block per token and plane: [t][p][half].
-#[inline(always)]
-unsafe fn group_sums<const B: usize, const G: usize, const T: usize>(
+unsafe fn block_sums_dot<const B: usize, const MODE: u32, const T: usize>(
     idx: *const u8,
     tabs: [*const u8; T],
-) -> [[[v128; 2]; B]; T] {
-    let [tot, hi] = group_sums_raw::<B, G, T>(idx, tabs);
-    let mut out = [[[i16x8_splat(0); 2]; B]; T];
-    for t in 0..T {
-        out[t] = unbias::<B, G>(&tot[t], &hi[t]);
+    pairs_begin: usize,
+    pairs: usize,
+) -> [[[[v128; 2]; 2]; MAX_SETS]; T] {
+    let mode = MODE;
+    let mut acc = [[[[i32x4_splat(0); 2]; 2]; MAX_SETS]; T];
+    let mask = u8x16_splat(0x0f);
+    let units = B / 2;
+    let vectors = 2 * units + (B & 1);
+    // Two quad pairs per iteration for one token (fewer loop instructions); one for more
+    // tokens, whose tables already fill the registers.
+    let unroll = if T == 1 { 2 } else { 1 };
+    for j in 0..opaque(pairs / unroll) {
+      for uu in 0..unroll {
+        let i = pairs_begin + j * unroll + uu;
+        let v0 = idx.add(16 * vectors * i);
+        let mut ta = [i8x16_splat(0); T];
+        let mut tb = [i8x16_splat(0); T];
+        for t in 0..T {
+            ta[t] = v128_load(tabs[t].add(32 * i) as *const v128);
+            tb[t] = v128_load(tabs[t].add(32 * i + 16) as *const v128);
+        }
+        for u in 0..units {
+            let wts = pair_weights(u, mode);
+            for h in 0..2 {
+                let v = v128_load(v0.add(16 * (2 * u + h)) as *const v128);
+                let lo = v128_and(v, mask);
+                let hi = v128_and(u16x8_shr(v, 4), mask);
+                for t in 0..T {
+                    let (ql, qh) = (lookup16(ta[t], lo), lookup16(tb[t], hi));
+                    for k in 0..wts.n {
+                        let (set, w) = wts.w[k];
+                        let a = &mut acc[t][set][h];
+                        let (w0, w1) = (i32x4_splat(w), i32x4_splat(w << 16));
+                        a[0] = dot_i32(qh, w0, dot_i32(ql, w0, a[0]));
+                        a[1] = dot_i32(qh, w1, dot_i32(ql, w1, a[1]));
+                    }
+                }
+            }
+        }
+        if B & 1 == 1 {
+            let (set, w) = lone_weight(B, mode);
+            let v = v128_load(v0.add(16 * 2 * units) as *const v128);
+            let lo = v128_and(v, mask);
+            let hi = v128_and(u16x8_shr(v, 4), mask);
+            for t in 0..T {
+                let (ql, qh) = (lookup16(ta[t], lo), lookup16(tb[t], hi));
+                let a = &mut acc[t][set];
+                for (h, r, shift) in [(0, 0, 0), (1, 0, 8), (0, 1, 16), (1, 1, 24)] {
+                    let wv = i32x4_splat(w << shift);
+                    a[h][r] = dot_i32(qh, wv, dot_i32(ql, wv, a[h][r]));
+                }
+            }
+        }
+      }
     }
-    out
+    acc
 }
 
-/// True when the combined sum S = sum_p 2^p S_p fits in i16 (|S_p| <= 127 G/4): every case
-/// but 4 planes at group 128.
-const fn combine_in_i16(b: usize, g: usize) -> bool {
-    ((1 << b) - 1) * 127 * (g / 4) < 32768
-}
-
-/// S = sum_p 2^p S_p straight from group_sums_raw (rows 0..7, rows 8..15), computed mod 2^16
-/// (exact when combine_in_i16): the bias is removed once for all planes.
+/// `v` through a volatile read, so LLVM cannot see the value: a loop bounded by it stays a
+/// loop (fully unrolled, LLVM hoists every load of a block to the top and JavaScriptCore's
+/// register allocator spills them: 20% more instructions), and a vector constant made once
+/// per call stays in a register (JavaScriptCore rematerialises known constants at every use,
+/// three or four instructions each).
 #[inline(always)]
-fn combined_i16<const B: usize, const G: usize>(tot: &[v128; B], hi: &[v128; B]) -> [v128; 2] {
-    let (mut t, mut h) = (tot[0], hi[0]);
-    for p in 1..B {
-        t = i16x8_add(t, i16x8_shl(tot[p], p as u32));
-        h = i16x8_add(h, i16x8_shl(hi[p], p as u32));
+fn opaque<T: Copy>(v: T) -> T {
+    unsafe { core::ptr::read_volatile(&v) }
+}
+
+/// The vector constants of the finalisation, made once per kernel call (see `opaque`).
+#[derive(Clone, Copy)]
+struct Consts {
+    /// PMADDWD multipliers (8192, 0) and (0, 8192): rows 0-3 / 4-7 of an i16 lane pair, x 8192.
+    even: v128,
+    odd: v128,
+    f16_mask: v128,
+    two112: v128,
+    bf16_mask: v128,
+}
+
+/// The constants' values, read through a mutable static: JavaScriptCore forwards a constant
+/// stored and reloaded within a function and then rematerialises it, but cannot see into
+/// linear memory written by the data segment.
+static mut CONSTS: [u32; 20] = [
+    8192, 8192, 8192, 8192,
+    8192 << 16, 8192 << 16, 8192 << 16, 8192 << 16,
+    0x8fff_e000, 0x8fff_e000, 0x8fff_e000, 0x8fff_e000,
+    0x7780_0000, 0x7780_0000, 0x7780_0000, 0x7780_0000, // 2^112
+    0xffff_0000, 0xffff_0000, 0xffff_0000, 0xffff_0000,
+];
+
+impl Consts {
+    #[inline(always)]
+    fn new() -> Consts {
+        unsafe {
+            let p = core::ptr::addr_of!(CONSTS) as *const v128;
+            let v = |i: usize| core::ptr::read_volatile(p.add(i));
+            Consts { even: v(0), odd: v(1), f16_mask: v(2), two112: v(3), bf16_mask: v(4) }
+        }
     }
-    let bias = i16x8_splat((128 * (G / 4) * ((1 << B) - 1)) as i16);
-    let lo = i16x8_sub(t, i16x8_shl(h, 8));
-    [i16x8_sub(lo, bias), i16x8_sub(h, bias)]
 }
 
+/// Scale vector k of half h of a block as f32 (rows 0-3, rows 4-7).
 #[inline(always)]
-fn quarter(acc: &[v128; 2], r: usize) -> v128 {
-    let v = acc[r / 2];
-    if r % 2 == 0 {
-        i32x4_extend_low_i16x8(v)
+unsafe fn scales(scale_ptr: *const u8, k: usize, h: usize, scale_type: u32, c: &Consts) -> [v128; 2] {
+    let v = v128_load(scale_ptr.add(32 * k + 16 * h) as *const v128);
+    if scale_type == SCALE_F16 {
+        f16x8_to_f32x4_pair(v, c.even, c.odd, c.f16_mask, c.two112)
     } else {
-        i32x4_extend_high_i16x8(v)
+        bf16x8_to_f32x4_pair(v, c.bf16_mask)
     }
 }
 
-/// f32x4 of rows 4r..4r+3 of the exact plane sum S = sum_p 2^p S_p (planes from..from+n).
+/// Adds one block's terms for one token to acc (rows 0-3, 4-7 of each half), from per-set
+/// integer sums already converted to f32 and scaled by 8192 (s8[set][half][r]). The tables
+/// are signed (+-a sums, lut.rs): sum_i bit_i*a_i = (ts*L + sx)/2, hence the sx terms.
 #[inline(always)]
-fn combined<const B: usize>(sums: &[[v128; 2]; B], from: usize, n: usize, r: usize) -> v128 {
-    let mut s = quarter(&sums[from], r);
-    for p in 1..n {
-        s = i32x4_add(s, i32x4_shl(quarter(&sums[from + p], r), p as u32));
-    }
-    // After an add LLVM keeps f32x4.convert (one instruction); a bare extend would be scalarised.
-    if n > 1 {
-        f32x4_convert_i32x4(s)
-    } else {
-        small_i32x4_to_f32(s)
+unsafe fn finalize<const B: usize>(
+    acc: &mut [[v128; 2]; 2],
+    s8: &[[[v128; 2]; 2]; MAX_SETS],
+    nsets: usize,
+    scale_ptr: *const u8,
+    meta: *const f32,
+    mode: u32,
+    scale_type: u32,
+    c: &Consts,
+) {
+    let ts8 = f32x4_splat(*meta * (0.5 / 8192.0));
+    let sx = f32x4_splat(*meta.add(1));
+    let half_sx = f32x4_mul(sx, f32x4_splat(0.5));
+    for h in 0..2 {
+        let mut y = [f32x4_splat(0.0); 2];
+        let mut sum = [f32x4_splat(0.0); 2];
+        for set in 0..nsets {
+            let sc = scales(scale_ptr, set, h, scale_type, c);
+            for r in 0..2 {
+                let x = f32x4_mul(s8[set][h][r], ts8);
+                let term = if mode == MODE_TERNARY { f32x4_mul(f32x4_add(x, half_sx), sc[r]) } else { f32x4_mul(x, sc[r]) };
+                y[r] = if set == 0 { term } else { f32x4_add(y[r], term) };
+                sum[r] = if set == 0 { sc[r] } else { f32x4_add(sum[r], sc[r]) };
+            }
+        }
+        if mode != MODE_TERNARY {
+            // offset: c = d*(2^B - 1)/2 + m; per-plane: c = (sum_p s_p)/2 + m.
+            let factor = if mode == MODE_OFFSET { ((1u32 << B) - 1) as f32 * 0.5 } else { 0.5 };
+            let m = scales(scale_ptr, nsets, h, scale_type, c);
+            for r in 0..2 {
+                let cr = f32x4_add(f32x4_mul(sum[r], f32x4_splat(factor)), m[r]);
+                y[r] = f32x4_add(y[r], f32x4_mul(cr, sx));
+            }
+        }
+        for r in 0..2 {
+            acc[h][r] = f32x4_add(acc[h][r], y[r]);
+        }
     }
 }
 
-/// One row tile (16 rows) times T tokens' tables over all groups: per token 4 f32x4 of row
-/// sums. The f16 scales of each block are converted once for the T tokens.
+/// Output of one tile for T tokens: acc[t][half][r] holds rows 8*half + 4*r .. +3.
+type TileAcc<const T: usize> = [[[v128; 2]; 2]; T];
+
+/// One column block of one row tile for T tokens: adds every group's terms to acc.
 #[inline(never)]
-unsafe fn tile_gemm<const B: usize, const G: usize, const T: usize>(
+unsafe fn tile_block<const B: usize, const MODE: u32, const T: usize>(
     w: *const u8,
+    group: usize,
     groups: usize,
     blk_bytes: usize,
     luts: [*const u8; T],
-    mode: u32,
-) -> [[v128; 4]; T] {
-    let mut acc = [[f32x4_splat(0.0); 4]; T];
-    let mut tabs = [luts[0]; T];
-    for g in 0..groups {
-        let blk = w.add(g * blk_bytes);
-        let scales = blk.add(2 * B * G);
-        for t in 0..T {
-            tabs[t] = luts[t].add(g * 4 * G);
-        }
-        let [tot, hi] = group_sums_raw::<B, G, T>(blk, tabs);
-        let mut sums = [[[i16x8_splat(0); 2]; B]; T];
-        if mode != MODE_ZERO_POINT || !combine_in_i16(B, G) {
-            for t in 0..T {
-                sums[t] = unbias::<B, G>(&tot[t], &hi[t]);
-            }
-        }
-        let mut hts = [f32x4_splat(0.0); T];
-        let mut sx = [f32x4_splat(0.0); T];
-        for t in 0..T {
-            let meta = luts[t].add(groups * 4 * G + 8 * g) as *const f32;
-            hts[t] = f32x4_splat(*meta * 0.5);
-            sx[t] = f32x4_splat(*meta.add(1));
-        }
-        match mode {
-            MODE_ZERO_POINT => {
-                let d = load_f16x16(scales);
-                let z = load_f16x16(scales.add(32));
-                let half = f32x4_splat(((1u32 << B) - 1) as f32 * 0.5);
-                let mut c = [[i16x8_splat(0); 2]; T];
-                if combine_in_i16(B, G) {
-                    for t in 0..T {
-                        c[t] = combined_i16::<B, G>(&tot[t], &hi[t]);
-                    }
+    meta: [*const f32; T],
+    scale_type: u32,
+    acc: &mut TileAcc<T>,
+) {
+    let c = Consts::new();
+    if FLAVOR == FLAVOR_DOT {
+        tile_block_dot::<B, MODE, T>(w, group, groups, blk_bytes, luts, meta, scale_type, acc, &c);
+    } else {
+        tile_block_madd::<B, MODE, T>(w, group, groups, blk_bytes, luts, meta, scale_type, acc, &c);
+    }
+}
+
+macro_rules! tile_block_flavor {
+    ($name:ident, $sums:ident, $convert:expr) => {
+        #[inline(always)]
+        unsafe fn $name<const B: usize, const MODE: u32, const T: usize>(
+            w: *const u8,
+            group: usize,
+            groups: usize,
+            blk_bytes: usize,
+            luts: [*const u8; T],
+            meta: [*const f32; T],
+            scale_type: u32,
+            acc: &mut TileAcc<T>,
+            c: &Consts,
+        ) {
+            let nsets = sets(B, MODE);
+            let index_bytes = 2 * B * group;
+            let chunk = chunk_pairs(B, MODE, group);
+            for g in 0..groups {
+                let blk = w.add(g * blk_bytes);
+                let mut tabs = luts;
+                for t in 0..T {
+                    tabs[t] = luts[t].add(g * 4 * group);
                 }
-                for r in 0..4 {
-                    let hz = f32x4_sub(half, z[r]);
+                // S8 = 8192 * S as i32 per (token, set, half, rows 0-3 / 4-7), summed over chunks.
+                let mut s8 = [[[[i32x4_splat(0); 2]; 2]; MAX_SETS]; T];
+                let mut begin = 0;
+                while begin < group / 8 {
+                    let sums = $sums::<B, MODE, T>(blk, tabs, begin, chunk);
                     for t in 0..T {
-                        let sum = if combine_in_i16(B, G) {
-                            small_i32x4_to_f32(quarter(&c[t], r))
-                        } else {
-                            combined(&sums[t], 0, B, r)
-                        };
-                        let inner = f32x4_add(f32x4_mul(hts[t], sum), f32x4_mul(sx[t], hz));
-                        acc[t][r] = f32x4_add(acc[t][r], f32x4_mul(d[r], inner));
-                    }
-                }
-            }
-            MODE_PER_PLANE => {
-                let mut sp = [[f32x4_splat(0.0); 4]; B];
-                for p in 0..B {
-                    sp[p] = load_f16x16(scales.add(32 * p));
-                }
-                let z = load_f16x16(scales.add(32 * B));
-                for r in 0..4 {
-                    let mut sum = sp[0][r];
-                    for p in 1..B {
-                        sum = f32x4_add(sum, sp[p][r]);
-                    }
-                    let o = f32x4_add(f32x4_mul(f32x4_splat(0.5), sum), z[r]);
-                    for t in 0..T {
-                        let mut a =
-                            f32x4_mul(sp[0][r], small_i32x4_to_f32(quarter(&sums[t][0], r)));
-                        for p in 1..B {
-                            let f =
-                                f32x4_mul(sp[p][r], small_i32x4_to_f32(quarter(&sums[t][p], r)));
-                            a = f32x4_add(a, f);
-                        }
-                        let term = f32x4_add(f32x4_mul(hts[t], a), f32x4_mul(sx[t], o));
-                        acc[t][r] = f32x4_add(acc[t][r], term);
-                    }
-                }
-            }
-            _ => {
-                for k in 0..B / 2 {
-                    let alpha = load_f16x16(scales.add(32 * k));
-                    for t in 0..T {
-                        let half_sx = f32x4_mul(sx[t], f32x4_splat(0.5));
-                        for r in 0..4 {
-                            let c = combined(&sums[t], 2 * k, 2, r);
-                            let inner = f32x4_add(f32x4_mul(hts[t], c), half_sx);
-                            acc[t][r] = f32x4_add(acc[t][r], f32x4_mul(alpha[r], inner));
+                        for set in 0..nsets {
+                            for h in 0..2 {
+                                let part = $convert(&sums[t][set][h], c);
+                                s8[t][set][h] = [i32x4_add(s8[t][set][h][0], part[0]), i32x4_add(s8[t][set][h][1], part[1])];
+                            }
                         }
                     }
+                    begin += chunk;
+                }
+                for t in 0..T {
+                    let mut f = [[[f32x4_splat(0.0); 2]; 2]; MAX_SETS];
+                    for set in 0..nsets {
+                        for h in 0..2 {
+                            f[set][h] = [f32x4_convert_i32x4(s8[t][set][h][0]), f32x4_convert_i32x4(s8[t][set][h][1])];
+                        }
+                    }
+                    finalize::<B>(&mut acc[t], &f, nsets, blk.add(index_bytes), meta[t].add(2 * g), MODE, scale_type, c);
                 }
             }
+        }
+    };
+}
+
+/// i16 sums of a half (lanes in (0,4,1,5,...) order) to i32 x 8192, rows 0-3 and 4-7.
+#[inline(always)]
+fn convert_madd(s: &v128, c: &Consts) -> [v128; 2] {
+    [i32x4_dot_i16x8(*s, c.even), i32x4_dot_i16x8(*s, c.odd)]
+}
+
+/// i32 sums of a half (rows 0-3, 4-7) to i32 x 8192 (exact: |S| < 2^18).
+#[inline(always)]
+fn convert_dot(s: &[v128; 2], _c: &Consts) -> [v128; 2] {
+    [i32x4_shl(s[0], 13), i32x4_shl(s[1], 13)]
+}
+
+tile_block_flavor!(tile_block_madd, block_sums_madd, convert_madd);
+tile_block_flavor!(tile_block_dot, block_sums_dot, convert_dot);
+
+/// Row r (0..16) of a tile accumulator, stored in row order to out for the rows present.
+#[inline(always)]
+unsafe fn store_tile(dst: *mut f32, acc: &[[v128; 2]; 2], n: usize) {
+    let mut tmp = [0.0f32; ROW_TILE];
+    for h in 0..2 {
+        for r in 0..2 {
+            v128_store(tmp.as_mut_ptr().add(8 * h + 4 * r) as *mut v128, acc[h][r]);
+        }
+    }
+    for j in 0..n.min(ROW_TILE) {
+        *dst.add(j) = tmp[j];
+    }
+}
+
+#[inline(always)]
+unsafe fn load_tile(src: *const f32, n: usize) -> [[v128; 2]; 2] {
+    let mut tmp = [0.0f32; ROW_TILE];
+    for j in 0..n.min(ROW_TILE) {
+        tmp[j] = *src.add(j);
+    }
+    let mut acc = [[f32x4_splat(0.0); 2]; 2];
+    for h in 0..2 {
+        for r in 0..2 {
+            acc[h][r] = v128_load(tmp.as_ptr().add(8 * h + 4 * r) as *const v128);
         }
     }
     acc
 }
 
-/// Stores 16 row sums at dst, or only the first `n` when the tile is the last, partial one.
-#[inline(always)]
-unsafe fn store_rows(dst: *mut f32, acc: &[v128; 4], n: usize) {
-    if n >= ROW_TILE {
-        for r in 0..4 {
-            v128_store(dst.add(4 * r) as *mut v128, acc[r]);
-        }
-    } else {
-        let mut tmp = [0.0f32; ROW_TILE];
-        for r in 0..4 {
-            v128_store(tmp.as_mut_ptr().add(4 * r) as *mut v128, acc[r]);
-        }
-        for j in 0..n {
-            *dst.add(j) = tmp[j];
-        }
-    }
-}
-
-/// Core: `m` tokens whose tables sit `lut_stride` bytes apart; out row t at out + t*out_stride.
-/// Tokens go in tiles of TOKEN_TILE; within a tile each row tile's weights (groups blocks)
-/// are loaded from memory once and re-read from cache; pairs of tokens share each index
-/// vector load and the block's scale conversion.
-// One wasm function per (B, G): a single huge function would miss the engines' optimising tiers.
-#[inline(never)]
-unsafe fn lut_matmul<const B: usize, const G: usize>(
+/// What one call computes: tokens [0, m) times rows [row_begin, row_end) of the matrix.
+#[derive(Clone, Copy)]
+struct Call {
     w: *const u8,
     lut: *const u8,
     lut_stride: usize,
     m: usize,
     rows: usize,
-    cols: usize,
-    mode: u32,
-    out: *mut f32,
-    out_stride: usize,
-) {
-    let groups = (cols + G - 1) / G;
-    let tiles = (rows + ROW_TILE - 1) / ROW_TILE;
-    let blk_bytes = block_bytes(B, G, mode);
-    let mut tok0 = 0;
-    while tok0 < m {
-        let nt = if m - tok0 < TOKEN_TILE {
-            m - tok0
-        } else {
-            TOKEN_TILE
-        };
-        for tile in 0..tiles {
-            let wt = w.add(tile * groups * blk_bytes);
-            let row0 = tile * ROW_TILE;
-            let mut t = tok0;
-            while t < tok0 + nt {
-                let lt = lut.add(t * lut_stride);
-                if t + 1 < tok0 + nt {
-                    let acc =
-                        tile_gemm::<B, G, 2>(wt, groups, blk_bytes, [lt, lt.add(lut_stride)], mode);
-                    store_rows(out.add(t * out_stride + row0), &acc[0], rows - row0);
-                    store_rows(out.add((t + 1) * out_stride + row0), &acc[1], rows - row0);
-                    t += 2;
-                } else {
-                    let acc = tile_gemm::<B, G, 1>(wt, groups, blk_bytes, [lt], mode);
-                    store_rows(out.add(t * out_stride + row0), &acc[0], rows - row0);
-                    t += 1;
-                }
-            }
-        }
-        tok0 += nt;
-    }
-}
-
-unsafe fn dispatch(
-    planes: usize,
-    w: *const u8,
-    lut: *const u8,
-    lut_stride: usize,
-    m: usize,
-    rows: usize,
+    row_begin: usize,
+    row_end: usize,
     cols: usize,
     group: usize,
-    mode: u32,
     out: *mut f32,
     out_stride: usize,
-) -> i32 {
-    macro_rules! run {
-        ($b:literal, $g:literal) => {
-            lut_matmul::<$b, $g>(w, lut, lut_stride, m, rows, cols, mode, out, out_stride)
-        };
-    }
-    match (planes, group) {
-        (1, 32) => run!(1, 32),
-        (1, 64) => run!(1, 64),
-        (1, 128) => run!(1, 128),
-        (2, 32) => run!(2, 32),
-        (2, 64) => run!(2, 64),
-        (2, 128) => run!(2, 128),
-        (3, 32) => run!(3, 32),
-        (3, 64) => run!(3, 64),
-        (3, 128) => run!(3, 128),
-        (4, 32) => run!(4, 32),
-        (4, 64) => run!(4, 64),
-        (4, 128) => run!(4, 128),
-        _ => return -1,
-    }
-    0
+    scale_type: u32,
 }
 
-/// LUT GEMM: `m` tokens (tables `lut_stride` bytes apart) times a (rows, cols) matrix of
-/// `planes` bit-planes, into out (m, out_stride). mode: 0 zero-point, 1 per-plane, 2 ternary
-/// (planes 2 or 4). Returns 0, or -1 for an unsupported planes/group/mode combination.
+/// Runs tokens [t0, t0+T) over the call's row tiles, column block by column block.
+#[inline(always)]
+unsafe fn run_tokens<const B: usize, const MODE: u32, const T: usize>(c: &Call, t0: usize) {
+    let g_size = c.group;
+    let groups = (c.cols + g_size - 1) / g_size;
+    let tiles = (c.rows + ROW_TILE - 1) / ROW_TILE;
+    let blk_bytes = block_bytes(B, g_size, MODE);
+    let per_block = COL_BLOCK / g_size;
+    let lut_meta = groups * 4 * g_size;
+    let mut luts = [c.lut; T];
+    let mut meta = [c.lut as *const f32; T];
+    for t in 0..T {
+        luts[t] = c.lut.add((t0 + t) * c.lut_stride);
+        meta[t] = luts[t].add(lut_meta) as *const f32;
+    }
+    let mut g0 = 0;
+    while g0 < groups {
+        let gn = if groups - g0 < per_block { groups - g0 } else { per_block };
+        let base = c.w.add(g0 * tiles * blk_bytes);
+        let mut bl = luts;
+        let mut bm = meta;
+        for t in 0..T {
+            bl[t] = luts[t].add(g0 * 4 * g_size);
+            bm[t] = meta[t].add(2 * g0);
+        }
+        let mut row = c.row_begin;
+        while row < c.row_end {
+            let tile = row / ROW_TILE;
+            let n = c.row_end - row;
+            let mut acc: TileAcc<T> = [[[f32x4_splat(0.0); 2]; 2]; T];
+            if g0 > 0 {
+                for t in 0..T {
+                    acc[t] = load_tile(c.out.add((t0 + t) * c.out_stride + row), n);
+                }
+            }
+            tile_block::<B, MODE, T>(base.add(tile * gn * blk_bytes), g_size, gn, blk_bytes, bl, bm, c.scale_type, &mut acc);
+            for t in 0..T {
+                store_tile(c.out.add((t0 + t) * c.out_stride + row), &acc[t], n);
+            }
+            row += ROW_TILE;
+        }
+        g0 += gn;
+    }
+}
+
+unsafe fn run<const B: usize, const MODE: u32>(c: &Call) {
+    let mut t = 0;
+    while t < c.m {
+        let left = c.m - t;
+        if left >= TOKEN_TILE {
+            run_tokens::<B, MODE, TOKEN_TILE>(c, t);
+            t += TOKEN_TILE;
+        } else if left >= 2 {
+            run_tokens::<B, MODE, 2>(c, t);
+            t += 2;
+        } else {
+            run_tokens::<B, MODE, 1>(c, t);
+            t += 1;
+        }
+    }
+}
+
+/// LUT GEMM: `m` tokens (tables `lut_stride` bytes apart) times rows [row_begin, row_end) of
+/// a (rows, cols) matrix of `planes` bit-planes at `w` (the whole matrix: column blocks span
+/// every row), into out (m, out_stride) at out + 4*row. mode: 0 offset, 1 per-plane, 2
+/// ternary (planes 2 or 4); scale_type: 0 f16, 1 bf16. row_begin must be a multiple of 16.
+/// Returns 0, or -1 for an unsupported combination or range.
 #[no_mangle]
 pub unsafe extern "C" fn gemm_lut(
     planes: usize,
     group: usize,
     mode: u32,
+    scale_type: u32,
     w: *const u8,
     lut: *const u8,
     lut_stride: usize,
     m: usize,
     rows: usize,
+    row_begin: usize,
+    row_end: usize,
     cols: usize,
     out: *mut f32,
     out_stride: usize,
 ) -> i32 {
-    if mode > MODE_TERNARY || (mode == MODE_TERNARY && planes != 2 && planes != 4) {
+    if scale_type > SCALE_BF16 {
         return -1;
     }
-    dispatch(
-        planes, w, lut, lut_stride, m, rows, cols, group, mode, out, out_stride,
-    )
-}
-
-/// LUT GEMV (decode): one token's tables times a (rows, cols) matrix into out (rows).
-#[no_mangle]
-pub unsafe extern "C" fn gemv_lut(
-    planes: usize,
-    group: usize,
-    mode: u32,
-    w: *const u8,
-    lut: *const u8,
-    rows: usize,
-    cols: usize,
-    out: *mut f32,
-) -> i32 {
-    gemm_lut(planes, group, mode, w, lut, 0, 1, rows, cols, out, rows)
-}
-
-unsafe fn sums_into<const B: usize, const G: usize>(
-    w: *const u8,
-    lut: *const u8,
-    rows: usize,
-    cols: usize,
-    mode: u32,
-    out: *mut i32,
-) {
-    let groups = (cols + G - 1) / G;
-    let tiles = (rows + ROW_TILE - 1) / ROW_TILE;
-    let blk_bytes = block_bytes(B, G, mode);
-    let mut tmp = [0i32; 4];
-    for tile in 0..tiles {
-        for g in 0..groups {
-            let blk = w.add((tile * groups + g) * blk_bytes);
-            let sums = group_sums::<B, G, 1>(blk, [lut.add(g * 4 * G)])[0];
-            for p in 0..B {
-                for r in 0..4 {
-                    v128_store(tmp.as_mut_ptr() as *mut v128, quarter(&sums[p], r));
-                    for j in 0..4 {
-                        *out.add(((tile * ROW_TILE + 4 * r + j) * groups + g) * B + p) = tmp[j];
-                    }
-                }
-            }
-        }
+    if row_begin % ROW_TILE != 0 || row_begin > row_end || row_end > rows {
+        return -1;
     }
+    if group != 32 && group != 64 && group != 128 {
+        return -1;
+    }
+    let c = Call { w, lut, lut_stride, m, rows, row_begin, row_end, cols, group, out, out_stride, scale_type };
+    macro_rules! go {
+        ($b:literal, $mode:expr) => {
+            run::<$b, { $mode }>(&c)
+        };
+    }
+    match (planes, mode) {
+        (1, MODE_OFFSET) => go!(1, MODE_OFFSET),
+        (2, MODE_OFFSET) => go!(2, MODE_OFFSET),
+        (3, MODE_OFFSET) => go!(3, MODE_OFFSET),
+        (4, MODE_OFFSET) => go!(4, MODE_OFFSET),
+        (1, MODE_PER_PLANE) => go!(1, MODE_PER_PLANE),
+        (2, MODE_PER_PLANE) => go!(2, MODE_PER_PLANE),
+        (3, MODE_PER_PLANE) => go!(3, MODE_PER_PLANE),
+        (4, MODE_PER_PLANE) => go!(4, MODE_PER_PLANE),
+        (2, MODE_TERNARY) => go!(2, MODE_TERNARY),
+        (4, MODE_TERNARY) => go!(4, MODE_TERNARY),
+        _ => return -1,
+    }
+    0
 }
 
-/// Debug/parity export: the exact int16-accumulated lookup sums S_p of the SIMD kernel for
-/// every (row, group, plane), as i32 at out[(row * groups + g) * planes + p], rows padded to
-/// whole tiles of 16.
+/// Debug/parity export: the exact integer sums S of one token for every (padded row, group,
+/// set), as i32 at out[(row * groups + g) * sets + set], from the flavour in use.
 #[no_mangle]
 pub unsafe extern "C" fn lut_group_sums(
     planes: usize,
@@ -464,25 +647,72 @@ pub unsafe extern "C" fn lut_group_sums(
     cols: usize,
     out: *mut i32,
 ) -> i32 {
-    macro_rules! run {
-        ($b:literal, $g:literal) => {
-            sums_into::<$b, $g>(w, lut, rows, cols, mode, out)
+    if group != 32 && group != 64 && group != 128 {
+        return -1;
+    }
+    macro_rules! go {
+        ($b:literal, $mode:expr) => {
+            sums_into::<$b, { $mode }>(w, lut, rows, cols, group, out)
         };
     }
-    match (planes, group) {
-        (1, 32) => run!(1, 32),
-        (1, 64) => run!(1, 64),
-        (1, 128) => run!(1, 128),
-        (2, 32) => run!(2, 32),
-        (2, 64) => run!(2, 64),
-        (2, 128) => run!(2, 128),
-        (3, 32) => run!(3, 32),
-        (3, 64) => run!(3, 64),
-        (3, 128) => run!(3, 128),
-        (4, 32) => run!(4, 32),
-        (4, 64) => run!(4, 64),
-        (4, 128) => run!(4, 128),
+    match (planes, mode) {
+        (1, MODE_OFFSET) => go!(1, MODE_OFFSET),
+        (2, MODE_OFFSET) => go!(2, MODE_OFFSET),
+        (3, MODE_OFFSET) => go!(3, MODE_OFFSET),
+        (4, MODE_OFFSET) => go!(4, MODE_OFFSET),
+        (1, MODE_PER_PLANE) => go!(1, MODE_PER_PLANE),
+        (2, MODE_PER_PLANE) => go!(2, MODE_PER_PLANE),
+        (3, MODE_PER_PLANE) => go!(3, MODE_PER_PLANE),
+        (4, MODE_PER_PLANE) => go!(4, MODE_PER_PLANE),
+        (2, MODE_TERNARY) => go!(2, MODE_TERNARY),
+        (4, MODE_TERNARY) => go!(4, MODE_TERNARY),
         _ => return -1,
     }
     0
+}
+
+unsafe fn sums_into<const B: usize, const MODE: u32>(w: *const u8, lut: *const u8, rows: usize, cols: usize, group: usize, out: *mut i32) {
+    let mode = MODE;
+    let groups = (cols + group - 1) / group;
+    let tiles = (rows + ROW_TILE - 1) / ROW_TILE;
+    let blk_bytes = block_bytes(B, group, mode);
+    let per_block = COL_BLOCK / group;
+    let nsets = sets(B, mode);
+    let chunk = chunk_pairs(B, mode, group);
+    let c = Consts::new();
+    let mut tmp = [0i32; 4];
+    for g in 0..groups {
+        let g0 = (g / per_block) * per_block;
+        let gn = if groups - g0 < per_block { groups - g0 } else { per_block };
+        for tile in 0..tiles {
+            let blk = w.add(g0 * tiles * blk_bytes + (tile * gn + (g - g0)) * blk_bytes);
+            let tabs = [lut.add(g * 4 * group)];
+            // S8 = 8192 * S per (set, half, rows 0-3 / 4-7), as the kernels compute it.
+            let mut s8 = [[[i32x4_splat(0); 2]; 2]; MAX_SETS];
+            let mut begin = 0;
+            while begin < group / 8 {
+                for set in 0..nsets {
+                    for h in 0..2 {
+                        let part = if FLAVOR == FLAVOR_DOT {
+                            convert_dot(&block_sums_dot::<B, MODE, 1>(blk, tabs, begin, chunk)[0][set][h], &c)
+                        } else {
+                            convert_madd(&block_sums_madd::<B, MODE, 1>(blk, tabs, begin, chunk)[0][set][h], &c)
+                        };
+                        s8[set][h] = [i32x4_add(s8[set][h][0], part[0]), i32x4_add(s8[set][h][1], part[1])];
+                    }
+                }
+                begin += chunk;
+            }
+            for set in 0..nsets {
+                for h in 0..2 {
+                    for r in 0..2 {
+                        v128_store(tmp.as_mut_ptr() as *mut v128, i32x4_shr(s8[set][h][r], 13));
+                        for j in 0..4 {
+                            *out.add(((tile * ROW_TILE + 8 * h + 4 * r + j) * groups + g) * nsets + set) = tmp[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -3,5 +3,5 @@
 /// Version of the kernel ABI (bump when an export's signature or a layout changes).
 #[no_mangle]
 pub extern "C" fn kernels_abi_version() -> u32 {
-    4
+    5
 }

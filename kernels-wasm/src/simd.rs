@@ -17,3 +17,10 @@ pub fn lookup16(table: v128, idx: v128) -> v128 {
         i8x16_swizzle(table, idx)
     }
 }
+
+/// Exact f32 of i32 lanes with |v| < 2^22: 1.5*2^23 + v, read as f32, minus 1.5*2^23.
+/// (Written out because LLVM turns sign-extend + f32x4.convert into per-lane scalar code.)
+#[inline(always)]
+pub fn small_i32x4_to_f32(v: v128) -> v128 {
+    f32x4_sub(i32x4_add(v, i32x4_splat(0x4B40_0000)), f32x4_splat(12582912.0))
+}

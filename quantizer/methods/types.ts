@@ -3,11 +3,12 @@
  * optional calibration statistics in, codes plus group parameters for one packed encoding
  * (runtime/format/encoding.ts) out. `packQuantized` hands the result to the format's packers;
  * `reconstruct` rebuilds the weights straight from codes and parameters (what dequantising
- * the packed bytes gives, since every method rounds its parameters to f16 before coding).
+ * the packed bytes gives, since every method rounds its parameters to f16 before coding and a
+ * zero point is stored as the offset -d*z, rounded the way the packer rounds it).
  */
 import { ShapeError } from "../../runtime/errors.ts";
 import type { Encoding } from "../../runtime/format/encoding.ts";
-import { type BitplaneEncoding, packBitplane, packTernary, type TernaryEncoding } from "../../runtime/format/pack-lut.ts";
+import { type BitplaneEncoding, offsetFromZero, packBitplane, packTernary, type TernaryEncoding } from "../../runtime/format/pack-lut.ts";
 import { packQ8, type Q8Encoding } from "../../runtime/format/pack-q8.ts";
 
 export type LutGroup = 32 | 64 | 128;
@@ -75,7 +76,8 @@ export function reconstruct(q: QuantizedMatrix, rows: number, cols: number): Flo
       const i = r * cols + c;
       const g = r * groups + Math.floor(c / e.group);
       if ("codes" in q && e.kind === "bitplane") {
-        if (e.scales === "zero-point") out[i] = q.scales[g] * (q.codes[i] - q.zeros[g]);
+        // Stored as d and the offset m = -d*z (runtime/format/pack-lut.ts), which dequantise as f32(d*q) + m.
+        if (e.scales === "zero-point") out[i] = Math.fround(q.scales[g] * q.codes[i]) + offsetFromZero(e, q.scales[g], q.zeros[g]);
         else {
           let w = q.zeros[g];
           for (let p = 0; p < e.bits; p++) w += q.scales[g * e.bits + p] * ((q.codes[i] >> p) & 1);

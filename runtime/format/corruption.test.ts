@@ -113,8 +113,8 @@ describe("flipped bytes", () => {
 
   test("each section reports its own kind of damage", () => {
     for (let at = 0; at < 8; at++) expect(expectFormatError(() => parseCheckpointHeader(flipped(at))).offset).toBe(0);
-    expect(expectFormatError(() => parseCheckpointHeader(flipped(PREAMBLE.version, 0x02))).message).toContain(
-      "file version 3 is newer than this crumb (1): upgrade crumb",
+    expect(expectFormatError(() => parseCheckpointHeader(flipped(PREAMBLE.version, 0x01))).message).toContain(
+      "file version 3 is newer than this crumb (2): upgrade crumb",
     );
     expect(expectFormatError(() => parseCheckpointHeader(flipped(PREAMBLE.flags))).message).toContain("unknown flags");
     for (const at of [PREAMBLE.metaChecksum, PREAMBLE_SIZE, headerEnd - 1, headerEnd, metaEnd - 1]) {
@@ -229,10 +229,26 @@ describe("forged files (valid checksum, inconsistent contents)", () => {
   });
 
   test("future and impossible versions", () => {
-    const future = expectFormatError(() => parseCheckpointHeader(forge([ra, rb], { version: 2 })));
-    expect(future.message).toContain("file version 2 is newer than this crumb (1): upgrade crumb");
+    const future = expectFormatError(() => parseCheckpointHeader(forge([ra, rb], { version: 3 })));
+    expect(future.message).toContain("file version 3 is newer than this crumb (2): upgrade crumb");
     expect(future.offset).toBe(PREAMBLE.version);
     expectFormatError(() => parseCheckpointHeader(forge([ra, rb], { version: 0 })));
+  });
+
+  test("a version-1 file reads when it holds no LUT tensor; its bit-plane or ternary tensors are refused by name", () => {
+    expect(parseCheckpointHeader(forge([ra, rb], { version: 1 })).tensors.map((t) => t.name)).toEqual(["a", "b"]);
+    const v1 = sampleInput();
+    const lut = v1.tensors.find((t) => t.encoding.kind === "bitplane")!;
+    const forged = assemble({
+      header: v1.header,
+      records: parseCheckpointHeader(serializeCheckpoint(v1)).tensors,
+      payloads: Object.fromEntries(v1.tensors.map((t) => [t.name, t.bytes])),
+      version: 1,
+    });
+    const error = expectFormatError(() => parseCheckpointHeader(forged));
+    expect(error.tensor).toBe(lut.name);
+    expect(error.message).toContain("version-1 LUT layout");
+    expect(error.message).toContain("re-quantize");
   });
 
   test("trailing bytes and an inconsistent file length field", () => {

@@ -10,17 +10,23 @@
  * - q8{group}: int8 row-major with each row padded to K' = ceil(K/group)*group (pad 0),
  *   then, from the next 64-byte boundary, one f16 scale per (row, group), row-major.
  *   w = scale * q.
- * - bitplane{bits b, group G, scales} and ternary{group G, planes}: rows padded to a tile of
- *   16 and K to the group. For each row tile (16 rows), for each group, one block:
- *     indices: for each pair of 4-column quads (G/8 pairs), for each plane p, 16 bytes; byte
- *       2j (2j+1) holds row j's (row 8+j's) 4-bit index for the even quad in its low nibble
- *       and for the odd quad in its high nibble (index bit i = bit p of the code of column
- *       4*quad+i);
- *     scales (f16, 16 per vector, rows in order): zero-point: 16 d then 16 z (w = d*(q - z));
- *       per-plane: b planes of 16 s_p then 16 z (w = sum_p s_p*bit_p(q) + z);
- *       ternary: 16 alpha per trit-plane (w = sum_k alpha_k * t_k, t in {-1,0,1}).
- *   A trit t is stored as the 2-bit code t+1 (two bit-planes), so ternary with 1 or 2
- *   trit-planes streams 2 or 4 bit-planes through the same LUT kernel.
+ * - bitplane{bits b, group G, scales, scaleType} and ternary{group G, planes, scaleType}
+ *   (layout version 2, kernels-wasm/src/gemm.rs): rows padded to a tile of 16, K to the group.
+ *   Column blocks of COL_BLOCK (2048) columns, each holding every row tile; within a block,
+ *   tile by tile, one block per group of the tile: index vectors, then scale vectors.
+ *     Stream planes: bitplane b; ternary 2 per trit-plane (a trit t is the 2-bit code t+1).
+ *     Units: plane pairs (2u, 2u+1), then a lone plane when the count is odd.
+ *     Index vectors: for each pair of 4-column quads (2i, 2i+1) (G/8 pairs), unit by unit:
+ *       a pair unit is two vectors (half h = rows 8h..8h+7 of the tile) whose byte 4j+2s+p
+ *       holds row 8h+j+4s, plane 2u+p; a lone unit is one vector whose byte 4j+2s+e holds
+ *       row 8e+j+4s. The low nibble is the row's bits of quad 2i (bit k = column 8i+k), the
+ *       high nibble those of quad 2i+1 (column 8i+4+k).
+ *     Scale vectors (16 values each, f16 or bf16 by `scaleType`): value 8h+2j+s is row
+ *       8h+j+4s (the order of the kernel's accumulator lanes). zero-point: d then m
+ *       (w = d*q + m, m = -d*z); per-plane: s_0..s_{b-1} then m (w = sum_p s_p*bit_p(q) + m);
+ *       ternary: alpha per trit-plane (w = sum_k alpha_k * t_k).
+ *   Version 1 files used another LUT layout (16-row tiles, plane-major vectors, d and z);
+ *   readers refuse those tensors (re-quantize).
  */
 import { FormatError } from "../errors.ts";
 
@@ -30,24 +36,32 @@ export type Encoding =
   /** int8 per group of `group` weights along a row, one f16 scale per group (symmetric). */
   | { readonly kind: "q8"; readonly group: number }
   /**
-   * b one-bit planes per weight (T-MAC). `scales`: "zero-point" = one f16 scale d and one f16
-   * zero point z per group (w = d*(q-z)); "per-plane" = one f16 scale per plane plus one f16
-   * offset z per group (ELUTQ/HLQ: w = sum_p s_p*bit_p(q) + z).
+   * b one-bit planes per weight (T-MAC). `scales`: "zero-point" = per group a scale d and an
+   * offset m = -d*z, the zero point times the scale (w = d*(q-z) = d*q + m); "per-plane" = one
+   * scale per plane plus an offset m per group (ELUTQ/HLQ: w = sum_p s_p*bit_p(q) + m).
+   * Scales are f16, or bf16 with `scaleType: "bf16"` (cheaper to widen on ARM64).
    */
   | {
     readonly kind: "bitplane";
     readonly bits: 1 | 2 | 3 | 4;
     readonly group: 32 | 64 | 128;
     readonly scales: "zero-point" | "per-plane";
+    readonly scaleType?: ScaleType;
   }
-  /** weights in {-1, 0, +1} with one f16 scale per group per trit-plane (BitNet absmean; PTQTP uses two). */
-  | { readonly kind: "ternary"; readonly group: 32 | 64 | 128; readonly planes: 1 | 2 };
+  /** weights in {-1, 0, +1} with one scale per group per trit-plane (BitNet absmean; PTQTP uses two). */
+  | { readonly kind: "ternary"; readonly group: 32 | 64 | 128; readonly planes: 1 | 2; readonly scaleType?: ScaleType };
+
+/** Storage of the LUT encodings' group scales (absent: f16). */
+export type ScaleType = "f16" | "bf16";
+export const SCALE_TYPES = ["f16", "bf16"] as const;
 
 export const ENCODING_KINDS = ["f32", "f16", "q8", "bitplane", "ternary"] as const;
 export const LUT_GROUPS = [32, 64, 128] as const;
 export const BITPLANE_BITS = [1, 2, 3, 4] as const;
-/** Rows per tile of the LUT layouts: one i8x16.swizzle looks up 16 rows. */
+/** Rows per tile of the LUT layouts (two 8-row halves). */
 export const ROW_TILE = 16;
+/** Columns per column block of the LUT layouts (tables of one block stay in L1). */
+export const COL_BLOCK = 2048;
 /** Every tensor's data starts on this boundary in the checkpoint and in WASM memory. */
 export const TENSOR_ALIGN = 64;
 
@@ -67,8 +81,10 @@ export interface MatrixLayout {
   /** bytes of indices per (row tile, group) block, then `scaleBytes` of f16 scales. */
   readonly indexBytes: number;
   readonly scaleBytes: number;
-  /** bytes per (row tile, group) block; a row tile is `groups` consecutive blocks. */
+  /** bytes per (row tile, group) block (LUT encodings; see blockOffset). */
   readonly blockBytes: number;
+  /** LUT encodings: groups per column block (COL_BLOCK / group); 0 otherwise. */
+  readonly blockGroups: number;
   /** q8: byte offset of the f16 scale region. */
   readonly scaleOffset: number;
   readonly byteLength: number;
@@ -112,6 +128,7 @@ export function validateEncoding(e: unknown): Encoding {
         bits: o.bits as 1 | 2 | 3 | 4,
         group: o.group as 32 | 64 | 128,
         scales: o.scales,
+        ...scaleTypeField(o.scaleType, show),
       };
     }
     case "ternary": {
@@ -119,11 +136,23 @@ export function validateEncoding(e: unknown): Encoding {
         fail(`ternary encoding ${show}: group must be 32, 64 or 128`);
       }
       if (o.planes !== 1 && o.planes !== 2) fail(`ternary encoding ${show}: planes must be 1 or 2`);
-      return { kind: "ternary", group: o.group as 32 | 64 | 128, planes: o.planes };
+      return { kind: "ternary", group: o.group as 32 | 64 | 128, planes: o.planes, ...scaleTypeField(o.scaleType, show) };
     }
     default:
       fail(`unknown tensor encoding kind ${JSON.stringify(o.kind)}; supported: ${ENCODING_KINDS.join(", ")}`);
   }
+}
+
+/** The optional scaleType field: absent or "f16" reads as f16 (kept absent), "bf16" kept. */
+function scaleTypeField(v: unknown, show: string): { scaleType?: "bf16" } {
+  if (v === undefined || v === "f16") return {};
+  if (v === "bf16") return { scaleType: "bf16" };
+  fail(`encoding ${show}: scaleType must be "f16" or "bf16"`);
+}
+
+/** The scale storage of a LUT encoding. */
+export function scaleType(e: Encoding): ScaleType {
+  return "scaleType" in e && e.scaleType === "bf16" ? "bf16" : "f16";
 }
 
 /** Short name for logs and benchmarks: f32, f16, q8g32, q2g64zp, q3g128pp, t1g64, t2g128. */
@@ -135,9 +164,9 @@ export function encodingName(e: Encoding): string {
     case "q8":
       return `q8g${e.group}`;
     case "bitplane":
-      return `q${e.bits}g${e.group}${e.scales === "zero-point" ? "zp" : "pp"}`;
+      return `q${e.bits}g${e.group}${e.scales === "zero-point" ? "zp" : "pp"}${scaleType(e) === "bf16" ? "b" : ""}`;
     case "ternary":
-      return `t${e.planes}g${e.group}`;
+      return `t${e.planes}g${e.group}${scaleType(e) === "bf16" ? "b" : ""}`;
   }
 }
 
@@ -159,7 +188,7 @@ function checkDims(e: Encoding, rows: number, cols: number): void {
 /** Layout of a 2-D (rows, cols) tensor in encoding `e`. */
 export function matrixLayout(e: Encoding, rows: number, cols: number): MatrixLayout {
   checkDims(e, rows, cols);
-  const none = { indexBytes: 0, scaleBytes: 0, blockBytes: 0, scaleOffset: 0, planes: 0 };
+  const none = { indexBytes: 0, scaleBytes: 0, blockBytes: 0, blockGroups: 0, scaleOffset: 0, planes: 0 };
   switch (e.kind) {
     case "f32":
     case "f16": {
@@ -187,7 +216,7 @@ export function matrixLayout(e: Encoding, rows: number, cols: number): MatrixLay
       const planes = lutPlanes(e);
       const groups = Math.ceil(cols / e.group);
       const rowsPadded = Math.ceil(rows / ROW_TILE) * ROW_TILE;
-      const indexBytes = 2 * planes * e.group; // G/8 quad pairs x planes x 16 bytes
+      const indexBytes = 2 * planes * e.group; // G/8 quad pairs x planes x 16 bytes (16 rows x 8 columns x 1 bit)
       const scaleBytes = 2 * ROW_TILE * (e.kind === "ternary" ? e.planes : e.scales === "zero-point" ? 2 : e.bits + 1);
       const blockBytes = indexBytes + scaleBytes;
       return {
@@ -201,11 +230,23 @@ export function matrixLayout(e: Encoding, rows: number, cols: number): MatrixLay
         indexBytes,
         scaleBytes,
         blockBytes,
+        blockGroups: COL_BLOCK / e.group,
         scaleOffset: 0,
         byteLength: (rowsPadded / ROW_TILE) * groups * blockBytes,
       };
     }
   }
+}
+
+/**
+ * Byte offset of the (row tile, group) block of a LUT matrix: column blocks of `blockGroups`
+ * groups, each holding every tile, tiles in order, groups in order within a tile.
+ */
+export function blockOffset(l: MatrixLayout, tile: number, group: number): number {
+  const g0 = Math.floor(group / l.blockGroups) * l.blockGroups;
+  const inBlock = Math.min(l.blockGroups, l.groups - g0);
+  const tiles = l.rowsPadded / ROW_TILE;
+  return (g0 * tiles + tile * inBlock + (group - g0)) * l.blockBytes;
 }
 
 /**

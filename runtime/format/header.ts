@@ -9,7 +9,7 @@ import { FormatError, InvalidArgumentError } from "../errors.ts";
 
 /** 0x89 "CRUMB" CR LF: the high byte catches 7-bit transfers, CR LF catches text-mode line-ending rewrites. */
 export const MAGIC = Uint8Array.of(0x89, 0x43, 0x52, 0x55, 0x4d, 0x42, 0x0d, 0x0a);
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 export const PREAMBLE_SIZE = 64;
 /** Every tensor's data starts at an absolute file offset that is a multiple of this. */
 export const TENSOR_ALIGNMENT = 64;

@@ -57,6 +57,30 @@ export function scaleToF16(value: number, what: string): number {
   return h;
 }
 
+/** f32 -> bfloat16 bits (the top half of the f32), round-half-to-even; NaN stays NaN. */
+export function f32ToBf16(value: number): number {
+  f32Scratch[0] = value;
+  const x = u32Scratch[0];
+  if ((x & 0x7fffffff) > 0x7f800000) return (x >>> 16) | 0x40; // quiet NaN
+  const rounded = x + 0x7fff + ((x >>> 16) & 1);
+  return (rounded >>> 16) & 0xffff;
+}
+
+/** bfloat16 bits -> number (exact). */
+export function bf16ToF32(h: number): number {
+  u32Scratch[0] = (h & 0xffff) << 16;
+  return f32Scratch[0];
+}
+
+/** bf16 bits of a finite scale; throws FormatError for values bf16 cannot hold. */
+export function scaleToBf16(value: number, what: string): number {
+  const h = f32ToBf16(value);
+  if (!Number.isFinite(value) || (h & 0x7f80) === 0x7f80) {
+    throw new FormatError(`${what} ${value} is not a finite bfloat16; rescale the weights before packing`);
+  }
+  return h;
+}
+
 export function packF32(values: Float32Array): Uint8Array {
   return new Uint8Array(values.slice().buffer);
 }

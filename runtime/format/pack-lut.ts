@@ -1,50 +1,87 @@
 /**
  * Packing of the LUT encodings (bitplane and ternary) into the order the WASM kernel streams
- * them (T-MAC, arXiv 2407.00088; layout in encoding.ts): row tiles of 16, per group the index
- * vectors (quad pair, plane, byte: low nibble even quad, high nibble odd quad; byte 2j holds
- * row j, byte 2j+1 row 8+j) then the f16 scale vectors (natural row order). Both encodings reduce to a "stream code" of `planes` bits per weight:
+ * them (T-MAC, arXiv 2407.00088; layout version 2 in encoding.ts): column blocks of 2048
+ * columns, 16-row tiles, per group the index vectors (plane pairs interleaved in adjacent
+ * bytes, a lone plane with both 8-row halves interleaved) then the scale vectors (in the
+ * kernel's row order). Both encodings reduce to a "stream code" of `planes` bits per weight:
  * bitplane: the code q itself; ternary: (t1+1) | (t2+1) << 2.
  */
 import { FormatError } from "../errors.ts";
-import { type Encoding, lutPlanes, type MatrixLayout, matrixLayout, ROW_TILE } from "./encoding.ts";
-import { checkLength, f16ToF32, scaleToF16 } from "./pack-f16.ts";
+import { blockOffset, type Encoding, lutPlanes, type MatrixLayout, matrixLayout, ROW_TILE, scaleType } from "./encoding.ts";
+import { bf16ToF32, checkLength, f16ToF32, scaleToBf16, scaleToF16 } from "./pack-f16.ts";
 
 export type BitplaneEncoding = Extract<Encoding, { kind: "bitplane" }>;
 export type TernaryEncoding = Extract<Encoding, { kind: "ternary" }>;
 export type LutEncoding = BitplaneEncoding | TernaryEncoding;
 
 /**
- * Group parameters of a bitplane matrix, (rows, groups) row-major, stored as f16.
- * zero-point: scales (rows*groups) = d, zeros = z; per-plane: scales (rows*groups*bits,
- * plane fastest) = s_p, zeros = the offset z.
+ * Group parameters of a bitplane matrix, (rows, groups) row-major. zero-point: scales
+ * (rows*groups) = d with either zeros z (stored as the offset m = -d*z, computed from d as
+ * stored) or offsets m directly (exact, e.g. a GGUF Q4_1 min); per-plane: scales
+ * (rows*groups*bits, plane fastest) = s_p with offsets (or zeros, meaning the offset itself).
  */
-export interface BitplaneParams {
-  readonly scales: Float32Array;
-  readonly zeros: Float32Array;
-}
+export type BitplaneParams =
+  | { readonly scales: Float32Array; readonly zeros: Float32Array }
+  | { readonly scales: Float32Array; readonly offsets: Float32Array };
 
 /** Unpacked LUT matrix: stream codes (rowsPadded, colsPadded) and scale vectors per block. */
 export interface LutUnpacked {
   readonly layout: MatrixLayout;
   readonly codes: Uint8Array;
-  /** (rowsPadded, groups, vectors): the f16 scale vectors of each block, per row. */
+  /** (rowsPadded, groups, vectors): the scale vectors of each block, per row, as stored. */
   readonly scales: Float32Array;
   readonly vectors: number;
-}
-
-/** Row (within its tile of 16) whose indices byte j of an index vector holds. */
-export function rowOfByte(j: number): number {
-  return (j & 1) === 0 ? j >> 1 : 8 + (j >> 1);
 }
 
 export function isLutEncoding(e: Encoding): e is LutEncoding {
   return e.kind === "bitplane" || e.kind === "ternary";
 }
 
-/** Scale vectors per block: zero-point 2 (d, z), per-plane bits+1 (s_p.., z), ternary planes. */
+/** Scale vectors per block: zero-point 2 (d, m), per-plane bits+1 (s_p.., m), ternary planes. */
 export function scaleVectors(e: LutEncoding): number {
   if (e.kind === "ternary") return e.planes;
   return e.scales === "zero-point" ? 2 : e.bits + 1;
+}
+
+/** Row of the tile held by value `q` of a scale vector (and i16 lane q of the kernel). */
+export function rowOfScaleValue(q: number): number {
+  return 8 * (q >> 3) + ((q & 7) >> 1) + 4 * (q & 1);
+}
+
+/**
+ * Where row `j` (0..15) of a tile keeps plane `p`'s bits inside the index vectors of one quad
+ * pair: [vector index within the pair's vectors, byte]. Pair units (p < planes & ~1) hold
+ * 8 rows per vector, the lone plane both halves.
+ */
+export function indexByteOf(planes: number, j: number, p: number): [number, number] {
+  const h = j >> 3;
+  const r = j & 7;
+  const at = 4 * (r & 3) + 2 * (r >> 2);
+  if (p < (planes & ~1)) return [2 * (p >> 1) + h, at + (p & 1)];
+  return [planes & ~1, at + h];
+}
+
+/** Scale bits in the encoding's storage type. */
+function storeScale(e: LutEncoding, value: number, what: string): number {
+  return scaleType(e) === "bf16" ? scaleToBf16(value, what) : scaleToF16(value, what);
+}
+
+/** The value a stored scale holds. */
+export function loadScale(e: LutEncoding, bits: number): number {
+  return scaleType(e) === "bf16" ? bf16ToF32(bits) : f16ToF32(bits);
+}
+
+/** Rounds a value as storing it as a scale of this encoding does. */
+export function roundScale(e: LutEncoding, value: number): number {
+  return loadScale(e, storeScale(e, value, "scale"));
+}
+
+/**
+ * The offset a zero-point group stores for scale d and zero point z: m = -d*z with d as stored,
+ * rounded as stored, so w = d*q + m equals d*(q - z) up to one rounding of m.
+ */
+export function offsetFromZero(e: LutEncoding, d: number, z: number): number {
+  return roundScale(e, -roundScale(e, d) * z);
 }
 
 function packBlocks(
@@ -62,11 +99,12 @@ function packBlocks(
   const view = new DataView(out.buffer);
   const tiles = l.rowsPadded / ROW_TILE;
   const pad = (r: number, c: number) => (r < rows && c < cols ? code(r, c) : 0);
+  const where = Array.from({ length: ROW_TILE }, (_, j) => Array.from({ length: B }, (_, p) => indexByteOf(B, j, p)));
   for (let tile = 0; tile < tiles; tile++) {
     for (let g = 0; g < l.groups; g++) {
-      const blk = (tile * l.groups + g) * l.blockBytes;
+      const blk = blockOffset(l, tile, g);
       for (let j = 0; j < ROW_TILE; j++) {
-        const r = tile * ROW_TILE + rowOfByte(j);
+        const r = tile * ROW_TILE + j;
         for (let i = 0; i < G / 8; i++) {
           const c0 = g * G + 8 * i;
           for (let p = 0; p < B; p++) {
@@ -76,13 +114,15 @@ function packBlocks(
               lo |= ((pad(r, c0 + b) >> p) & 1) << b;
               hi |= ((pad(r, c0 + 4 + b) >> p) & 1) << b;
             }
-            out[blk + 16 * (i * B + p) + j] = lo | (hi << 4);
+            const [v, byte] = where[j][p];
+            out[blk + 16 * (i * B + v) + byte] = lo | (hi << 4);
           }
         }
-        const rs = tile * ROW_TILE + j;
+      }
+      for (let q = 0; q < ROW_TILE; q++) {
+        const r = tile * ROW_TILE + rowOfScaleValue(q);
         for (let k = 0; k < vectors; k++) {
-          const h = rs < rows ? scale(rs, g, k) : 0;
-          view.setUint16(blk + l.indexBytes + 32 * k + 2 * j, h, true);
+          view.setUint16(blk + l.indexBytes + 32 * k + 2 * q, r < rows ? scale(r, g, k) : 0, true);
         }
       }
     }
@@ -105,22 +145,24 @@ export function packBitplane(
     if (codes[i] >= limit) throw new FormatError(`packBitplane: code ${codes[i]} at index ${i} does not fit ${e.bits} bits`);
   }
   const perRow = e.scales === "zero-point" ? 1 : e.bits;
-  if (params.scales.length !== rows * l.groups * perRow || params.zeros.length !== rows * l.groups) {
+  const second = "offsets" in params ? params.offsets : params.zeros;
+  if (params.scales.length !== rows * l.groups * perRow || second.length !== rows * l.groups) {
     throw new FormatError(
       `packBitplane: expected ${rows * l.groups * perRow} scales and ${
         rows * l.groups
-      } zeros for ${rows}x${l.groups} groups, got ${params.scales.length} and ${params.zeros.length}`,
+      } ${"offsets" in params ? "offsets" : "zeros"} for ${rows}x${l.groups} groups, got ${params.scales.length} and ${second.length}`,
     );
   }
   const scale = (r: number, g: number, k: number): number => {
     const rg = r * l.groups + g;
-    if (k === perRow) return scaleToF16(params.zeros[rg], "bitplane zero");
-    return scaleToF16(params.scales[rg * perRow + k], "bitplane scale");
+    if (k < perRow) return storeScale(e, params.scales[rg * perRow + k], "bitplane scale");
+    if ("offsets" in params || e.scales === "per-plane") return storeScale(e, second[rg], "bitplane offset");
+    return storeScale(e, offsetFromZero(e, params.scales[rg], second[rg]), "bitplane offset");
   };
   return packBlocks(e, rows, cols, (r, c) => codes[r * cols + c], scale);
 }
 
-/** trits: (planes, rows, cols) in {-1, 0, 1}; alphas: (rows, groups, planes) stored as f16. */
+/** trits: (planes, rows, cols) in {-1, 0, 1}; alphas: (rows, groups, planes). */
 export function packTernary(
   e: TernaryEncoding,
   trits: Int8Array,
@@ -144,7 +186,7 @@ export function packTernary(
     if (e.planes === 2) v |= (trits[n + r * cols + c] + 1) << 2;
     return v;
   };
-  const scale = (r: number, g: number, k: number) => scaleToF16(alphas[(r * l.groups + g) * e.planes + k], "ternary scale");
+  const scale = (r: number, g: number, k: number) => storeScale(e, alphas[(r * l.groups + g) * e.planes + k], "ternary scale");
   return packBlocks(e, rows, cols, code, scale);
 }
 
@@ -158,22 +200,26 @@ export function unpackLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols:
   const view = new DataView(bytes.buffer, bytes.byteOffset, l.byteLength);
   const codes = new Uint8Array(l.rowsPadded * l.colsPadded);
   const scales = new Float32Array(l.rowsPadded * l.groups * vectors);
+  const where = Array.from({ length: ROW_TILE }, (_, j) => Array.from({ length: B }, (_, p) => indexByteOf(B, j, p)));
   for (let tile = 0; tile < l.rowsPadded / ROW_TILE; tile++) {
     for (let g = 0; g < l.groups; g++) {
-      const blk = (tile * l.groups + g) * l.blockBytes;
+      const blk = blockOffset(l, tile, g);
       for (let j = 0; j < ROW_TILE; j++) {
-        const r = tile * ROW_TILE + rowOfByte(j);
+        const r = tile * ROW_TILE + j;
         for (let i = 0; i < G / 8; i++) {
           for (let p = 0; p < B; p++) {
-            const byte = bytes[blk + 16 * (i * B + p) + j];
+            const [v, at] = where[j][p];
+            const byte = bytes[blk + 16 * (i * B + v) + at];
             for (let b = 0; b < 8; b++) {
               codes[r * l.colsPadded + g * G + 8 * i + b] |= ((byte >> b) & 1) << p;
             }
           }
         }
-        const rs = tile * ROW_TILE + j;
+      }
+      for (let q = 0; q < ROW_TILE; q++) {
+        const r = tile * ROW_TILE + rowOfScaleValue(q);
         for (let k = 0; k < vectors; k++) {
-          scales[(rs * l.groups + g) * vectors + k] = f16ToF32(view.getUint16(blk + l.indexBytes + 32 * k + 2 * j, true));
+          scales[(r * l.groups + g) * vectors + k] = loadScale(e, view.getUint16(blk + l.indexBytes + 32 * k + 2 * q, true));
         }
       }
     }
@@ -185,6 +231,7 @@ export function unpackLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols:
 export function dequantizeLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols: number): Float32Array {
   const { layout: l, codes, scales, vectors } = unpackLut(e, bytes, rows, cols);
   const out = new Float32Array(rows * cols);
+  const f = Math.fround;
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
       const q = codes[r * l.colsPadded + c];
@@ -194,7 +241,7 @@ export function dequantizeLut(e: LutEncoding, bytes: Uint8Array, rows: number, c
         w = scales[s] * ((q & 3) - 1);
         if (e.planes === 2) w += scales[s + 1] * ((q >> 2) - 1);
       } else if (e.scales === "zero-point") {
-        w = scales[s] * (q - scales[s + 1]);
+        w = f(scales[s] * q) + scales[s + 1];
       } else {
         w = scales[s + e.bits];
         for (let p = 0; p < e.bits; p++) w += scales[s + p] * ((q >> p) & 1);

@@ -103,6 +103,7 @@ function finishHeader(p: Preamble, preamble: Uint8Array, meta: Uint8Array, size:
     dataOffset: p.dataOffset,
     fileLength: p.fileLength,
     file,
+    version: p.version,
   });
   const dataEnd = tensors.reduce((end, t) => Math.max(end, t.offset + t.byteLength), p.dataOffset);
   if (dataEnd !== p.fileLength) {

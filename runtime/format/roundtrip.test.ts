@@ -26,7 +26,7 @@ describe("checkpoint round trip", () => {
 
   test("header, table and every tensor's bytes come back identical", async () => {
     const info = parseCheckpointHeader(file);
-    expect(info.version).toBe(1);
+    expect(info.version).toBe(2);
     expect(info.header).toEqual(SAMPLE_HEADER);
     expect(Object.keys(info.header.chatTemplates)).toEqual(["default", "tool_use"]);
     expect(info.tensors.map((t) => t.name)).toEqual(input.tensors.map((t) => t.name));

@@ -7,6 +7,7 @@
 
 import { FormatError } from "../errors.ts";
 import { type Encoding, packedByteLength, validateEncoding } from "./encoding.ts";
+import { FORMAT_VERSION } from "./header.ts";
 import { TENSOR_ALIGNMENT } from "./header.ts";
 
 /** Highest tensor rank the table stores. */
@@ -79,6 +80,8 @@ export interface TableContext {
   dataOffset: number;
   fileLength: number;
   file?: string;
+  /** The file's format version (version 1 files hold the old LUT layout). */
+  version?: number;
 }
 
 /** Decodes and validates the table; every error names the absolute offset and, once known, the tensor. */
@@ -144,6 +147,13 @@ export function decodeTable(bytes: Uint8Array, ctx: TableContext): TensorRecord[
         `tensor "${name}" has an unknown or invalid encoding ${encodingText === "" ? "(unreadable)" : encodingText}: ` +
           `${cause instanceof Error ? cause.message : String(cause)}; upgrade crumb or re-quantize the model`,
         { file, tensor: name, offset: tableOffset + encodingAt, cause },
+      );
+    }
+    if ((ctx.version ?? FORMAT_VERSION) < 2 && (encoding!.kind === "bitplane" || encoding!.kind === "ternary")) {
+      throw new FormatError(
+        `tensor "${name}" is packed in the version-1 LUT layout (written by crumb 0.1), which this crumb no longer runs; ` +
+          `re-quantize the model from its source checkpoint (bun run quantize <source> -o <file>)`,
+        { file, tensor: name, offset: tableOffset + encodingAt },
       );
     }
     at += 2 + encodingLength;

@@ -6,7 +6,7 @@
  * argument is still checked here (ShapeError/KernelError) so no kernel reads the wrong bytes.
  */
 import { KernelError, ShapeError } from "../errors.ts";
-import { encodingName, lutPlanes, TENSOR_ALIGN } from "../format/encoding.ts";
+import { encodingName, lutPlanes, TENSOR_ALIGN, scaleType } from "../format/encoding.ts";
 import type { PackedMatrix } from "./matmul.ts";
 import { checkRegion, type F32Source, status, withInput, withOutput } from "./matmul-inputs.ts";
 import { splitRows } from "./pool.ts";
@@ -82,7 +82,8 @@ export function gemvDequantCall(k: Kernels, a: PackedMatrix, x: number, out: num
     case "bitplane":
     case "ternary": {
       const mode = e.kind === "ternary" ? 2 : LUT_MODE[e.scales];
-      return call("gemv_dequant_lut", (b, en, s) => [lutPlanes(e), e.group, mode, a.ptr, x, rows, cols, b, en, out, slotPtr(s)]);
+      const st = scaleType(e) === "bf16" ? 1 : 0;
+      return call("gemv_dequant_lut", (b, en, s) => [lutPlanes(e), e.group, mode, st, a.ptr, x, rows, cols, b, en, out, slotPtr(s)]);
     }
     case "q8":
       return call("gemv_dequant_q8", (b, en, s) => [a.ptr, a.layout.scaleOffset, e.group, x, rows, cols, b, en, out, slotPtr(s)]);

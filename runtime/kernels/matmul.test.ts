@@ -1,14 +1,17 @@
 /**
  * Parity of the LUT matmul kernels (kernels-wasm/src/{lut,gemm}.rs) with their TypeScript
- * twins (reference/matmul.ts) for every bit width, ternary plane count, group size and scale
- * scheme, on odd shapes: rows not a multiple of the 16-row tile, cols not a multiple of the
- * group, m not a multiple of the 8-token tile. Tables and int lookup sums must match exactly;
- * the scaled outputs too (the twin repeats the kernel's f32 operations in order). Against an
- * f64 matmul on the dequantised weights the LUT result is bounded by the int8 table rounding:
- * each looked-up entry is off by at most half a table step ts/2, so per row
- * |err| <= sum_g (ts_g/2) * (G/8) * sum_p |c_p| (plus f32 rounding).
+ * twins (reference/matmul.ts) for every bit width, ternary plane count, group size, scale
+ * scheme and scale type, in both kernel flavours (i16 relaxed dot and i32 relaxed dot-add),
+ * on odd shapes: rows not a multiple of the 16-row tile, cols not a multiple of the group,
+ * m = 11 tokens (token tiles of 4, 4, 2 and 1), and matrices wider than one 2048-column
+ * block. Tables and integer sums must match exactly; the scaled outputs too (the twin
+ * repeats the kernel's f32 operations in order). Against an f64 matmul on the dequantised
+ * weights the LUT result is bounded by the int8 table rounding: each looked-up entry is off
+ * by at most half a table step ts/2, so per row |err| <= sum_g (ts_g/2) * (G/4) * sum_p |c_p|
+ * (plus f32 rounding), c_p being plane p's weight in w.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import process from "node:process";
 import type { Encoding } from "../format/encoding.ts";
 import { encodingName, matrixLayout } from "../format/encoding.ts";
 import { dequantize } from "../format/pack-dequantize.ts";
@@ -26,9 +29,27 @@ const M = 11;
 const encodings: LutEncoding[] = [];
 for (const group of [32, 64, 128] as const) {
   for (const bits of [1, 2, 3, 4] as const) {
-    for (const scales of ["zero-point", "per-plane"] as const) encodings.push({ kind: "bitplane", bits, group, scales });
+    for (const scales of ["zero-point", "per-plane"] as const) {
+      encodings.push({ kind: "bitplane", bits, group, scales });
+      if (group === 64) encodings.push({ kind: "bitplane", bits, group, scales, scaleType: "bf16" });
+    }
   }
   for (const planes of [1, 2] as const) encodings.push({ kind: "ternary", group, planes });
+}
+encodings.push({ kind: "ternary", group: 64, planes: 1, scaleType: "bf16" }, { kind: "ternary", group: 128, planes: 2, scaleType: "bf16" });
+
+/** The kernel flavours this binary runs (the baseline build has only the i16 one). */
+const FLAVORS = (["madd", "dot"] as const).filter((_, f) => k.exports.set_lut_flavor(f) === 0);
+const DEFAULT_FLAVOR = process.arch === "arm64" && FLAVORS.includes("dot") ? 1 : 0;
+afterAll(() => k.exports.set_lut_flavor(DEFAULT_FLAVOR));
+
+/** Runs `body` with the kernels set to each flavour in turn. */
+function eachFlavor(body: (flavor: string) => void): void {
+  for (const [f, name] of FLAVORS.entries()) {
+    expect(k.exports.set_lut_flavor(f)).toBe(0);
+    body(name);
+  }
+  k.exports.set_lut_flavor(DEFAULT_FLAVOR);
 }
 
 function activations(m: number, cols: number, seed: number): Float32Array {
@@ -54,7 +75,7 @@ function lutBound(e: LutEncoding, bytes: Uint8Array, rows: number, cols: number,
         if (e.kind === "ternary") { for (let q = 0; q < e.planes; q++) coef += 3 * Math.abs(scales[s + q]); }
         else if (e.scales === "zero-point") coef = Math.abs(scales[s]) * ((1 << e.bits) - 1);
         else for (let p = 0; p < e.bits; p++) coef += Math.abs(scales[s + p]);
-        b += (meta.getFloat32(8 * g, true) / 2) * (e.group / 8) * coef;
+        b += (meta.getFloat32(8 * g, true) / 2) * (e.group / 4) * coef;
       }
       out[t * rows + r] = b * 1.001 + 1e-4;
     }
@@ -62,37 +83,51 @@ function lutBound(e: LutEncoding, bytes: Uint8Array, rows: number, cols: number,
   return out;
 }
 
+function checkParity(e: LutEncoding, rows: number, cols: number, m: number): void {
+  const w = randomFloats(rows * cols, 7);
+  const bytes = quantizeRtn(e, w, rows, cols, 3);
+  const x = activations(m, cols, 11);
+  const mark = k.arena.mark();
+  try {
+    const a = createPackedMatrix(k, e, rows, cols, bytes);
+    const lut = createLut(k, cols, e.group, m);
+    buildLutWasm(k, lut, x, m);
+    const stride = lutByteLength(cols, e.group);
+    const luts = new Uint8Array(m * stride);
+    for (let t = 0; t < m; t++) luts.set(buildLut(x.subarray(t * cols, (t + 1) * cols), cols, e.group), t * stride);
+    expect(new Uint8Array(k.memory.buffer, lut.ptr, m * stride)).toEqual(luts);
+
+    const sums = lutGroupSums(e, bytes, rows, cols, luts.subarray(0, stride));
+    const ref = gemmLut(e, bytes, rows, cols, luts, m);
+    const exact = matmulF64(dequantize(e, bytes, rows, cols), x, m, rows, cols);
+    const bound = lutBound(e, bytes, rows, cols, luts, m);
+    eachFlavor(() => {
+      expect(lutGroupSumsWasm(k, a, lut)).toEqual(sums);
+      const y = gemm(k, a, lut, m) as Float32Array;
+      expect(y).toEqual(ref);
+      const y0 = gemv(k, a, x.subarray(0, cols)) as Float32Array;
+      expect(y0).toEqual(ref.subarray(0, rows));
+      for (let i = 0; i < exact.length; i++) expect(Math.abs(y[i] - exact[i])).toBeLessThanOrEqual(bound[i]);
+    });
+  } finally {
+    k.arena.release(mark);
+  }
+}
+
 describe("LUT kernels match their twins", () => {
   for (const e of encodings) {
-    test(`${encodingName(e)}: tables, int sums, gemv, gemm (rows ${ROWS}, cols ${COLS}, m ${M})`, () => {
-      const w = randomFloats(ROWS * COLS, 7);
-      const bytes = quantizeRtn(e, w, ROWS, COLS, 3);
-      const x = activations(M, COLS, 11);
-      const mark = k.arena.mark();
-      try {
-        const a = createPackedMatrix(k, e, ROWS, COLS, bytes);
-        const lut = createLut(k, COLS, e.group, M);
-        buildLutWasm(k, lut, x, M);
-        const stride = lutByteLength(COLS, e.group);
-        const luts = new Uint8Array(M * stride);
-        for (let t = 0; t < M; t++) luts.set(buildLut(x.subarray(t * COLS, (t + 1) * COLS), COLS, e.group), t * stride);
-        expect(new Uint8Array(k.memory.buffer, lut.ptr, M * stride)).toEqual(luts);
-
-        const sums = lutGroupSums(e, bytes, ROWS, COLS, luts.subarray(0, stride));
-        expect(lutGroupSumsWasm(k, a, lut)).toEqual(sums);
-
-        const ref = gemmLut(e, bytes, ROWS, COLS, luts, M);
-        const y = gemm(k, a, lut, M) as Float32Array;
-        expect(y).toEqual(ref);
-        const y0 = gemv(k, a, x.subarray(0, COLS)) as Float32Array;
-        expect(y0).toEqual(ref.subarray(0, ROWS));
-
-        const exact = matmulF64(dequantize(e, bytes, ROWS, COLS), x, M, ROWS, COLS);
-        const bound = lutBound(e, bytes, ROWS, COLS, luts, M);
-        for (let i = 0; i < exact.length; i++) expect(Math.abs(y[i] - exact[i])).toBeLessThanOrEqual(bound[i]);
-      } finally {
-        k.arena.release(mark);
-      }
+    test(`${encodingName(e)}: tables, int sums, gemv, gemm (rows ${ROWS}, cols ${COLS}, m ${M}), ${FLAVORS.join(" and ")}`, () => {
+      checkParity(e, ROWS, COLS, M);
+    });
+  }
+  const wide: LutEncoding[] = [
+    { kind: "bitplane", bits: 2, group: 64, scales: "zero-point" },
+    { kind: "bitplane", bits: 3, group: 32, scales: "per-plane", scaleType: "bf16" },
+    { kind: "ternary", group: 128, planes: 2 },
+  ];
+  for (const e of wide) {
+    test(`${encodingName(e)}: two column blocks (rows 21, cols 2048 + 200, m 5)`, () => {
+      checkParity(e, 21, 2248, 5);
     });
   }
 });
@@ -134,9 +169,10 @@ describe("LUT kernels: shapes and accuracy", () => {
     }
   });
 
-  // Zero-point kernels combine the planes' sums in int16 when (2^b-1)*127*G/4 fits: codes all
-  // 2^b-1 (or 0) under equal activations make every lookup the table's +127 (or -127).
-  test("zero-point at the int8 table limit: plane sums combine exactly for every bits/group", () => {
+  // The kernels accumulate lookups with plane weights in int16 (4 planes at group 128 in two
+  // halves): codes all 2^b-1 (or 0) under equal activations make every lookup the table's
+  // limit 127 (or 0), the largest sums the accumulators ever see.
+  test("zero-point at the table limit: sums stay exact for every bits/group, both flavours", () => {
     for (const group of [32, 64, 128] as const) {
       for (const bits of [1, 2, 3, 4] as const) {
         const e = { kind: "bitplane", bits, group, scales: "zero-point" } as const;
@@ -148,10 +184,13 @@ describe("LUT kernels: shapes and accuracy", () => {
         const lut = buildLut(x, cols, group);
         const mark = k.arena.mark();
         try {
-          const y = gemv(k, createPackedMatrix(k, e, rows, cols, bytes), x) as Float32Array;
-          expect(y).toEqual(gemmLut(e, bytes, rows, cols, lut, 1));
-          const exact = matmulF64(dequantize(e, bytes, rows, cols), x, 1, rows, cols);
-          expect(Array.from(y, (v, i) => Math.abs(v - exact[i]) <= 1e-4 * Math.abs(exact[i]))).not.toContain(false);
+          const a = createPackedMatrix(k, e, rows, cols, bytes);
+          eachFlavor(() => {
+            const y = gemv(k, a, x) as Float32Array;
+            expect(y).toEqual(gemmLut(e, bytes, rows, cols, lut, 1));
+            const exact = matmulF64(dequantize(e, bytes, rows, cols), x, 1, rows, cols);
+            expect(Array.from(y, (v, i) => Math.abs(v - exact[i]) <= 1e-4 * Math.abs(exact[i]))).not.toContain(false);
+          });
         } finally {
           k.arena.release(mark);
         }

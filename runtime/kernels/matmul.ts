@@ -16,6 +16,7 @@ import {
   type MatrixLayout,
   matrixLayout,
   ROW_TILE,
+  scaleType,
   TENSOR_ALIGN,
   validateEncoding,
 } from "../format/encoding.ts";
@@ -110,9 +111,11 @@ function checkInputFits(k: Kernels, op: string, a: PackedMatrix, x: PreparedInpu
   checkRegion(k, `${op} prepared input`, x.ptr, x.stride * m, TENSOR_ALIGN);
 }
 
-function lutArgs(e: Encoding): [number, number, number] {
-  if (e.kind === "bitplane") return [e.bits, e.group, LUT_MODE[e.scales]];
-  if (e.kind === "ternary") return [lutPlanes(e), e.group, 2];
+/** planes, group, mode (0 zero-point/offset, 1 per-plane, 2 ternary) and scale type (0 f16, 1 bf16) of gemm_lut. */
+function lutArgs(e: Encoding): [number, number, number, number] {
+  const st = scaleType(e) === "bf16" ? 1 : 0;
+  if (e.kind === "bitplane") return [e.bits, e.group, LUT_MODE[e.scales], st];
+  if (e.kind === "ternary") return [lutPlanes(e), e.group, 2, st];
   throw new KernelError(`${encodingName(e)} is not a LUT encoding`);
 }
 
@@ -135,15 +138,13 @@ export function gemmShardCall(a: PackedMatrix, x: number | PreparedInput, m: num
   const l = a.layout;
   const cols = a.cols;
   if (e.kind === "bitplane" || e.kind === "ternary") {
-    const [planes, group, mode] = lutArgs(e);
+    const [planes, group, mode, st] = lutArgs(e);
     const lut = x as LutBuffer;
+    // Column blocks span every row: the kernel takes the whole matrix and the row range.
     return {
       exportName: "gemm_lut",
       align: ROW_TILE,
-      argsFor: (begin, end) => [
-        planes, group, mode, a.ptr + (begin / ROW_TILE) * l.groups * l.blockBytes, lut.ptr, lut.stride, m, end - begin, cols,
-        out + 4 * begin, outStride,
-      ],
+      argsFor: (begin, end) => [planes, group, mode, st, a.ptr, lut.ptr, lut.stride, m, a.rows, begin, end, cols, out, outStride],
     };
   }
   if (e.kind === "q8") {
@@ -259,11 +260,18 @@ export function gemv(k: Kernels, a: PackedMatrix, x: F32Source | PreparedInput, 
   return gemm(k, a, x, 1, out);
 }
 
-/** Parity/debug: the kernel's exact int lookup sums (padded rows, groups, planes) for one token. */
+/** Accumulator sets of the LUT kernel: zero-point 1, per-plane one per plane, ternary one per trit-plane. */
+export function lutSetCount(e: Encoding): number {
+  if (e.kind === "ternary") return e.planes;
+  if (e.kind === "bitplane") return e.scales === "zero-point" ? 1 : e.bits;
+  throw new KernelError(`${encodingName(e)} is not a LUT encoding`);
+}
+
+/** Parity/debug: the kernel's exact integer sums (padded rows, groups, sets) for one token. */
 export function lutGroupSums(k: Kernels, a: PackedMatrix, lut: LutBuffer): Int32Array {
   const [planes, group, mode] = lutArgs(a.encoding);
   checkInputFits(k, "lutGroupSums", a, lut, 1);
-  const n = a.layout.rowsPadded * a.layout.groups * planes;
+  const n = a.layout.rowsPadded * a.layout.groups * lutSetCount(a.encoding);
   const mark = k.arena.mark();
   try {
     const op = k.arena.alloc(n * 4, 16);

@@ -1,14 +1,14 @@
 /**
- * Packing round trips for every encoding (runtime/format/pack-*.ts): codes and f16 scales
- * come back unchanged from the native layout, dequantize applies each encoding's formula,
+ * Packing round trips for every encoding (runtime/format/pack-*.ts): codes and f16/bf16
+ * scales come back unchanged from the native layout, dequantize applies each encoding's formula,
  * packedByteLength matches the packed size, and invalid inputs raise FormatError.
  */
 import { describe, expect, test } from "bun:test";
 import { FormatError } from "../errors.ts";
 import { type Encoding, encodingName, matrixLayout, packedByteLength, validateEncoding } from "../format/encoding.ts";
-import { f16ToF32, f32ToF16, packF16, roundToF16 } from "../format/pack-f16.ts";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, packF16, roundToF16 } from "../format/pack-f16.ts";
 import { dequantize } from "../format/pack-dequantize.ts";
-import { packBitplane, packTernary, unpackLut } from "../format/pack-lut.ts";
+import { type BitplaneEncoding, packBitplane, packTernary, unpackLut } from "../format/pack-lut.ts";
 import { packQ8, unpackQ8 } from "../format/pack-q8.ts";
 import { rng } from "./matmul-fixtures.ts";
 
@@ -31,36 +31,41 @@ describe("f16", () => {
 });
 
 describe("LUT encodings round trip", () => {
+  const roundBf16 = (v: number) => bf16ToF32(f32ToBf16(v));
   for (const group of [32, 64, 128] as const) {
     for (const bits of [1, 2, 3, 4] as const) {
       for (const scales of ["zero-point", "per-plane"] as const) {
-        const e = { kind: "bitplane", bits, group, scales } as const;
-        test(encodingName(e), () => {
-          const r = rng(bits * 100 + group);
-          const groups = Math.ceil(COLS / group);
-          const codes = Uint8Array.from({ length: ROWS * COLS }, () => Math.floor(r() * (1 << bits)));
-          const perRow = scales === "zero-point" ? 1 : bits;
-          const sc = Float32Array.from({ length: ROWS * groups * perRow }, () => r() * 0.1 + 0.001);
-          const zeros = Float32Array.from({ length: ROWS * groups }, () => r() * 4 - 1);
-          const bytes = packBitplane(e, codes, { scales: sc, zeros }, ROWS, COLS);
-          expect(bytes.byteLength).toBe(packedByteLength(e, [ROWS, COLS]));
-          const u = unpackLut(e, bytes, ROWS, COLS);
-          const w = dequantize(e, bytes, ROWS, COLS);
-          for (let row = 0; row < ROWS; row++) {
-            for (let c = 0; c < COLS; c++) {
-              const q = codes[row * COLS + c];
-              expect(u.codes[row * u.layout.colsPadded + c]).toBe(q);
-              const rg = row * groups + Math.floor(c / group);
-              let want: number;
-              if (scales === "zero-point") want = roundToF16(sc[rg]) * (q - roundToF16(zeros[rg]));
-              else {
-                want = roundToF16(zeros[rg]);
-                for (let p = 0; p < bits; p++) want += roundToF16(sc[rg * perRow + p]) * ((q >> p) & 1);
+        for (const st of ["f16", "bf16"] as const) {
+          const e = validateEncoding({ kind: "bitplane", bits, group, scales, scaleType: st });
+          const round = st === "bf16" ? roundBf16 : roundToF16;
+          test(encodingName(e), () => {
+            const r = rng(bits * 100 + group);
+            const groups = Math.ceil(COLS / group);
+            const codes = Uint8Array.from({ length: ROWS * COLS }, () => Math.floor(r() * (1 << bits)));
+            const perRow = scales === "zero-point" ? 1 : bits;
+            const sc = Float32Array.from({ length: ROWS * groups * perRow }, () => r() * 0.1 + 0.001);
+            const zeros = Float32Array.from({ length: ROWS * groups }, () => r() * 4 - 1);
+            const bytes = packBitplane(e as BitplaneEncoding, codes, { scales: sc, zeros }, ROWS, COLS);
+            expect(bytes.byteLength).toBe(packedByteLength(e, [ROWS, COLS]));
+            const u = unpackLut(e as BitplaneEncoding, bytes, ROWS, COLS);
+            const w = dequantize(e, bytes, ROWS, COLS);
+            for (let row = 0; row < ROWS; row++) {
+              for (let c = 0; c < COLS; c++) {
+                const q = codes[row * COLS + c];
+                expect(u.codes[row * u.layout.colsPadded + c]).toBe(q);
+                const rg = row * groups + Math.floor(c / group);
+                let want: number;
+                // zero-point stores d and the offset m = -d*z (d as stored); per-plane stores the offset itself.
+                if (scales === "zero-point") want = Math.fround(round(sc[rg]) * q) + round(-round(sc[rg]) * zeros[rg]);
+                else {
+                  want = round(zeros[rg]);
+                  for (let p = 0; p < bits; p++) want += round(sc[rg * perRow + p]) * ((q >> p) & 1);
+                }
+                expect(w[row * COLS + c]).toBeCloseTo(want, 5);
               }
-              expect(w[row * COLS + c]).toBeCloseTo(want, 5);
             }
-          }
-        });
+          });
+        }
       }
     }
     for (const planes of [1, 2] as const) {
@@ -82,6 +87,34 @@ describe("LUT encodings round trip", () => {
       });
     }
   }
+
+  test("offsets are stored exactly (a GGUF Q4_1-style d and min need no zero point)", () => {
+    const e = { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" } as const;
+    const groups = Math.ceil(COLS / 32);
+    const r = rng(9);
+    const codes = Uint8Array.from({ length: ROWS * COLS }, () => Math.floor(r() * 16));
+    const d = Float32Array.from({ length: ROWS * groups }, () => roundToF16(r() * 0.1 + 0.001));
+    const m = Float32Array.from({ length: ROWS * groups }, () => roundToF16(r() - 0.5));
+    const w = dequantize(e, packBitplane(e, codes, { scales: d, offsets: m }, ROWS, COLS), ROWS, COLS);
+    for (let i = 0; i < ROWS * COLS; i++) {
+      const rg = Math.floor(i / COLS) * groups + Math.floor((i % COLS) / 32);
+      expect(w[i]).toBe(Math.fround(Math.fround(d[rg] * codes[i]) + m[rg]));
+    }
+  });
+
+  test("a matrix wider than one column block round-trips (blocks of 2048 columns, the last one short)", () => {
+    const e = { kind: "bitplane", bits: 3, group: 64, scales: "zero-point" } as const;
+    const [rows, cols] = [21, 2048 + 192];
+    const r = rng(11);
+    const codes = Uint8Array.from({ length: rows * cols }, () => Math.floor(r() * 8));
+    const groups = Math.ceil(cols / 64);
+    const sc = Float32Array.from({ length: rows * groups }, () => r() + 0.01);
+    const zeros = Float32Array.from({ length: rows * groups }, () => r() * 7);
+    const u = unpackLut(e, packBitplane(e, codes, { scales: sc, zeros }, rows, cols), rows, cols);
+    for (let row = 0; row < rows; row++) {
+      for (let c = 0; c < cols; c++) expect(u.codes[row * u.layout.colsPadded + c]).toBe(codes[row * cols + c]);
+    }
+  });
 });
 
 describe("q8, f16, f32 round trip and sizes", () => {

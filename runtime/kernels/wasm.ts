@@ -11,7 +11,7 @@ import process from "node:process";
 import { KernelError } from "../errors.ts";
 import { unsharedMemoryBinary } from "./unshared-binary.ts";
 
-export const KERNELS_ABI_VERSION = 4;
+export const KERNELS_ABI_VERSION = 5;
 /** wasm32 addresses 4 GiB at most; the binary is linked with this maximum. */
 export const WASM_MAX_BYTES = 4 * 1024 * 1024 * 1024;
 const PAGE_BYTES = 65536;
@@ -151,7 +151,22 @@ export function instantiateKernels(
     );
   }
   if (stackTop !== undefined) exports.__stack_pointer.value = stackTop;
+  exports.set_lut_flavor(lutFlavor(exports));
   return { exports, memory, module };
+}
+
+/**
+ * The LUT kernels' widening instruction (identical results either way): the i32 dot-add
+ * (SDOT) on ARM64, the i16 dot (PMADDUBSW) elsewhere; CRUMB_LUT_FLAVOR=madd|dot overrides
+ * (tests run both). The baseline binary only has the first.
+ */
+function lutFlavor(exports: KernelExports): number {
+  const forced = environmentVariable("CRUMB_LUT_FLAVOR");
+  if (forced !== undefined && forced !== "" && forced !== "madd" && forced !== "dot") {
+    throw new KernelError(`CRUMB_LUT_FLAVOR=${forced} is not a LUT kernel flavour; use madd or dot`);
+  }
+  const want = forced === "dot" || (forced !== "madd" && process.arch === "arm64") ? 1 : 0;
+  return want === 1 && exports.set_lut_flavor(1) !== 0 ? 0 : want;
 }
 
 /** Bump allocator over the shared memory; regions are 64-byte aligned and never move. */

@@ -6,7 +6,7 @@
  * through the packed byte order, so a packing bug cannot hide in both. Dense twins sum in f64.
  * Method: T-MAC (arXiv 2407.00088), see encoding.ts for the formulas.
  */
-import { type Encoding, lutPlanes, matrixLayout } from "../../format/encoding.ts";
+import { type Encoding, matrixLayout } from "../../format/encoding.ts";
 import { dequantize } from "../../format/pack-dequantize.ts";
 import { f16ToF32 } from "../../format/pack-f16.ts";
 import { isLutEncoding, type LutEncoding, unpackLut } from "../../format/pack-lut.ts";
@@ -24,13 +24,18 @@ export function lutByteLength(cols: number, group: number): number {
   return Math.ceil(cols / group) * (4 * group + 8);
 }
 
+/** Largest table entry magnitude (lut.rs TABLE_LIMIT). */
+const TABLE_LIMIT = 127;
+
 /**
- * Twin of build_lut_f32: int8 tables (mirror-consolidated, stored biased as q + 128) and
- * (scale, sum x) per group.
+ * Twin of the kernels' table builder: signed int8 tables (entry idx of a quad approximates
+ * sum_i (bit i of idx ? +a_i : -a_i) / ts, mirror-consolidated: entry 15-idx = -entry idx) and
+ * (ts, sum x) per group, in lut.rs's f32 operation order.
  */
 export function buildLut(x: Float32Array, cols: number, group: number): Uint8Array {
   const groups = Math.ceil(cols / group);
   const out = new Uint8Array(lutByteLength(cols, group));
+  const tables = new Int8Array(out.buffer);
   const meta = new DataView(out.buffer, groups * 4 * group);
   const act = (i: number) => (i < cols ? x[i] : 0);
   for (let g = 0; g < groups; g++) {
@@ -43,8 +48,8 @@ export function buildLut(x: Float32Array, cols: number, group: number): Uint8Arr
       const s = f(f(Math.abs(a[0]) + Math.abs(a[1])) + f(Math.abs(a[2]) + Math.abs(a[3])));
       if (s > maxsum) maxsum = s;
     }
-    const ts = f(maxsum / 127);
-    const inv = maxsum > 0 ? f(127 / maxsum) : 0;
+    const ts = f(maxsum / TABLE_LIMIT);
+    const inv = maxsum > 0 ? f(TABLE_LIMIT / maxsum) : 0;
     for (let c = 0; c < group / 4; c++) {
       const a = [0, 1, 2, 3].map((i) => act(base + 4 * c + i));
       const t = g * 4 * group + 16 * c;
@@ -53,9 +58,9 @@ export function buildLut(x: Float32Array, cols: number, group: number): Uint8Arr
         const s1 = idx & 2 ? a[1] : -a[1];
         const s2 = idx & 4 ? a[2] : -a[2];
         const e = f(f(f(a[3] + s0) + s1) + s2);
-        const q = Math.max(-127, Math.min(127, roundEven(f(e * inv))));
-        out[t + idx] = q + 128;
-        out[t + 15 - idx] = 128 - q;
+        const q = Math.max(-TABLE_LIMIT, Math.min(TABLE_LIMIT, roundEven(f(e * inv))));
+        tables[t + idx] = q;
+        tables[t + 15 - idx] = -q;
       }
     }
     meta.setFloat32(8 * g, ts, true);
@@ -74,72 +79,80 @@ export function quantizeI8(x: Float32Array): { q: Int8Array; scale: number } {
   return { q, scale: f(amax / 127) };
 }
 
-/** Twin of lut_group_sums: S_p per (padded row, group, plane), int32. */
+/**
+ * Accumulator sets of the kernel: zero-point 1 (planes combined with weights 2^p), per-plane
+ * one per plane, ternary one per trit-plane (its two planes combined with weights 1, 2).
+ */
+export function lutSets(e: LutEncoding): number {
+  if (e.kind === "ternary") return e.planes;
+  return e.scales === "zero-point" ? 1 : e.bits;
+}
+
+/** Set and weight of plane p's lookups. */
+function planeSet(e: LutEncoding, p: number): [number, number] {
+  if (e.kind === "ternary") return [p >> 1, 1 << (p & 1)];
+  return e.scales === "zero-point" ? [0, 1 << p] : [p, 1];
+}
+
+/**
+ * Twin of lut_group_sums: the exact integer sums S per (padded row, group, set): sum over the
+ * group's quads and the set's planes of weight(p) * table[quad][index of the row's plane-p bits].
+ */
 export function lutGroupSums(e: LutEncoding, bytes: Uint8Array, rows: number, cols: number, lut: Uint8Array): Int32Array {
   const { layout: l, codes } = unpackLut(e, bytes, rows, cols);
   const B = l.planes;
   const G = e.group;
-  const out = new Int32Array(l.rowsPadded * l.groups * B);
+  const sets = lutSets(e);
+  const tables = new Int8Array(lut.buffer, lut.byteOffset, lut.byteLength);
+  const out = new Int32Array(l.rowsPadded * l.groups * sets);
   for (let r = 0; r < l.rowsPadded; r++) {
     for (let g = 0; g < l.groups; g++) {
       for (let p = 0; p < B; p++) {
+        const [set, weight] = planeSet(e, p);
         let s = 0;
         for (let c = 0; c < G / 4; c++) {
           let idx = 0;
           for (let b = 0; b < 4; b++) idx |= ((codes[r * l.colsPadded + g * G + 4 * c + b] >> p) & 1) << b;
-          s += lut[g * 4 * G + 16 * c + idx] - 128;
+          s += tables[g * 4 * G + 16 * c + idx];
         }
-        out[(r * l.groups + g) * B + p] = s;
+        out[(r * l.groups + g) * sets + set] += weight * s;
       }
     }
   }
   return out;
 }
 
-/** Adds one (row, group) term of the kernel's epilogue to acc, in the kernel's f32 order. */
-function accumulate(
-  acc: number,
-  e: LutEncoding,
-  sv: Float32Array,
-  at: number,
-  sums: Int32Array,
-  s: number,
-  hts: number,
-  sx: number,
-): number {
-  if (e.kind === "ternary") {
-    const halfSx = f(sx * 0.5);
-    for (let k = 0; k < e.planes; k++) {
-      const inner = f(f(hts * (sums[s + 2 * k] + 2 * sums[s + 2 * k + 1])) + halfSx);
-      acc = f(acc + f(sv[at + k] * inner));
-    }
-    return acc;
-  }
-  const B = e.bits;
-  if (e.scales === "zero-point") {
-    let S = 0;
-    for (let p = 0; p < B; p++) S += sums[s + p] * 2 ** p;
-    const inner = f(f(hts * S) + f(sx * f((2 ** B - 1) * 0.5 - sv[at + 1])));
-    return f(acc + f(sv[at] * inner));
-  }
-  let a = 0;
+/**
+ * One (row, group) term of the kernel's finalisation in its f32 order: S8 = 8192*S and
+ * ts8 = ts/2/8192 (exact), then zero-point ((S8*ts8)*d + (d*(2^b-1)/2 + m)*sx), per-plane
+ * (sum_p (S8_p*ts8)*s_p + ((sum_p s_p)/2 + m)*sx), ternary sum_k ((S8_k*ts8) + sx/2)*alpha_k.
+ */
+function groupTerm(e: LutEncoding, sv: Float32Array, at: number, sums: Int32Array, s: number, ts8: number, sx: number): number {
+  const sets = lutSets(e);
+  const halfSx = f(sx * 0.5);
+  let y = 0;
   let sum = 0;
-  for (let p = 0; p < B; p++) {
-    const v = f(sv[at + p] * sums[s + p]);
-    a = p === 0 ? v : f(a + v);
-    sum = p === 0 ? sv[at + p] : f(sum + sv[at + p]);
+  for (let k = 0; k < sets; k++) {
+    const x = f(f(sums[s + k] * 8192) * ts8);
+    const term = e.kind === "ternary" ? f(f(x + halfSx) * sv[at + k]) : f(x * sv[at + k]);
+    y = k === 0 ? term : f(y + term);
+    sum = k === 0 ? sv[at + k] : f(sum + sv[at + k]);
   }
-  const o = f(f(0.5 * sum) + sv[at + B]);
-  return f(acc + f(f(hts * a) + f(sx * o)));
+  if (e.kind === "bitplane") {
+    const factor = e.scales === "zero-point" ? ((1 << e.bits) - 1) * 0.5 : 0.5;
+    const c = f(f(sum * factor) + sv[at + sets]);
+    y = f(y + f(c * sx));
+  }
+  return y;
 }
 
 /**
  * Twin of gemm_lut: `m` tokens' tables (consecutive blocks of lutByteLength bytes in `luts`)
- * times the packed matrix; returns (m, rows).
+ * times the packed matrix; returns (m, rows). Groups are accumulated in order.
  */
 export function gemmLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols: number, luts: Uint8Array, m: number): Float32Array {
   const l = matrixLayout(e, rows, cols);
-  const B = lutPlanes(e);
+  const sets = lutSets(e);
   const { scales: sv, vectors } = unpackLut(e, bytes, rows, cols);
   const stride = lutByteLength(cols, e.group);
   const out = new Float32Array(m * rows);
@@ -150,9 +163,9 @@ export function gemmLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols: n
     for (let r = 0; r < rows; r++) {
       let acc = 0;
       for (let g = 0; g < l.groups; g++) {
-        const hts = f(meta.getFloat32(8 * g, true) * 0.5);
+        const ts8 = f(meta.getFloat32(8 * g, true) * (0.5 / 8192));
         const sx = meta.getFloat32(8 * g + 4, true);
-        acc = accumulate(acc, e, sv, (r * l.groups + g) * vectors, sums, (r * l.groups + g) * B, hts, sx);
+        acc = f(acc + groupTerm(e, sv, (r * l.groups + g) * vectors, sums, (r * l.groups + g) * sets, ts8, sx));
       }
       out[t * rows + r] = acc;
     }
