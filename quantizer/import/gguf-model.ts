@@ -11,7 +11,7 @@ import type { ModelSource, RawConfig, TensorEntry } from "../../runtime/models/t
 import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
 import { type GgufFile, type GgufTensorInfo, type GgufValue, readGguf, readGgufTensor } from "./gguf.ts";
 import { ggufRotaryRole, ggufToHfName } from "./gguf-names.ts";
-import { DEQUANTIZABLE } from "./gguf-types.ts";
+import { DEQUANTIZABLE, isDequantizable } from "./ggml-dequantize.ts";
 import { permuteMetaToHf } from "./rope-permute.ts";
 
 export const SUPPORTED_GGUF_ARCHITECTURES = ["llama", "qwen2", "qwen3"] as const;
@@ -156,10 +156,10 @@ export function ggufToModelSource(gguf: GgufFile): ModelSource {
   const tensors = new Map<string, TensorEntry>();
   for (const info of gguf.tensorInfos) {
     if (info.name === "rope_freqs.weight") continue; // folded into config.rope_scaling
-    if (!(DEQUANTIZABLE as readonly string[]).includes(info.type.name)) {
+    if (!isDequantizable(info.type.name)) {
       throw new UnsupportedModelError(
         `tensor ${info.name} in ${gguf.file} is ${info.type.name}, which crumb cannot dequantise; ` +
-          `re-export the GGUF with --outtype f16 or q8_0`,
+          `re-quantise the model with llama-quantize to one of the supported types`,
         DEQUANTIZABLE,
       );
     }
