@@ -9,10 +9,33 @@
 import { ConfigError, FormatError, UnsupportedModelError } from "../../runtime/errors.ts";
 import type { ModelSource, RawConfig, TensorEntry } from "../../runtime/models/types.ts";
 import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
-import { type GgufFile, type GgufTensorInfo, type GgufValue, readGguf, readGgufTensor } from "./gguf.ts";
+import { type GgufFile, type GgufTensorInfo, type GgufValue, readGguf, readGgufTensor, readGgufTensorBytes } from "./gguf.ts";
 import { ggufRotaryRole, ggufToHfName } from "./gguf-names.ts";
 import { DEQUANTIZABLE, isDequantizable } from "./ggml-dequantize.ts";
-import { permuteMetaToHf } from "./rope-permute.ts";
+import { metaToHfRowOrder, reorderRows } from "./rope-permute.ts";
+
+/**
+ * The stored blocks behind a GGUF tensor entry, for transcoding (quantizer/gguf-transcode.ts):
+ * `rows` x `cols` in PyTorch order as stored, and, for llama q/k, the stored row each HF row
+ * comes from (what `read()` applies after dequantising).
+ */
+export interface GgmlBlocks {
+  readonly type: string;
+  readonly rows: number;
+  readonly cols: number;
+  readonly rowOrder?: Int32Array;
+  bytes(): Uint8Array;
+}
+
+/** A GGUF tensor entry: a TensorEntry that also exposes its blocks. */
+export interface GgufTensorEntry extends TensorEntry {
+  readonly ggml: GgmlBlocks;
+}
+
+/** The blocks behind an entry imported from a GGUF, or undefined for other sources. */
+export function ggmlBlocksOf(entry: TensorEntry): GgmlBlocks | undefined {
+  return "ggml" in entry ? (entry as GgufTensorEntry).ggml : undefined;
+}
 
 export const SUPPORTED_GGUF_ARCHITECTURES = ["llama", "qwen2", "qwen3"] as const;
 
@@ -109,7 +132,7 @@ export function ggufConfig(gguf: GgufFile): RawConfig {
   return config;
 }
 
-function ggufEntry(gguf: GgufFile, info: GgufTensorInfo, name: string, config: RawConfig, arch: string): TensorEntry {
+function ggufEntry(gguf: GgufFile, info: GgufTensorInfo, name: string, config: RawConfig, arch: string): GgufTensorEntry {
   const role = arch === "llama" ? ggufRotaryRole(info.name) : undefined;
   const heads = role === "q" ? (config["num_attention_heads"] as number) : (config["num_key_value_heads"] as number);
   if (role !== undefined && (info.shape[0]! % heads !== 0 || (info.shape[0]! / heads) % 2 !== 0)) {
@@ -119,15 +142,18 @@ function ggufEntry(gguf: GgufFile, info: GgufTensorInfo, name: string, config: R
       offset: info.offset,
     });
   }
+  const rows = info.shape[0]!;
+  const cols = info.shape.slice(1).reduce((a, b) => a * b, 1);
+  const rowOrder = role === undefined ? undefined : metaToHfRowOrder(rows, heads);
   return {
     name,
     shape: info.shape,
     dtype: info.type.name,
     read(): Float32Array {
       const data = readGgufTensor(gguf, info);
-      if (role === undefined) return data;
-      return permuteMetaToHf(data, heads, info.shape.length > 1 ? info.shape[1]! : 1);
+      return rowOrder === undefined ? data : reorderRows(data, rowOrder, cols);
     },
+    ggml: { type: info.type.name, rows, cols, rowOrder, bytes: () => readGgufTensorBytes(gguf, info) },
   };
 }
 
