@@ -15,12 +15,14 @@
  *   an f16 scale per 32: crumb's q8 with group 32 holds them exactly.
  * - TQ1_0 and TQ2_0 are trits times one f16 per 256: ternary, one trit-plane, group 128.
  *
- * "Exact" is checked, not assumed: every group's weights as crumb dequantises them are
- * compared bit for bit with ggml's dequantised weights (ggml-dequantize.ts), and the result
- * says how many groups matched. A form whose scales do not fit f16, or whose codes fall
+ * "Exact" is checked, not assumed: every group's weights as crumb's own dequantiser reads
+ * them back from the packed bytes (runtime/format pack-dequantize.ts) are compared bit for bit
+ * (signed zeros included) with ggml's dequantised weights (ggml-dequantize.ts), and the
+ * result says how many groups matched. A form whose scales do not fit f16, or whose codes fall
  * outside crumb's range (a Q8_0 −128, a TQ2_0 code 3), is not used.
  */
 import type { Encoding } from "../runtime/format/encoding.ts";
+import { dequantize } from "../runtime/format/pack-dequantize.ts";
 import { roundToF16 } from "../runtime/format/pack-f16.ts";
 import { blockFormat, dequantizeGgml } from "./import/ggml-dequantize.ts";
 import { f32, halfAt, i8At } from "./import/ggml-block.ts";
@@ -28,7 +30,8 @@ import { KVALUES_IQ4NL } from "./import/ggml-grids.ts";
 import { scaleMinK4 } from "./import/ggml-kquants.ts";
 import { tritOf } from "./import/ggml-ternary.ts";
 import type { GgmlBlocks } from "./import/gguf-model.ts";
-import { packQuantized, type QuantizedMatrix, reconstruct } from "./methods/types.ts";
+import { packQuantized, type QuantizedMatrix } from "./methods/types.ts";
+import { reorderRows } from "./import/rope-permute.ts";
 
 /** The crumb width a kept block lands in: 4-bit groups, q8, or ternary. */
 export type TranscodeTarget = 4 | 8 | "ternary";
@@ -62,7 +65,7 @@ export interface Transcoded {
 const G = 32;
 
 /** Group-of-32 affine view w = a·q + b of a 4-bit type: codes (rows·cols), a and b per group. */
-function affine4(type: string, src: Uint8Array, rows: number, cols: number): { codes: Uint8Array; a: Float64Array; b: Float64Array } {
+function affine4(type: string, src: Uint8Array, rows: number, cols: number): { codes: Uint8Array; a: Float64Array; b: Float64Array; z?: number } {
   const n = rows * cols;
   const codes = new Uint8Array(n);
   const a = new Float64Array(n / G);
@@ -91,7 +94,8 @@ function affine4(type: string, src: Uint8Array, rows: number, cols: number): { c
     b[g] = type === "Q4_0" ? f32(-8 * d) : halfAt(src, at + 2);
     for (let k = 0; k < G; k++) codes[g * G + k] = nib(at + size - 16, k);
   }
-  return { codes, a, b };
+  // Q4_0 is (q − 8)·d: the zero point is 8 whatever d is (a −0 scale keeps ggml's signed zeros).
+  return type === "Q4_0" ? { codes, a, b, z: 8 } : { codes, a, b };
 }
 
 /** The 4-bit forms of an affine view: zero-point (d = a, z = −b/a) and per-plane (s_p = a·2^p, z = b). */
@@ -105,9 +109,9 @@ function fourBitForms(view: ReturnType<typeof affine4>): QuantizedMatrix[] {
   for (let g = 0; g < groups; g++) {
     const a = view.a[g]!;
     const b = view.b[g]!;
-    if (a !== 0) {
+    if (view.z !== undefined || a !== 0) {
       zpScales[g] = roundToF16(a);
-      zpZeros[g] = roundToF16(-b / a);
+      zpZeros[g] = view.z ?? roundToF16(-b / a);
     } else {
       // A constant group w = b: code 0 with d = b, z = −1.
       zpScales[g] = roundToF16(b);
@@ -222,27 +226,26 @@ export function transcodeTensor(blocks: GgmlBlocks, target: TranscodeTarget): Tr
   const { type, rows, cols } = blocks;
   if (!transcodeTargets(type).includes(target)) return `${type} has no ${target === "ternary" ? "ternary" : `${target}-bit`} crumb form`;
   const src = blocks.bytes();
-  const reference = dequantizeGgml(type, src, rows * cols, type);
+  const order = blocks.rowOrder;
+  const decoded = dequantizeGgml(type, src, rows * cols, type);
+  const reference = order === undefined ? decoded : reorderRows(decoded, order, cols);
   const candidates: QuantizedMatrix[] = target === 4
     ? fourBitForms(affine4(type, src, rows, cols))
     : [target === 8 ? q8Form(type, src, rows, cols) : ternaryForm(type, src, rows, cols)].filter((c) => c !== undefined);
-  // Candidates in order of preference; the first one exact in every group wins.
-  let chosen: (ReturnType<typeof compareGroups> & { q: QuantizedMatrix }) | undefined;
-  for (const q of candidates.filter(fitsF16)) {
-    const score = { q, ...compareGroups(reconstruct(q, rows, cols), reference, q.encoding.group) };
-    chosen ??= score;
-    if (score.exactGroups * q.encoding.group === rows * cols) {
-      chosen = score;
+  // Candidates in order of preference: the first one exact in every group wins, else the first.
+  // Exactness is judged on what crumb's own dequantiser reads back from the packed bytes.
+  let chosen: Transcoded | undefined;
+  for (const candidate of candidates.filter(fitsF16)) {
+    const q = order === undefined ? candidate : reorder(candidate, rows, cols, order);
+    const bytes = packQuantized(q, rows, cols);
+    const score = compareGroups(dequantize(q.encoding, bytes, rows, cols), reference, q.encoding.group);
+    const result = { encoding: q.encoding, bytes, groups: (rows * cols) / q.encoding.group, ...score };
+    chosen ??= result;
+    if (result.exactGroups === result.groups) {
+      chosen = result;
       break;
     }
   }
   if (chosen === undefined) return candidates.length === 0 ? `${type} codes outside crumb's range` : `${type} scales do not fit f16`;
-  const q = blocks.rowOrder === undefined ? chosen.q : reorder(chosen.q, rows, cols, blocks.rowOrder);
-  return {
-    encoding: q.encoding,
-    bytes: packQuantized(q, rows, cols),
-    groups: (rows * cols) / chosen.q.encoding.group,
-    exactGroups: chosen.exactGroups,
-    maxAbsError: chosen.maxAbsError,
-  };
+  return chosen;
 }
