@@ -89,6 +89,20 @@ function ropeScaling(gguf: GgufFile, arch: string): RawConfig | undefined {
   return out;
 }
 
+/**
+ * Token ids that end generation, as llama.cpp collects them: the EOS and the end-of-turn /
+ * end-of-message ids (tokenizer.ggml.eot_token_id, eom_token_id), once each; one id stays a
+ * number, as HF configs write it.
+ */
+function endOfGeneration(gguf: GgufFile): number | number[] | undefined {
+  const ids: number[] = [];
+  for (const key of ["eos", "eot", "eom"]) {
+    const id = gguf.metadata.get(`tokenizer.ggml.${key}_token_id`);
+    if (typeof id === "number" && id >= 0 && !ids.includes(id)) ids.push(id);
+  }
+  return ids.length === 0 ? undefined : ids.length === 1 ? ids[0] : ids;
+}
+
 /** The HF-style config.json equivalent of a GGUF's metadata. */
 export function ggufConfig(gguf: GgufFile): RawConfig {
   const arch = String(gguf.metadata.get("general.architecture"));
@@ -113,13 +127,20 @@ export function ggufConfig(gguf: GgufFile): RawConfig {
     tie_word_embeddings: !gguf.tensorInfos.some((t) => t.name === "output.weight"),
     attention_bias: gguf.tensorInfos.some((t) => t.name === "blk.0.attn_q.bias"),
     bos_token_id: gguf.metadata.get("tokenizer.ggml.bos_token_id"),
-    eos_token_id: gguf.metadata.get("tokenizer.ggml.eos_token_id"),
+    eos_token_id: endOfGeneration(gguf),
     rope_scaling: ropeScaling(gguf, arch),
+    sliding_window: num(gguf, `${p}attention.sliding_window`, false),
   };
+  const rotary = num(gguf, `${p}rope.dimension_count`, false);
+  const headDim = (config["head_dim"] as number | undefined) ?? (config["hidden_size"] as number) / heads;
+  if (rotary !== undefined && rotary !== headDim) {
+    throw new UnsupportedModelError(
+      `GGUF ${p}rope.dimension_count is ${rotary} but the head size is ${headDim} (file ${gguf.file}): partial rotary embeddings are not implemented`,
+      ["rope.dimension_count equal to the head size"],
+    );
+  }
   const ropeFreqs = gguf.tensorInfos.find((t) => t.name === "rope_freqs.weight");
   if (ropeFreqs !== undefined) {
-    const hidden = config["hidden_size"] as number;
-    const headDim = (config["head_dim"] as number | undefined) ?? hidden / heads;
     const scaling = llama3RopeScaling(readGgufTensor(gguf, ropeFreqs), (config["rope_theta"] as number) ?? 10000, headDim);
     if (scaling === undefined) {
       throw new UnsupportedModelError(`rope_freqs.weight in ${gguf.file} does not match llama-3 rope scaling`, [
