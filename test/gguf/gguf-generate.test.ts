@@ -4,6 +4,8 @@
  * hold them, the rest re-quantised) and runs on the WASM engine, and must generate the same
  * greedy tokens as the fp32 reference engine on the GGUF's dequantised weights, for the llama
  * layout (q/k rows stored in Meta's interleaved order) and the qwen2 layout (q/k/v biases).
+ * The fp32 model is the one the fixture wrote, dequantised by the tests' own decoder in HF row
+ * order, so neither the importer's decoders nor its un-permutation are trusted by the reference.
  * Also: its own tokenizer and chat template are used, and the CLIs say what they chose.
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -41,7 +43,7 @@ describe("a Q4_K_M GGUF on the WASM engine generates the fp32 model's greedy tok
   for (const c of CASES) {
     test(c.arch, async () => {
       const file = path.join(dir, `${c.arch}.gguf`);
-      writeGgufModel(file, { arch: c.arch, hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, seed: c.seed, maxPositions: 256 }, {
+      const { reference: fp32 } = writeGgufModel(file, { arch: c.arch, hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, seed: c.seed, maxPositions: 256 }, {
         typeOf: q4KMTypes,
         headScale: 16,
       });
@@ -55,7 +57,14 @@ describe("a Q4_K_M GGUF on the WASM engine generates the fp32 model's greedy tok
       expect(notes[0]).toContain("as 6 q8g32, 10 q4g32zp"); // q, k, o, gate, up in 2 layers; attn_v, ffn_down, embeddings, output
       expect(notes[0]).toContain("Q4_K -> q4g32zp 10");
       expect(notes[0]).toContain("Q6_K -> q8g32 q8 5");
-      const reference = createEngine(importGguf(file), { contextLength: 64 });
+      const imported = importGguf(file);
+      // The importer reads every tensor as the tests' decoder does, under its HF name and row order.
+      expect([...imported.tensors.keys()].sort()).toEqual([...fp32.tensors.keys()].sort());
+      for (const [name, entry] of fp32.tensors) {
+        const got = imported.tensors.get(name)!.read();
+        expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(entry.read().buffer))).toBe(true);
+      }
+      const reference = createEngine({ ...fp32, tokenizer: imported.tokenizer }, { contextLength: 64 });
       engines.push(reference);
       expect(reference.backendName).toContain("reference");
       const want = await greedy(reference, [...c.prompt], 24);

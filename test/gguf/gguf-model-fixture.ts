@@ -10,8 +10,10 @@ import { GgufValueType } from "../../quantizer/import/gguf-types.ts";
 import { ggufValue, type GgufWriteOptions, type GgufWriteTensor, writeGguf } from "../../quantizer/import/gguf-write.ts";
 import { permuteHfToMeta } from "../../quantizer/import/rope-permute.ts";
 import { BYTE_TO_UNICODE } from "../../runtime/tokenizer/byte-level.ts";
+import type { ModelSource, TensorEntry } from "../../runtime/models/types.ts";
 import { createRandomModel, type RandomModelSpec } from "../fixtures/random-model.ts";
 import { encodeBlocks } from "./block-writer.ts";
+import { specDecode } from "./spec-decoders.ts";
 
 /** Synthetic tokenizer metadata; returns it with its vocabulary size. */
 function vocabulary(arch: string): { metadata: Record<string, unknown>; size: number } {
@@ -61,8 +63,13 @@ export interface GgufModelOptions {
   readonly headScale?: number;
 }
 
-/** Writes a random `spec` model as a GGUF at `path`; returns the vocabulary size. */
-export function writeGgufModel(path: string, spec: Omit<RandomModelSpec, "vocab">, options: GgufModelOptions): number {
+/**
+ * Writes a random `spec` model as a GGUF at `path`. Returns the vocabulary size and the model
+ * the GGUF stands for as fp32 in Hugging Face row order, computed without the importer: the
+ * tests' block decoder on blocks of the HF rows (blocks run along rows, so quantising Meta-
+ * ordered rows and un-permuting them gives exactly these), for an independent reference.
+ */
+export function writeGgufModel(path: string, spec: Omit<RandomModelSpec, "vocab">, options: GgufModelOptions): { vocab: number; reference: ModelSource } {
   const vocab = vocabulary(spec.arch);
   const source = createRandomModel({ ...spec, vocab: vocab.size });
   const config = source.config;
@@ -70,16 +77,20 @@ export function writeGgufModel(path: string, spec: Omit<RandomModelSpec, "vocab"
   const heads = spec.heads;
   const kvHeads = spec.kvHeads ?? spec.heads;
   const tensors: GgufWriteTensor[] = [];
+  const dequantised = new Map<string, TensorEntry>();
   for (const [name, entry] of source.tensors) {
     const ggName = hfToGgufName(name)!;
     let data = entry.read();
     if (name === "lm_head.weight" && options.headScale !== undefined) data = data.map((v) => v * options.headScale!);
     const cols = entry.shape.length > 1 ? entry.shape[1]! : 1;
+    const storedType = entry.shape.length === 2 ? options.typeOf(ggName, entry.shape) : "F32";
+    const hfValues = storedType === "F32" ? data : specDecode(storedType, encodeBlocks(storedType, data));
+    dequantised.set(name, { name, shape: entry.shape, dtype: storedType, read: () => hfValues });
     // llama.cpp's converter stores llama q/k (weights and biases) in Meta's interleaved RoPE order.
     if (arch === "llama" && /attn_q\.(weight|bias)$/.test(ggName)) data = permuteHfToMeta(data, heads, cols);
     if (arch === "llama" && /attn_k\.(weight|bias)$/.test(ggName)) data = permuteHfToMeta(data, kvHeads, cols);
-    const type = entry.shape.length === 2 ? options.typeOf(ggName, entry.shape) : "F32";
-    tensors.push(type === "F32" || type === "F16" ? { name: ggName, shape: entry.shape, data, dtype: type } : { name: ggName, shape: entry.shape, raw: { type, bytes: encodeBlocks(type, data) } });
+    const type = storedType;
+    tensors.push(type === "F32" ? { name: ggName, shape: entry.shape, data, dtype: type } : { name: ggName, shape: entry.shape, raw: { type, bytes: encodeBlocks(type, data) } });
   }
   const p = `${arch}.`;
   const options_: GgufWriteOptions = {
@@ -100,7 +111,7 @@ export function writeGgufModel(path: string, spec: Omit<RandomModelSpec, "vocab"
     tensors,
   };
   writeGguf(path, options_);
-  return vocab.size;
+  return { vocab: vocab.size, reference: { ...source, path: `${path} (dequantised by the tests)`, tensors: dequantised } };
 }
 
 /** llama.cpp's Q4_K_M mix (llama-quantize): attn_v, ffn_down and output in Q6_K, the rest Q4_K. */
