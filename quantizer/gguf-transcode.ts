@@ -98,32 +98,55 @@ function affine4(type: string, src: Uint8Array, rows: number, cols: number): { c
   return type === "Q4_0" ? { codes, a, b, z: 8 } : { codes, a, b };
 }
 
+/** A candidate form; `lossless` when storing its scales and zero points as f16 rounded none of them. */
+interface Candidate {
+  readonly q: QuantizedMatrix;
+  readonly lossless: boolean;
+}
+
 /** The 4-bit forms of an affine view: zero-point (d = a, z = −b/a) and per-plane (s_p = a·2^p, z = b). */
-function fourBitForms(view: ReturnType<typeof affine4>): QuantizedMatrix[] {
+function fourBitForms(view: ReturnType<typeof affine4>): Candidate[] {
   const groups = view.a.length;
   const zpScales = new Float32Array(groups);
   const zpZeros = new Float32Array(groups);
   const zpCodes = view.codes.slice();
   const ppScales = new Float32Array(groups * 4);
   const ppZeros = new Float32Array(groups);
+  let zpLossless = true;
+  let ppLossless = true;
+  const keep = (x: number) => {
+    const h = roundToF16(x);
+    return { h, same: h === x };
+  };
   for (let g = 0; g < groups; g++) {
     const a = view.a[g]!;
     const b = view.b[g]!;
     if (view.z !== undefined || a !== 0) {
-      zpScales[g] = roundToF16(a);
-      zpZeros[g] = view.z ?? roundToF16(-b / a);
+      const d = keep(a);
+      const z = view.z === undefined ? keep(-b / a) : { h: view.z, same: true };
+      zpScales[g] = d.h;
+      zpZeros[g] = z.h;
+      zpLossless &&= d.same && z.same;
     } else {
       // A constant group w = b: code 0 with d = b, z = −1.
-      zpScales[g] = roundToF16(b);
+      const d = keep(b);
+      zpScales[g] = d.h;
       zpZeros[g] = b === 0 ? 0 : -1;
       zpCodes.fill(0, g * G, (g + 1) * G);
+      zpLossless &&= d.same;
     }
-    for (let p = 0; p < 4; p++) ppScales[4 * g + p] = roundToF16(a * 2 ** p);
-    ppZeros[g] = roundToF16(b);
+    for (let p = 0; p < 4; p++) {
+      const sp = keep(a * 2 ** p);
+      ppScales[4 * g + p] = sp.h;
+      ppLossless &&= sp.same;
+    }
+    const z = keep(b);
+    ppZeros[g] = z.h;
+    ppLossless &&= z.same;
   }
   return [
-    { encoding: { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" }, codes: zpCodes, scales: zpScales, zeros: zpZeros },
-    { encoding: { kind: "bitplane", bits: 4, group: 32, scales: "per-plane" }, codes: view.codes, scales: ppScales, zeros: ppZeros },
+    { q: { encoding: { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" }, codes: zpCodes, scales: zpScales, zeros: zpZeros }, lossless: zpLossless },
+    { q: { encoding: { kind: "bitplane", bits: 4, group: 32, scales: "per-plane" }, codes: view.codes, scales: ppScales, zeros: ppZeros }, lossless: ppLossless },
   ];
 }
 
@@ -229,23 +252,29 @@ export function transcodeTensor(blocks: GgmlBlocks, target: TranscodeTarget): Tr
   const order = blocks.rowOrder;
   const decoded = dequantizeGgml(type, src, rows * cols, type);
   const reference = order === undefined ? decoded : reorderRows(decoded, order, cols);
-  const candidates: QuantizedMatrix[] = target === 4
+  const candidates: Candidate[] = target === 4
     ? fourBitForms(affine4(type, src, rows, cols))
-    : [target === 8 ? q8Form(type, src, rows, cols) : ternaryForm(type, src, rows, cols)].filter((c) => c !== undefined);
-  // Candidates in order of preference: the first one exact in every group wins, else the first.
+    : [target === 8 ? q8Form(type, src, rows, cols) : ternaryForm(type, src, rows, cols)].filter((q) => q !== undefined).map((q) => ({ q, lossless: true }));
   // Exactness is judged on what crumb's own dequantiser reads back from the packed bytes.
-  let chosen: Transcoded | undefined;
-  for (const candidate of candidates.filter(fitsF16)) {
+  const evaluate = (candidate: QuantizedMatrix): Transcoded => {
     const q = order === undefined ? candidate : reorder(candidate, rows, cols, order);
     const bytes = packQuantized(q, rows, cols);
     const score = compareGroups(dequantize(q.encoding, bytes, rows, cols), reference, q.encoding.group);
-    const result = { encoding: q.encoding, bytes, groups: (rows * cols) / q.encoding.group, ...score };
-    chosen ??= result;
+    return { encoding: q.encoding, bytes, groups: (rows * cols) / q.encoding.group, ...score };
+  };
+  // In order of preference, the first form exact in every group wins; a form whose scales had
+  // to be rounded cannot be, so it is only evaluated as the fallback (the first usable form).
+  const usable = candidates.filter((c) => fitsF16(c.q));
+  let chosen: Transcoded | undefined;
+  for (const c of usable.filter((c) => c.lossless)) {
+    const result = evaluate(c.q);
     if (result.exactGroups === result.groups) {
       chosen = result;
       break;
     }
+    if (c === usable[0]) chosen = result;
   }
+  if (chosen === undefined && usable.length > 0) chosen = evaluate(usable[0]!.q);
   if (chosen === undefined) return candidates.length === 0 ? `${type} codes outside crumb's range` : `${type} scales do not fit f16`;
   return chosen;
 }
