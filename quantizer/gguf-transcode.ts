@@ -23,9 +23,9 @@
  */
 import type { Encoding } from "../runtime/format/encoding.ts";
 import { dequantize } from "../runtime/format/pack-dequantize.ts";
-import { roundToF16 } from "../runtime/format/pack-f16.ts";
+import { f32ToF16 } from "../runtime/format/pack-f16.ts";
 import { blockFormat, dequantizeGgml } from "./import/ggml-dequantize.ts";
-import { f32, halfAt, i8At } from "./import/ggml-block.ts";
+import { f16Lut, f32, halfAt, i8At } from "./import/ggml-block.ts";
 import { KVALUES_IQ4NL } from "./import/ggml-grids.ts";
 import { scaleMinK4 } from "./import/ggml-kquants.ts";
 import { tritOf } from "./import/ggml-ternary.ts";
@@ -114,8 +114,9 @@ function fourBitForms(view: ReturnType<typeof affine4>): Candidate[] {
   const ppZeros = new Float32Array(groups);
   let zpLossless = true;
   let ppLossless = true;
+  const lut = f16Lut();
   const keep = (x: number) => {
-    const h = roundToF16(x);
+    const h = lut[f32ToF16(x)]!; // = roundToF16(x), through the decoders' table
     return { h, same: h === x };
   };
   for (let g = 0; g < groups; g++) {
@@ -197,10 +198,10 @@ function ternaryForm(type: string, src: Uint8Array, rows: number, cols: number):
   return { encoding: { kind: "ternary", group: 128, planes: 1 }, trits, alphas };
 }
 
-/** Scales and zero points that f16 can store (finite). */
+/** Scales and zero points (already f16 values) that f16 can store: finite, |x| ≤ 65504. */
 function fitsF16(q: QuantizedMatrix): boolean {
   const values = "alphas" in q ? [q.alphas] : "zeros" in q ? [q.scales, q.zeros] : [q.scales];
-  return values.every((v) => v.every((x) => Number.isFinite(x) && Math.abs(roundToF16(x)) <= 65504));
+  return values.every((v) => v.every((x) => Math.abs(x) <= 65504));
 }
 
 /** Matching groups of `got` against ggml's weights, and the largest difference. */

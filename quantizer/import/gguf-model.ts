@@ -199,6 +199,20 @@ export function ggufToModelSource(gguf: GgufFile): ModelSource {
       SUPPORTED_GGUF_ARCHITECTURES,
     );
   }
+  const splits = gguf.metadata.get("split.count");
+  if (typeof splits === "number" && splits > 1) {
+    throw new UnsupportedModelError(
+      `${gguf.file} is part ${Number(gguf.metadata.get("split.no") ?? 0) + 1} of a GGUF split into ${splits} files; ` +
+        `merge them first (llama-gguf-split --merge <first part> <merged.gguf>)`,
+      ["single-file GGUF"],
+    );
+  }
+  const experts = gguf.metadata.get(`${arch}.expert_count`);
+  if (typeof experts === "number" && experts > 0) {
+    throw new UnsupportedModelError(`${gguf.file} is a mixture of ${experts} experts (${arch}.expert_count); crumb runs dense models`, [
+      "dense llama, qwen2, qwen3",
+    ]);
+  }
   const config = ggufConfig(gguf);
   const tensors = new Map<string, TensorEntry>();
   for (const info of gguf.tensorInfos) {
