@@ -45,8 +45,8 @@ export const mutations: Mutation[] = [
   {
     name: "transcode: Q4_K zero point with the wrong sign",
     file: "quantizer/gguf-transcode.ts",
-    find: "zpZeros[g] = view.z ?? roundToF16(-b / a);",
-    replace: "zpZeros[g] = view.z ?? roundToF16(b / a);",
+    find: "const z = view.z === undefined ? keep(-b / a) : { h: view.z, same: true };",
+    replace: "const z = view.z === undefined ? keep(b / a) : { h: view.z, same: true };",
     tests: ["test/gguf/transcode.test.ts", "test/gguf/gguf-quantize.test.ts", "test/gguf/gguf-generate.test.ts"],
   },
   {
