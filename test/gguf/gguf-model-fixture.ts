@@ -2,8 +2,9 @@
  * Random-weight GGUF models laid out as llama.cpp's converter writes them (gguf-py tensor
  * names and metadata keys; llama q/k rows in Meta's interleaved order), with each matrix in
  * the ggml type a caller picks, encoded by the tests' own block quantisers (block-writer.ts).
- * Small synthetic vocabularies keep the files small: a SentencePiece one for llama
- * (byte fallback) and a byte-level BPE one for qwen2.
+ * Small synthetic vocabularies keep the files small: a SentencePiece one for llama and mistral
+ * (byte fallback) and a byte-level BPE one for qwen2/qwen3. A "mistral" spec is written as
+ * llama.cpp writes Mistral: architecture "llama" with llama.attention.sliding_window.
  */
 import { hfToGgufName } from "../../quantizer/import/gguf-names.ts";
 import { GgufValueType } from "../../quantizer/import/gguf-types.ts";
@@ -17,7 +18,7 @@ import { specDecode } from "./spec-decoders.ts";
 
 /** Synthetic tokenizer metadata; returns it with its vocabulary size. */
 function vocabulary(arch: string): { metadata: Record<string, unknown>; size: number } {
-  if (arch === "llama") {
+  if (arch === "llama" || arch === "mistral") {
     const words = ["▁the", "▁a", "▁and", "▁cat", "▁sat", "▁on", "▁mat", "▁dog", "▁ran", "he", "at", "an", "▁"];
     const letters = "abcdefghijklmnopqrstuvwxyz".split("");
     const tokens = ["<unk>", "<s>", "</s>", ...Array.from({ length: 256 }, (_, b) => `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`), ...letters, ...words];
@@ -73,7 +74,7 @@ export function writeGgufModel(path: string, spec: Omit<RandomModelSpec, "vocab"
   const vocab = vocabulary(spec.arch);
   const source = createRandomModel({ ...spec, vocab: vocab.size });
   const config = source.config;
-  const arch = spec.arch;
+  const arch = spec.arch === "mistral" ? "llama" : spec.arch;
   const heads = spec.heads;
   const kvHeads = spec.kvHeads ?? spec.heads;
   const tensors: GgufWriteTensor[] = [];
@@ -106,6 +107,7 @@ export function writeGgufModel(path: string, spec: Omit<RandomModelSpec, "vocab"
       [`${p}attention.layer_norm_rms_epsilon`]: ggufValue(GgufValueType.FLOAT32, config.rms_norm_eps),
       [`${p}rope.freq_base`]: ggufValue(GgufValueType.FLOAT32, config.rope_theta),
       [`${p}rope.dimension_count`]: spec.hidden / heads,
+      ...(spec.slidingWindow === undefined ? {} : { [`${p}attention.sliding_window`]: spec.slidingWindow }),
       ...vocab.metadata,
     },
     tensors,

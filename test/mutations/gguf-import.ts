@@ -63,4 +63,11 @@ export const mutations: Mutation[] = [
     replace: "const rowOrder = undefined;",
     tests: ["quantizer/import/gguf.test.ts", "test/gguf/gguf-generate.test.ts"],
   },
+  {
+    name: "import: Mistral's sliding window dropped",
+    file: "quantizer/import/gguf-model.ts",
+    find: "sliding_window: num(gguf, `${p}attention.sliding_window`, false),",
+    replace: "",
+    tests: ["quantizer/import/gguf.test.ts", "test/gguf/gguf-generate.test.ts"],
+  },
 ];
