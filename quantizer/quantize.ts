@@ -23,6 +23,10 @@ import type { ModelSource, TensorEntry } from "../runtime/models/types.ts";
 import { xxhash32 } from "../runtime/format/checksum.ts";
 import { type CalibrationEngine, createStreamingCalibrator } from "./calibrate-stream.ts";
 import { matrixDims, packedSource } from "./import/crumb.ts";
+import { ggmlBlocksOf } from "./import/gguf-model.ts";
+import { blockFormat } from "./import/ggml-dequantize.ts";
+import { type GgufTensorRecord, summarizeGguf } from "./gguf-summary.ts";
+import { transcodeTensor } from "./gguf-transcode.ts";
 import type { DenseEngine } from "./dense-engine.ts";
 import { METHODS, type MethodName, packQuantized, quantizeGptq, quantizeQ8 } from "./methods/index.ts";
 import { GPTQ_ROUNDS, type GptqOptions } from "./methods/gptq.ts";
@@ -113,6 +117,8 @@ function isLinear(name: string, shape: readonly number[]): boolean {
 function encode(action: TensorAction, weights: Float32Array, shape: readonly number[], stats: LayerStats | undefined, engine?: DenseEngine, gptq: GptqOptions = {}): { encoding: Encoding; bytes: Uint8Array } {
   const [rows, cols] = matrixDims(shape);
   switch (action.kind) {
+    case "transcode":
+      throw new InvalidArgumentError("action", `transcoding ${action.from} needs the GGUF blocks, not fp32 weights`);
     case "f32":
       return { encoding: { kind: "f32" }, bytes: packF32(weights) };
     case "f16":
@@ -129,7 +135,7 @@ function encode(action: TensorAction, weights: Float32Array, shape: readonly num
   }
 }
 
-function resolveRecipe(options: QuantizeOptions): Recipe {
+function resolveRecipe(options: QuantizeOptions, source: ModelSource): Recipe {
   const bits = options.bits ?? 4;
   if (![2, 3, 4, 8, "ternary"].includes(bits)) {
     throw new InvalidArgumentError("bits", `--bits ${bits} is not supported; choose 2, 3, 4, 8 or ternary`);
@@ -142,6 +148,7 @@ function resolveRecipe(options: QuantizeOptions): Recipe {
     method: options.method ?? defaultMethod(bits),
     embeddings: options.embeddings ?? "q8",
     keep: options.keep ?? [],
+    fromSource: options.bits === undefined && source.format === "gguf",
   };
   checkRecipe(recipe);
   return recipe;
@@ -149,11 +156,11 @@ function resolveRecipe(options: QuantizeOptions): Recipe {
 
 /** Quantises `source`; nothing is written (see writeQuantized / cli.ts). */
 export async function quantizeModel(source: ModelSource, options: QuantizeOptions = {}): Promise<QuantizeResult> {
-  const recipe = resolveRecipe(options);
+  const recipe = resolveRecipe(options, source);
   const { arch, args } = resolveModel(source.config);
   checkTensors(arch, args, (name) => source.tensors.has(name), source.path);
   const entries = [...source.tensors.values()];
-  const plans = new Map(entries.map((t) => [t.name, planTensor(t.name, t.shape, recipe)]));
+  const plans = new Map(entries.map((t) => [t.name, planTensor(t.name, t.shape, recipe, ggmlBlocksOf(t)?.type)]));
   const progress = options.onProgress ?? (() => undefined);
 
   // Calibration, only when a planned method needs activations: streamed layer by layer and
@@ -168,24 +175,50 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   const counts: Record<string, number> = {};
   const notes: Record<string, string> = {};
   let index = 0;
-  /** Packs one tensor into the spool. */
-  const emit = (entry: TensorEntry, weights: Float32Array, stats: LayerStats | undefined, engine?: DenseEngine): void => {
+  const ggufRecords: GgufTensorRecord[] = [];
+  /** Packs one tensor into the spool; `weights` are read when the action needs them. */
+  const emit = (entry: TensorEntry, weights: Float32Array | undefined, stats: LayerStats | undefined, engine?: DenseEngine): void => {
     const plan = plans.get(entry.name)!;
-    const { encoding, bytes } = encode(plan.action, weights, entry.shape, stats, engine, { refit: options.gptqRefit, rounds: options.gptqRounds });
+    let action = plan.action;
+    let note = plan.note;
+    let packed: { encoding: Encoding; bytes: Uint8Array } | undefined;
+    const blocks = ggmlBlocksOf(entry);
+    if (action.kind === "transcode") {
+      const kept = blocks === undefined ? "no GGUF blocks" : transcodeTensor(blocks, action.target);
+      if (typeof kept === "string") {
+        note = `${action.from} re-quantised: ${kept}`;
+        action = withoutCalibration(action.fallback, stats);
+      } else {
+        packed = kept;
+        note = kept.exactGroups === kept.groups
+          ? `${action.from} blocks kept, bit-exact`
+          : `${action.from} blocks kept, ${kept.exactGroups}/${kept.groups} groups bit-exact, scales rounded to f16 (max |dw| ${kept.maxAbsError.toExponential(1)})`;
+        ggufRecords.push({ name: entry.name, from: action.from, to: encodingName(kept.encoding), method: "transcode", exactGroups: kept.exactGroups, groups: kept.groups, maxAbsError: kept.maxAbsError });
+      }
+    }
+    packed ??= encode(action, weights ?? readCollected(entry), entry.shape, stats, engine, { refit: options.gptqRefit, rounds: options.gptqRounds });
+    const { encoding, bytes } = packed;
     done.set(entry.name, spool.add(entry.name, entry.shape, encoding, bytes));
     const name = encodingName(encoding);
     counts[name] = (counts[name] ?? 0) + 1;
-    if (plan.note !== undefined) notes[entry.name] = plan.note;
+    const method = action.kind === "method" ? action.method : action.kind;
+    if (blocks !== undefined && blockFormat(blocks.type) !== undefined && action.kind !== "transcode") {
+      ggufRecords.push({ name: entry.name, from: blocks.type, to: name, method });
+      note ??= `from ${blocks.type}`;
+    }
+    if (note !== undefined) notes[entry.name] = note;
+    const numel = entry.shape.reduce((a, b) => a * b, 1);
+    const format = blocks === undefined ? undefined : blockFormat(blocks.type);
     progress({
       index: ++index,
       total: entries.length,
       name: entry.name,
       shape: entry.shape,
       encoding: name,
-      method: plan.action.kind === "method" ? plan.action.method : plan.action.kind,
-      bytesBefore: weights.length * (SOURCE_BYTES[entry.dtype] ?? 4),
+      method,
+      bytesBefore: format === undefined ? numel * (SOURCE_BYTES[entry.dtype] ?? 4) : (numel / format.blockSize) * format.typeSize,
       bytesAfter: bytes.length,
-      note: plan.note,
+      note,
       phase: "tensor",
     });
   };
@@ -206,7 +239,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
       for (const entry of entries) {
         if (layerOf(entry.name) >= 0) continue;
         await yieldToEventLoop();
-        emit(entry, readCollected(entry), undefined);
+        emit(entry, undefined, undefined);
       }
       collectGarbage();
       for (let layer = 0; layer < args.numLayers; layer++) {
@@ -215,6 +248,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
         const inLayer = entries.filter((e) => layerOf(e.name) === layer)
           .sort((a, b) => a.shape[a.shape.length - 1] - b.shape[b.shape.length - 1]);
         const fp32 = new Map(inLayer.map((e) => [e.name, e.read()]));
+        // (Transcoded tensors are read again as blocks; calibration needs every fp32 weight of the layer.)
         const stats = await calibrator.collect(layer, (name) => fp32.get(name) ?? missingTensor(source, name));
         for (const entry of inLayer) {
           await yieldToEventLoop();
@@ -242,7 +276,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   for (const entry of entries) {
     if (done.has(entry.name)) continue;
     await yieldToEventLoop();
-    emit(entry, readCollected(entry), undefined);
+    emit(entry, undefined, undefined);
   }
   const tensors = entries.map((e) => done.get(e.name)!);
 
@@ -259,6 +293,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
     bpw: (8 * weightBytes(linear)) / Math.max(1, weightCount(linear)),
     bpw_overall: (8 * weightBytes(model)) / Math.max(1, weightCount(model)),
     bytes: 0,
+    ...(ggufRecords.length > 0 ? { gguf: summarizeGguf(ggufRecords) } : {}),
   };
   if (options.report ?? true) {
     const evaluation = options.evaluation ?? { text: defaultEvaluationText(), label: "built-in" };
@@ -274,7 +309,7 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   const usesGptq = [...plans.values()].some((p) => p.action.kind === "method" && p.action.method === "gptq");
   const quantization: Record<string, unknown> = {
     tool: "crumb quantize",
-    bits: recipe.bits,
+    bits: recipe.fromSource ? "source" : recipe.bits,
     group: recipe.group,
     method: recipe.method,
     embeddings: recipe.embeddings,
@@ -299,6 +334,12 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
     header = headerOf(source, quantization, report as unknown as Record<string, unknown>, extra);
   }
   return { header, tensors, report };
+}
+
+/** A fallback for blocks that could not be kept: a method that needs statistics it lacks becomes rtn. */
+function withoutCalibration(action: TensorAction, stats: LayerStats | undefined): TensorAction {
+  if (action.kind !== "method" || METHODS[action.method].needs === "none" || stats !== undefined) return action;
+  return { ...action, method: "rtn" };
 }
 
 /** Layer index of a `model.layers.N.` tensor, -1 for the rest (embeddings, final norm, lm_head). */

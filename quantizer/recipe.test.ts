@@ -29,3 +29,23 @@ test("--keep: glob patterns, first match wins, bad specs are refused", () => {
   expect(() => parseKeepRule("=q4")).toThrow(/<tensor-pattern>=<encoding>/);
   expect(() => parseKeepRule("*.weight=q9")).toThrow(/one of f32, f16, q8/);
 });
+
+test("GGUF sources: blocks kept where a crumb encoding of the asked width holds them, else re-quantised", () => {
+  const source: Recipe = { bits: 4, group: 32, method: "rtn", embeddings: "q8", keep: [], fromSource: true };
+  const up = "model.layers.0.mlp.up_proj.weight";
+  const rtn4 = { kind: "method", method: "rtn", bits: 4, group: 32 } as const;
+  expect(planTensor(up, [64, 256], source, "Q4_K").action).toEqual({ kind: "transcode", from: "Q4_K", target: 4, fallback: rtn4 });
+  expect(planTensor(up, [64, 256], source, "Q8_0").action).toEqual({ kind: "transcode", from: "Q8_0", target: 8, fallback: { kind: "q8", group: 32 } });
+  expect(planTensor(up, [64, 256], source, "TQ2_0").action).toMatchObject({ kind: "transcode", target: "ternary", fallback: { method: "absmean" } });
+  expect(planTensor(up, [64, 256], source, "Q6_K").action).toEqual({ kind: "q8", group: 32 });
+  expect(planTensor(up, [64, 256], source, "IQ2_XS").action).toEqual(rtn4);
+  expect(planTensor(up, [64, 256], { ...source, bits: 3 }, "F16").action).toEqual({ ...rtn4, bits: 3 });
+  // Embeddings are looked up by row: q8 (kept when the blocks are q8-shaped).
+  expect(planTensor("model.embed_tokens.weight", [64, 256], source, "Q4_0").action).toMatchObject({ kind: "transcode", target: 8 });
+  expect(planTensor("model.embed_tokens.weight", [64, 256], source, "Q4_K").action).toEqual({ kind: "q8", group: 32 });
+  // --bits 2: nothing has a 2-bit form; --keep always re-quantises.
+  const two: Recipe = { ...source, bits: 2, fromSource: false };
+  expect(planTensor(up, [64, 256], two, "Q4_K").action).toEqual({ ...rtn4, bits: 2 });
+  expect(planTensor(up, [64, 256], { ...source, keep: [parseKeepRule("*=q4")] }, "Q4_0").action).toEqual(rtn4);
+  expect(planTensor(up, [64, 256], { ...source, bits: 8, fromSource: false }, "Q4_0").action).toMatchObject({ kind: "transcode", target: 8 });
+});

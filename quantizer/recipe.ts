@@ -8,8 +8,18 @@
  * tensor takes the largest smaller group (128 → 64 → 32) that divides cols, and when none
  * does it is kept in q8 (which pads its last group); the per-tensor progress line says so.
  * stories260K's down_proj (cols 172) is the case in point.
+ *
+ * GGUF sources (gguf-transcode.ts): a matrix whose blocks a crumb encoding holds is kept
+ * ("transcode") when that encoding has the width asked for: --bits 4 keeps Q4_0/Q4_1/Q4_K,
+ * --bits 8 keeps Q8_0/Q5_0/IQ4_NL/Q4_0 as q8, --bits ternary keeps TQ1_0/TQ2_0; embeddings
+ * and lm_head keep q8-shaped blocks when they are to be q8. Without --bits (`fromSource`)
+ * every matrix keeps its blocks where it can, and the rest are re-quantised at the crumb
+ * width at least as fine as their type: q8 for 5-8 bit types (Q5_1, Q5_K, Q6_K, Q8_K), the
+ * method at 4 bits for the others (Q2_K, Q3_K, IQ*), and the recipe's bits for float types.
+ * A --keep rule always re-quantises.
  */
 import { InvalidArgumentError } from "../runtime/errors.ts";
+import { type TranscodeTarget, transcodeTargets } from "./gguf-transcode.ts";
 import { METHODS, type MethodName } from "./methods/index.ts";
 import type { LutGroup, PlaneBits } from "./methods/types.ts";
 
@@ -20,7 +30,9 @@ export type TensorAction =
   | { readonly kind: "f32" }
   | { readonly kind: "f16" }
   | { readonly kind: "q8"; readonly group: number }
-  | { readonly kind: "method"; readonly method: MethodName; readonly bits: PlaneBits; readonly group: LutGroup };
+  | { readonly kind: "method"; readonly method: MethodName; readonly bits: PlaneBits; readonly group: LutGroup }
+  /** Keep the GGUF blocks of type `from` in the crumb encoding of width `target`; `fallback` if they do not fit. */
+  | { readonly kind: "transcode"; readonly from: string; readonly target: TranscodeTarget; readonly fallback: TensorAction };
 
 export interface KeepRule {
   readonly pattern: string;
@@ -33,6 +45,8 @@ export interface Recipe {
   readonly method: MethodName;
   readonly embeddings: "f32" | "f16" | "q8";
   readonly keep: readonly KeepRule[];
+  /** GGUF input without --bits: widths follow each tensor's source type (see above). */
+  readonly fromSource?: boolean;
 }
 
 export interface TensorPlan {
@@ -107,18 +121,52 @@ function keepAction(rule: KeepRule, recipe: Recipe): TensorAction {
   }
 }
 
-/** The encoding a tensor of `shape` gets under `recipe`, after the width policy. */
-export function planTensor(name: string, shape: readonly number[], recipe: Recipe): TensorPlan {
+/** GGUF types finer than 4.5 bits per weight: re-quantised to q8 when the widths follow the source. */
+const FINE_TYPES = ["Q5_1", "Q5_K", "Q6_K", "Q8_K", "Q8_0", "Q5_0"];
+const FLOAT_TYPES = ["F32", "F16", "BF16", "F64"];
+
+/** The recipe's width for a linear weight (or, with `fromSource`, the one its source type calls for). */
+function linearBits(recipe: Recipe, dtype: string | undefined): Bits {
+  if (!recipe.fromSource || dtype === undefined || FLOAT_TYPES.includes(dtype)) return recipe.bits;
+  if (dtype === "TQ1_0" || dtype === "TQ2_0") return "ternary";
+  return FINE_TYPES.includes(dtype) ? 8 : 4;
+}
+
+/** The action for `bits` (8: q8; ternary: the recipe's ternary method, else absmean). */
+function actionFor(bits: Bits, recipe: Recipe): TensorAction {
+  if (bits === 8) return { kind: "q8", group: recipe.group };
+  if (bits === "ternary") {
+    const method = METHODS[recipe.method].kind === "ternary" ? recipe.method : "absmean";
+    return { kind: "method", method, bits: 2, group: recipe.group };
+  }
+  const method = METHODS[recipe.method].kind === "bitplane" ? recipe.method : "rtn";
+  return { kind: "method", method, bits, group: recipe.group };
+}
+
+/** The encoding a tensor of `shape` (stored as `dtype`) gets under `recipe`, after the width policy. */
+export function planTensor(name: string, shape: readonly number[], recipe: Recipe, dtype?: string): TensorPlan {
   if (shape.length !== 2) return { action: { kind: "f32" } };
   const rule = recipe.keep.find((r) => matchesPattern(r.pattern, name));
+  const targets = dtype === undefined ? [] : transcodeTargets(dtype);
   let action: TensorAction;
   if (rule !== undefined) action = keepAction(rule, recipe);
   else if (isEmbeddingOrHead(name)) {
     action = recipe.embeddings === "q8" ? { kind: "q8", group: recipe.group } : { kind: recipe.embeddings };
-  } else if (recipe.bits === 8) action = { kind: "q8", group: recipe.group };
-  else action = { kind: "method", method: recipe.method, bits: recipe.bits === "ternary" ? 2 : recipe.bits, group: recipe.group };
+    if (recipe.embeddings === "q8" && targets.includes(8)) return { action: { kind: "transcode", from: dtype!, target: 8, fallback: action } };
+  } else {
+    const bits = linearBits(recipe, dtype);
+    action = actionFor(bits, recipe);
+    const target: TranscodeTarget | undefined = recipe.fromSource ? targets[0] : targets.find((t) => t === bits);
+    if (target !== undefined) {
+      return { action: { kind: "transcode", from: dtype!, target, fallback: widthPolicy(actionFor(target === "ternary" ? "ternary" : target, recipe), shape[1]).action } };
+    }
+  }
+  return widthPolicy(action, shape[1]);
+}
+
+/** A LUT encoding needs cols to be a multiple of its group: a smaller group, else q8. */
+function widthPolicy(action: TensorAction, cols: number): TensorPlan {
   if (action.kind !== "method") return { action };
-  const cols = shape[1];
   if (cols % action.group === 0) return { action };
   const smaller = LUT_GROUP_SIZES.find((g) => g < action.group && cols % g === 0);
   if (smaller !== undefined) {

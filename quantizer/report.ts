@@ -10,6 +10,7 @@ import { createReferenceEngine } from "../runtime/engine/reference-engine.ts";
 import { resolveModel } from "../runtime/models/registry.ts";
 import type { ModelSource } from "../runtime/models/types.ts";
 import { type CalibrationEngine, createStreamingCalibrator } from "./calibrate-stream.ts";
+import { formatGgufSummary, type GgufSummary } from "./gguf-summary.ts";
 
 export interface QualityMetrics {
   readonly kl_mean: number;
@@ -33,6 +34,8 @@ export interface QualityReport extends Partial<QualityMetrics> {
   readonly bytes: number;
   /** Where the evaluation tokens came from ("built-in", a file name, "synthetic"). */
   readonly eval_text?: string;
+  /** GGUF sources: which tensors kept their blocks and which were re-quantised (KL above is against the GGUF's dequantised weights). */
+  readonly gguf?: GgufSummary;
 }
 
 /** log-softmax of logits[off..off+n) into out (float64). */
@@ -172,5 +175,6 @@ export function formatReport(r: QualityReport): string {
     lines.push("quality        not measured (--no-report)");
   }
   lines.push(`bits/weight    ${r.bpw.toFixed(3)} (linear layers), ${r.bpw_overall.toFixed(3)} overall`, `file size      ${kib(r.bytes)} (${r.bytes} bytes)`);
+  if (r.gguf !== undefined) lines.push(...formatGgufSummary(r.gguf));
   return lines.join("\n");
 }

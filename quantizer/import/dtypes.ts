@@ -1,10 +1,15 @@
 /**
  * Element encodings shared by the importers and writers: IEEE-754 binary16 and bfloat16
- * to and from fp32 (round to nearest even), and the ggml block formats Q8_0 and Q4_0
+ * to and from fp32 (round to nearest even), and ggml's reference Q8_0 and Q4_0 quantisers
  * (ggml-quants.c: Q8_0 = f16 scale d + 32 int8, x = q*d; Q4_0 = f16 scale d + 16 bytes,
- * x = (nibble - 8)*d with low nibbles holding elements 0..15 and high nibbles 16..31).
+ * x = (nibble - 8)*d with low nibbles holding elements 0..15 and high nibbles 16..31). The
+ * block decoders of every ggml type live in ggml-legacy.ts, ggml-kquants.ts, ggml-iquants.ts
+ * and ggml-ternary.ts (decodeQ8_0 / decodeQ4_0 are re-exported from there).
  */
 import { f16ToF32, f32ToF16 } from "../../runtime/format/pack-f16.ts";
+import { f16Lut } from "./ggml-block.ts";
+
+export { decodeQ4_0, decodeQ8_0 } from "./ggml-legacy.ts";
 
 // binary16 conversions are the packed format's own; re-exported for the importers.
 export { f16ToF32, f32ToF16 };
@@ -49,16 +54,6 @@ export function decodeF64(bytes: Uint8Array, n: number): Float32Array {
   return out;
 }
 
-/** 65536-entry binary16 table: decoding a large tensor is a lookup per element. */
-let f16Table: Float32Array | undefined;
-function f16Lut(): Float32Array {
-  if (f16Table === undefined) {
-    f16Table = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) f16Table[h] = f16ToF32(h);
-  }
-  return f16Table;
-}
-
 export function decodeF16(bytes: Uint8Array, n: number): Float32Array {
   const lut = f16Lut();
   const out = new Float32Array(n);
@@ -76,34 +71,6 @@ export function decodeBf16(bytes: Uint8Array, n: number): Float32Array {
 export const QK = 32;
 export const Q8_0_BLOCK_BYTES = 34;
 export const Q4_0_BLOCK_BYTES = 18;
-
-/** Q8_0 blocks → fp32; `n` is a multiple of 32 (checked by the caller). */
-export function decodeQ8_0(bytes: Uint8Array, n: number): Float32Array {
-  const lut = f16Lut();
-  const out = new Float32Array(n);
-  for (let b = 0; b < n / QK; b++) {
-    const base = b * Q8_0_BLOCK_BYTES;
-    const d = lut[bytes[base]! | (bytes[base + 1]! << 8)]!;
-    for (let j = 0; j < QK; j++) out[b * QK + j] = ((bytes[base + 2 + j]! << 24) >> 24) * d;
-  }
-  return out;
-}
-
-/** Q4_0 blocks → fp32; `n` is a multiple of 32 (checked by the caller). */
-export function decodeQ4_0(bytes: Uint8Array, n: number): Float32Array {
-  const lut = f16Lut();
-  const out = new Float32Array(n);
-  for (let b = 0; b < n / QK; b++) {
-    const base = b * Q4_0_BLOCK_BYTES;
-    const d = lut[bytes[base]! | (bytes[base + 1]! << 8)]!;
-    for (let j = 0; j < QK / 2; j++) {
-      const q = bytes[base + 2 + j]!;
-      out[b * QK + j] = ((q & 0x0f) - 8) * d;
-      out[b * QK + j + QK / 2] = ((q >> 4) - 8) * d;
-    }
-  }
-  return out;
-}
 
 /** fp32 → Q8_0 blocks (ggml quantize_row_q8_0_ref: d = amax/127, q = round(x/d)). */
 export function encodeQ8_0(x: Float32Array): Uint8Array {

@@ -96,7 +96,7 @@ describe("GGUF corrupt files", () => {
     await expectTypedError(() => importGguf(file), UnsupportedModelError, { message: /"gemma".*supported: llama, qwen2, qwen3/ });
   });
 
-  test("a K-quant tensor parses but import says what is supported", async () => {
+  test("a tensor of a type crumb cannot decode (MXFP4) parses, and import names it, its type and what is supported", async () => {
     const typeAt = indexOf(good, "token_embd.weight") + "token_embd.weight".length + 4 + 2 * 8;
     // Q4_K blocks are 256 wide; token_embd rows are 32, so the reader rejects the row length.
     const file = variant("q4k.gguf", patch(good, typeAt, (dv) => dv.setUint32(0, 12, true)));
@@ -104,10 +104,13 @@ describe("GGUF corrupt files", () => {
     const opts = tinyGguf("llama");
     const wide = encodeGguf({ ...opts, tensors: [{ name: "blk.0.attn_v.weight", shape: [1, 256], data: new Float32Array(256), dtype: "Q8_0" }] });
     const at = indexOf(wide, "blk.0.attn_v.weight") + "blk.0.attn_v.weight".length + 4 + 2 * 8;
-    const file2 = variant("q4k2.gguf", patch(wide, at, (dv) => dv.setUint32(0, 12, true)));
+    const file2 = variant("mxfp4.gguf", patch(wide, at, (dv) => dv.setUint32(0, 39, true)));
     const g = readGguf(file2);
-    expect(g.tensorInfos[0]!.type.name).toBe("Q4_K");
-    await expectTypedError(() => importGguf(file2), UnsupportedModelError, { message: /Q4_K.*supported: F32, F16, BF16, Q8_0, Q4_0/ });
+    expect(g.tensorInfos[0]!.type.name).toBe("MXFP4");
+    const err = await expectTypedError(() => importGguf(file2), UnsupportedModelError, {
+      message: /tensor blk\.0\.attn_v\.weight .* is MXFP4.*supported: F32, F16, Q4_0, Q4_1, .*Q4_K.*IQ2_XXS.*TQ2_0/,
+    });
+    expect((err as UnsupportedModelError).supported).toContain("IQ1_M");
   });
 
   test("a non-existent path", async () => {

@@ -9,10 +9,33 @@
 import { ConfigError, FormatError, UnsupportedModelError } from "../../runtime/errors.ts";
 import type { ModelSource, RawConfig, TensorEntry } from "../../runtime/models/types.ts";
 import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
-import { type GgufFile, type GgufTensorInfo, type GgufValue, readGguf, readGgufTensor } from "./gguf.ts";
+import { type GgufFile, type GgufTensorInfo, type GgufValue, readGguf, readGgufTensor, readGgufTensorBytes } from "./gguf.ts";
 import { ggufRotaryRole, ggufToHfName } from "./gguf-names.ts";
-import { DEQUANTIZABLE } from "./gguf-types.ts";
-import { permuteMetaToHf } from "./rope-permute.ts";
+import { DEQUANTIZABLE, isDequantizable } from "./ggml-dequantize.ts";
+import { metaToHfRowOrder, reorderRows } from "./rope-permute.ts";
+
+/**
+ * The stored blocks behind a GGUF tensor entry, for transcoding (quantizer/gguf-transcode.ts):
+ * `rows` x `cols` in PyTorch order as stored, and, for llama q/k, the stored row each HF row
+ * comes from (what `read()` applies after dequantising).
+ */
+export interface GgmlBlocks {
+  readonly type: string;
+  readonly rows: number;
+  readonly cols: number;
+  readonly rowOrder?: Int32Array;
+  bytes(): Uint8Array;
+}
+
+/** A GGUF tensor entry: a TensorEntry that also exposes its blocks. */
+export interface GgufTensorEntry extends TensorEntry {
+  readonly ggml: GgmlBlocks;
+}
+
+/** The blocks behind an entry imported from a GGUF, or undefined for other sources. */
+export function ggmlBlocksOf(entry: TensorEntry): GgmlBlocks | undefined {
+  return "ggml" in entry ? (entry as GgufTensorEntry).ggml : undefined;
+}
 
 export const SUPPORTED_GGUF_ARCHITECTURES = ["llama", "qwen2", "qwen3"] as const;
 
@@ -66,6 +89,20 @@ function ropeScaling(gguf: GgufFile, arch: string): RawConfig | undefined {
   return out;
 }
 
+/**
+ * Token ids that end generation, as llama.cpp collects them: the EOS and the end-of-turn /
+ * end-of-message ids (tokenizer.ggml.eot_token_id, eom_token_id), once each; one id stays a
+ * number, as HF configs write it.
+ */
+function endOfGeneration(gguf: GgufFile): number | number[] | undefined {
+  const ids: number[] = [];
+  for (const key of ["eos", "eot", "eom"]) {
+    const id = gguf.metadata.get(`tokenizer.ggml.${key}_token_id`);
+    if (typeof id === "number" && id >= 0 && !ids.includes(id)) ids.push(id);
+  }
+  return ids.length === 0 ? undefined : ids.length === 1 ? ids[0] : ids;
+}
+
 /** The HF-style config.json equivalent of a GGUF's metadata. */
 export function ggufConfig(gguf: GgufFile): RawConfig {
   const arch = String(gguf.metadata.get("general.architecture"));
@@ -90,13 +127,20 @@ export function ggufConfig(gguf: GgufFile): RawConfig {
     tie_word_embeddings: !gguf.tensorInfos.some((t) => t.name === "output.weight"),
     attention_bias: gguf.tensorInfos.some((t) => t.name === "blk.0.attn_q.bias"),
     bos_token_id: gguf.metadata.get("tokenizer.ggml.bos_token_id"),
-    eos_token_id: gguf.metadata.get("tokenizer.ggml.eos_token_id"),
+    eos_token_id: endOfGeneration(gguf),
     rope_scaling: ropeScaling(gguf, arch),
+    sliding_window: num(gguf, `${p}attention.sliding_window`, false),
   };
+  const rotary = num(gguf, `${p}rope.dimension_count`, false);
+  const headDim = (config["head_dim"] as number | undefined) ?? (config["hidden_size"] as number) / heads;
+  if (rotary !== undefined && rotary !== headDim) {
+    throw new UnsupportedModelError(
+      `GGUF ${p}rope.dimension_count is ${rotary} but the head size is ${headDim} (file ${gguf.file}): partial rotary embeddings are not implemented`,
+      ["rope.dimension_count equal to the head size"],
+    );
+  }
   const ropeFreqs = gguf.tensorInfos.find((t) => t.name === "rope_freqs.weight");
   if (ropeFreqs !== undefined) {
-    const hidden = config["hidden_size"] as number;
-    const headDim = (config["head_dim"] as number | undefined) ?? hidden / heads;
     const scaling = llama3RopeScaling(readGgufTensor(gguf, ropeFreqs), (config["rope_theta"] as number) ?? 10000, headDim);
     if (scaling === undefined) {
       throw new UnsupportedModelError(`rope_freqs.weight in ${gguf.file} does not match llama-3 rope scaling`, [
@@ -112,7 +156,7 @@ export function ggufConfig(gguf: GgufFile): RawConfig {
   return config;
 }
 
-function ggufEntry(gguf: GgufFile, info: GgufTensorInfo, name: string, config: RawConfig, arch: string): TensorEntry {
+function ggufEntry(gguf: GgufFile, info: GgufTensorInfo, name: string, config: RawConfig, arch: string): GgufTensorEntry {
   const role = arch === "llama" ? ggufRotaryRole(info.name) : undefined;
   const heads = role === "q" ? (config["num_attention_heads"] as number) : (config["num_key_value_heads"] as number);
   if (role !== undefined && (info.shape[0]! % heads !== 0 || (info.shape[0]! / heads) % 2 !== 0)) {
@@ -122,15 +166,18 @@ function ggufEntry(gguf: GgufFile, info: GgufTensorInfo, name: string, config: R
       offset: info.offset,
     });
   }
+  const rows = info.shape[0]!;
+  const cols = info.shape.slice(1).reduce((a, b) => a * b, 1);
+  const rowOrder = role === undefined ? undefined : metaToHfRowOrder(rows, heads);
   return {
     name,
     shape: info.shape,
     dtype: info.type.name,
     read(): Float32Array {
       const data = readGgufTensor(gguf, info);
-      if (role === undefined) return data;
-      return permuteMetaToHf(data, heads, info.shape.length > 1 ? info.shape[1]! : 1);
+      return rowOrder === undefined ? data : reorderRows(data, rowOrder, cols);
     },
+    ggml: { type: info.type.name, rows, cols, rowOrder, bytes: () => readGgufTensorBytes(gguf, info) },
   };
 }
 
@@ -155,14 +202,28 @@ export function ggufToModelSource(gguf: GgufFile): ModelSource {
       SUPPORTED_GGUF_ARCHITECTURES,
     );
   }
+  const splits = gguf.metadata.get("split.count");
+  if (typeof splits === "number" && splits > 1) {
+    throw new UnsupportedModelError(
+      `${gguf.file} is part ${Number(gguf.metadata.get("split.no") ?? 0) + 1} of a GGUF split into ${splits} files; ` +
+        `merge them first (llama-gguf-split --merge <first part> <merged.gguf>)`,
+      ["single-file GGUF"],
+    );
+  }
+  const experts = gguf.metadata.get(`${arch}.expert_count`);
+  if (typeof experts === "number" && experts > 0) {
+    throw new UnsupportedModelError(`${gguf.file} is a mixture of ${experts} experts (${arch}.expert_count); crumb runs dense models`, [
+      "dense llama, qwen2, qwen3",
+    ]);
+  }
   const config = ggufConfig(gguf);
   const tensors = new Map<string, TensorEntry>();
   for (const info of gguf.tensorInfos) {
     if (info.name === "rope_freqs.weight") continue; // folded into config.rope_scaling
-    if (!(DEQUANTIZABLE as readonly string[]).includes(info.type.name)) {
+    if (!isDequantizable(info.type.name)) {
       throw new UnsupportedModelError(
         `tensor ${info.name} in ${gguf.file} is ${info.type.name}, which crumb cannot dequantise; ` +
-          `re-export the GGUF with --outtype f16 or q8_0`,
+          `re-quantise the model with llama-quantize to one of the supported types`,
         DEQUANTIZABLE,
       );
     }

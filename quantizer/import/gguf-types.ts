@@ -1,7 +1,8 @@
 /**
  * GGUF constants shared by the reader and the writer (ggml/docs/gguf.md): metadata value
- * types and the ggml tensor types with their block sizes (ggml.c type_traits), so a reader
- * can bound-check tensors of every type even when it cannot dequantise them.
+ * types and the ggml tensor types with their block sizes (ggml.h enum ggml_type, ggml.c
+ * type_traits), so a reader can bound-check tensors of every type even when it cannot
+ * dequantise them (ggml-dequantize.ts lists those it can).
  */
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian uint32
@@ -81,6 +82,10 @@ const TYPES: readonly GgmlTypeInfo[] = [
   { id: 30, name: "BF16", blockSize: 1, typeSize: 2 },
   { id: 34, name: "TQ1_0", blockSize: 256, typeSize: 54 },
   { id: 35, name: "TQ2_0", blockSize: 256, typeSize: 66 },
+  { id: 39, name: "MXFP4", blockSize: 32, typeSize: 17 },
+  { id: 40, name: "NVFP4", blockSize: 64, typeSize: 36 },
+  { id: 41, name: "Q1_0", blockSize: 128, typeSize: 18 },
+  { id: 42, name: "Q2_0", blockSize: 64, typeSize: 18 },
 ];
 
 const BY_ID = new Map(TYPES.map((t) => [t.id, t]));
@@ -93,6 +98,3 @@ export function ggmlTypeById(id: number): GgmlTypeInfo | undefined {
 export function ggmlTypeByName(name: string): GgmlTypeInfo | undefined {
   return BY_NAME.get(name);
 }
-
-/** The ggml types crumb dequantises to fp32. */
-export const DEQUANTIZABLE = ["F32", "F16", "BF16", "Q8_0", "Q4_0"] as const;

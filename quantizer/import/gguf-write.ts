@@ -2,7 +2,8 @@
  * GGUF v3 writer (ggml/docs/gguf.md): header, typed metadata, tensor infos (dims innermost
  * first), zero-padded aligned data. Tensors are given in PyTorch order and under the names
  * they should carry in the file; F32, F16, BF16, Q8_0 and Q4_0 encodings (ggml-quants.c
- * reference quantisers). Used by tests and, later, by the GGUF exporter.
+ * reference quantisers), or blocks of any ggml type encoded by the caller (`raw`). Used by
+ * tests and by the GGUF exporter.
  */
 
 import * as fs from "node:fs";
@@ -27,8 +28,11 @@ export interface GgufWriteTensor {
   readonly name: string;
   /** PyTorch order, outermost first. */
   readonly shape: readonly number[];
-  readonly data: Float32Array | (() => Float32Array);
+  /** Values to encode as `dtype`; ignored when `raw` is given. */
+  readonly data?: Float32Array | (() => Float32Array);
   readonly dtype?: GgufWriteDtype;
+  /** Already-encoded blocks of any ggml type (e.g. Q4_K), written as they are. */
+  readonly raw?: { readonly type: string; readonly bytes: Uint8Array };
 }
 
 export interface GgufWriteOptions {
@@ -161,7 +165,9 @@ function writeValue(b: Builder, type: GgufValueType, value: unknown, key: string
   }
 }
 
-function encodeTensor(t: GgufWriteTensor, data: Float32Array): Uint8Array {
+function encodeTensor(t: GgufWriteTensor): Uint8Array {
+  if (t.raw !== undefined) return t.raw.bytes;
+  const data = tensorData(t);
   const dtype = t.dtype ?? "F32";
   if (dtype === "Q8_0") return encodeQ8_0(data);
   if (dtype === "Q4_0") return encodeQ4_0(data);
@@ -195,13 +201,18 @@ function buildHeader(options: GgufWriteOptions): { header: Uint8Array; sizes: nu
   const sizes: number[] = [];
   let offset = 0;
   for (const t of options.tensors) {
-    const info = ggmlTypeByName(t.dtype ?? "F32")!;
+    const typeName = t.raw?.type ?? t.dtype ?? "F32";
+    const info = ggmlTypeByName(typeName);
+    if (info === undefined) throw new InvalidArgumentError("tensors", `tensor ${t.name}: unknown ggml type ${typeName}`);
     const numel = t.shape.reduce((a, c) => a * c, 1);
     const cols = t.shape[t.shape.length - 1] ?? 1;
     if (cols % info.blockSize !== 0) {
       throw new InvalidArgumentError("tensors", `tensor ${t.name}: row length ${cols} is not a multiple of the ${info.name} block size ${info.blockSize}`);
     }
     const size = (numel / info.blockSize) * info.typeSize;
+    if (t.raw !== undefined && t.raw.bytes.length !== size) {
+      throw new InvalidArgumentError("tensors", `tensor ${t.name}: ${t.raw.bytes.length} bytes of ${typeName}, its shape needs ${size}`);
+    }
     b.string(t.name);
     b.u32(t.shape.length);
     for (const d of [...t.shape].reverse()) b.u64(d);
@@ -222,7 +233,7 @@ export function encodeGguf(options: GgufWriteOptions): Uint8Array {
   out.set(header);
   let pos = header.length;
   options.tensors.forEach((t, i) => {
-    out.set(encodeTensor(t, tensorData(t)), pos);
+    out.set(encodeTensor(t), pos);
     pos += Math.ceil(sizes[i]! / alignment) * alignment;
   });
   return out;
@@ -235,7 +246,7 @@ export function writeGguf(path: string, options: GgufWriteOptions): void {
   try {
     fs.writeSync(fd, header);
     options.tensors.forEach((t, i) => {
-      const bytes = encodeTensor(t, tensorData(t));
+      const bytes = encodeTensor(t);
       fs.writeSync(fd, bytes);
       const padding = Math.ceil(sizes[i]! / alignment) * alignment - sizes[i]!;
       if (padding > 0) fs.writeSync(fd, new Uint8Array(padding));
@@ -246,6 +257,7 @@ export function writeGguf(path: string, options: GgufWriteOptions): void {
 }
 
 function tensorData(t: GgufWriteTensor): Float32Array {
+  if (t.data === undefined) throw new InvalidArgumentError("tensors", `tensor ${t.name} has neither data nor raw blocks`);
   const data = typeof t.data === "function" ? t.data() : t.data;
   const numel = t.shape.reduce((a, c) => a * c, 1);
   if (data.length !== numel) {

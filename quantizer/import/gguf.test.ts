@@ -223,3 +223,23 @@ describe("GGUF: model import", () => {
     for (const t of g.tensorInfos) expect(t.offset % 64).toBe(0);
   });
 });
+
+describe("GGUF: models crumb refuses, saying why", () => {
+  test("a split GGUF, a mixture of experts and partial rotary embeddings are UnsupportedModelErrors", async () => {
+    await expectTypedError(() => importGguf(writeTemp(tinyGguf("llama", "F32", { "split.count": 3, "split.no": 0 }), "split.gguf")), UnsupportedModelError, {
+      message: /part 1 of a GGUF split into 3 files; merge them first/,
+    });
+    await expectTypedError(() => importGguf(writeTemp(tinyGguf("qwen2", "F32", { "qwen2.expert_count": 8 }), "moe.gguf")), UnsupportedModelError, {
+      message: /mixture of 8 experts/,
+    });
+    await expectTypedError(() => importGguf(writeTemp(tinyGguf("llama", "F32", { "llama.rope.dimension_count": HEAD_DIM / 2 }), "rot.gguf")), UnsupportedModelError, {
+      message: /rope\.dimension_count is 4 but the head size is 8/,
+    });
+  });
+
+  test("sliding window and end-of-turn ids come from the metadata", async () => {
+    const m = await importGguf(writeTemp(tinyGguf("llama", "F32", { "llama.attention.sliding_window": 4096, "tokenizer.ggml.eot_token_id": 7 }), "swa.gguf"));
+    expect(m.config).toMatchObject({ sliding_window: 4096, eos_token_id: [2, 7] });
+    expect(m.generationConfig).toEqual({ bos_token_id: 1, eos_token_id: [2, 7] });
+  });
+});

@@ -3,14 +3,13 @@
  * type (nested arrays included), tensor infos and the aligned data section. Every count and
  * length is checked against the bytes that remain before anything is allocated. Tensor
  * dims are stored innermost first (ne[0] = columns); `shape` gives them in PyTorch order.
- * F32, F16, BF16, Q8_0 and Q4_0 tensors dequantise to fp32.
+ * Tensors of every type in ggml-dequantize.ts dequantise to fp32.
  */
 
-import { FormatError, UnsupportedModelError } from "../../runtime/errors.ts";
+import { FormatError } from "../../runtime/errors.ts";
 import { ByteCursor, type ByteSource, fileSource, readRange } from "./byte-source.ts";
-import { decodeBf16, decodeF16, decodeF32, decodeQ4_0, decodeQ8_0 } from "./dtypes.ts";
+import { dequantizeGgml } from "./ggml-dequantize.ts";
 import {
-  DEQUANTIZABLE,
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
   type GgmlTypeInfo,
@@ -218,27 +217,13 @@ export function readGguf(path: string): GgufFile {
   return parseGguf(fileSource(path));
 }
 
+/** The stored bytes of one tensor (its blocks, in ggml order). */
+export function readGgufTensorBytes(gguf: GgufFile, info: GgufTensorInfo): Uint8Array {
+  return readRange(gguf.source, info.offset, info.byteLength, info.name);
+}
+
 /** Dequantises one tensor to fp32 in its stored row order (dims reversed = PyTorch order). */
 export function readGgufTensor(gguf: GgufFile, info: GgufTensorInfo): Float32Array {
-  const name = info.type.name;
-  if (!(DEQUANTIZABLE as readonly string[]).includes(name)) {
-    throw new UnsupportedModelError(
-      `tensor ${info.name} in ${gguf.file} is ${name}, which crumb cannot dequantise; ` +
-        `re-export the GGUF with --outtype f16 or q8_0`,
-      DEQUANTIZABLE,
-    );
-  }
-  const bytes = readRange(gguf.source, info.offset, info.byteLength, info.name);
-  switch (name) {
-    case "F32":
-      return decodeF32(bytes, info.numel);
-    case "F16":
-      return decodeF16(bytes, info.numel);
-    case "BF16":
-      return decodeBf16(bytes, info.numel);
-    case "Q8_0":
-      return decodeQ8_0(bytes, info.numel);
-    default:
-      return decodeQ4_0(bytes, info.numel);
-  }
+  const what = `tensor ${info.name} in ${gguf.file}`;
+  return dequantizeGgml(info.type.name, readGgufTensorBytes(gguf, info), info.numel, what);
 }

@@ -2,8 +2,9 @@
  * `crumb generate <model> [--tokenizer F] [-p PROMPT] [-n N] [--temperature T] [--seed S]
  * [--top-k K] [--top-p P] [--min-p P] [--ctx N] [--threads N] [--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget BYTES] [--session FILE]`: prints only the
  * generated text on stdout (streamed, never broken UTF-8) and its statistics on stderr.
- * Packed crumb files run on the WASM engine; source checkpoints (HF directory, .gguf,
- * llama2.c .bin) on the fp32 reference engine.
+ * Packed crumb files run on the WASM engine, and so does a .gguf (packed in memory as
+ * `quantize` would pack it; the encodings chosen are printed on stderr); other source
+ * checkpoints (HF directory, llama2.c .bin) run on the fp32 reference engine.
  */
 import { existsSync } from "node:fs";
 import { InvalidArgumentError } from "../errors.ts";
@@ -68,6 +69,7 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
     threads,
     kv: kv as KvType,
     kvBudget: values["kv-budget"] === undefined ? undefined : parseBytes(String(values["kv-budget"])),
+    onNote: (note) => io.stderr(`[crumb] ${note}\n`),
   });
   const session = values.session as string | undefined;
   const restored = session !== undefined && existsSync(session) ? await engine.restoreSession(session) : 0;

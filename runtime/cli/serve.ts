@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
-import { isPackedFile, loadEngine } from "../engine/load-engine.ts";
+import { isGgufFile, isPackedFile, loadEngine } from "../engine/load-engine.ts";
 import { KV_TYPES, type KvType } from "../engine/wasm-backend.ts";
 import { parseBytes } from "../engine/kv-cache/auto.ts";
 import { defaultThreads } from "../kernels/pool.ts";
@@ -75,7 +75,7 @@ const NO_MODEL =
   "  bun run pull HuggingFaceTB/SmolLM2-135M-Instruct        # prints the directory it downloaded to\n" +
   "  bun run quantize <that directory> --bits 4 -o model.q4\n" +
   "  bun run serve model.q4\n" +
-  "(serve also runs a Hugging Face directory, a .gguf or a llama2.c .bin directly, on the slower fp32 reference engine)";
+  "(serve also runs a .gguf directly, packed in memory, and a Hugging Face directory or a llama2.c .bin on the slower fp32 reference engine)";
 
 export function parseServeArgs(argv: string[], env: Record<string, string | undefined> = process.env): ServeConfig {
   const { values, positionals } = parseCommandLine(argv, {
@@ -139,9 +139,9 @@ export async function runServe(
 ): Promise<void> {
   const config = parseServeArgs(argv);
   const log = (line: string) => io.stderr(line + "\n");
-  const packed = isPackedFile(config.model);
+  const packed = isPackedFile(config.model) || isGgufFile(config.model);
   if (!packed && (config.threads !== undefined || config.kv !== "auto")) {
-    log(`crumb serve: --threads and --kv apply to packed models on the WASM engine; ${config.model} runs on the fp32 reference engine`);
+    log(`crumb serve: --threads and --kv apply to packed models and .gguf files on the WASM engine; ${config.model} runs on the fp32 reference engine`);
   }
   const engine = loadEngine(config.model, {
     tokenizer: config.tokenizer,
@@ -150,6 +150,7 @@ export async function runServe(
     kv: config.kv as KvType,
     kvBudget: config.kvBudget,
     chatTemplate: config.chatTemplate === undefined ? undefined : readFileSync(config.chatTemplate, "utf8"),
+    onNote: (note) => log(`crumb serve: ${note}`),
   });
   const queue = createRequestQueue({ parallel: config.parallel, depth: config.queueDepth });
   const app = createApp(engine, { apiKey: config.apiKey, queue, pooling: config.pooling, log });

@@ -1,13 +1,17 @@
 /**
- * Opens any model path as an Engine: a packed crumb checkpoint runs on the WASM backend;
- * a source checkpoint (HF directory, .gguf, llama2.c .bin) on the fp32 reference backend.
+ * Opens any model path as an Engine: a packed crumb checkpoint runs on the WASM backend; a
+ * .gguf is packed in memory the way `quantize` would pack it (its blocks kept where a crumb
+ * encoding holds them, quantizer/gguf-load.ts) and runs on the WASM backend too; other
+ * source checkpoints (HF directory, llama2.c .bin) run on the fp32 reference backend.
  */
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "../errors.ts";
 import { importModel } from "../../quantizer/import/index.ts";
+import { packGgufInMemory } from "../../quantizer/gguf-load.ts";
+import type { CheckpointHeader } from "../format/header.ts";
 import { createEngine, createEngineOn } from "./engine.ts";
 import type { Engine } from "./types.ts";
-import { isPackedCheckpoint, type LoadProgress, loadPackedModel } from "./packed-model.ts";
+import { isPackedCheckpoint, type LoadProgress, loadPackedModel, packedModelFromBytes, type PackedModel } from "./packed-model.ts";
 import { createWasmBackend, type KvType } from "./wasm-backend.ts";
 import { chooseKvMode, kvCacheSize } from "./kv-cache/auto.ts";
 import { resolveModel } from "../models/registry.ts";
@@ -26,19 +30,32 @@ export interface LoadEngineOptions {
   /** A chat template (jinja source) that replaces the model's default one. */
   readonly chatTemplate?: string;
   readonly onProgress?: (progress: LoadProgress) => void;
+  /** Called with a line about how the model was prepared (a .gguf: which encodings were chosen). */
+  readonly onNote?: (note: string) => void;
 }
 
-/** Whether the path is a packed crumb checkpoint (reads its first bytes). */
-export function isPackedFile(path: string): boolean {
-  if (!statSync(path).isFile()) return false;
+function fileHead(path: string): Uint8Array | undefined {
+  if (!statSync(path).isFile()) return undefined;
   const fd = openSync(path, "r");
   try {
     const head = new Uint8Array(8);
     readSync(fd, head, 0, 8, 0);
-    return isPackedCheckpoint(head);
+    return head;
   } finally {
     closeSync(fd);
   }
+}
+
+/** Whether the path is a packed crumb checkpoint (reads its first bytes). */
+export function isPackedFile(path: string): boolean {
+  const head = fileHead(path);
+  return head !== undefined && isPackedCheckpoint(head);
+}
+
+/** Whether the path is a GGUF file (its "GGUF" magic). */
+export function isGgufFile(path: string): boolean {
+  const head = fileHead(path);
+  return head !== undefined && new TextDecoder("latin1").decode(head.subarray(0, 4)) === "GGUF";
 }
 
 export async function loadEngine(path: string, options: LoadEngineOptions = {}): Promise<Engine> {
@@ -46,6 +63,12 @@ export async function loadEngine(path: string, options: LoadEngineOptions = {}):
     statSync(path);
   } catch {
     throw new InvalidArgumentError("model", `model path "${path}" does not exist`);
+  }
+  if (isGgufFile(path)) {
+    const source = await importModel(path, { tokenizer: options.tokenizer });
+    const packed = await packGgufInMemory(source, { threads: options.threads });
+    options.onNote?.(`${path}: ${packed.summary}`);
+    return startWasmEngine(path, packed.header, () => Promise.resolve(packedModelFromBytes(packed.header, packed.tensors)), options);
   }
   if (!isPackedFile(path)) {
     const source = await importModel(path, { tokenizer: options.tokenizer });
@@ -55,18 +78,28 @@ export async function loadEngine(path: string, options: LoadEngineOptions = {}):
   const checkpoint = await openCheckpoint(path);
   const header = checkpoint.header;
   await checkpoint.close();
+  const tokenizer = options.tokenizer === undefined ? header.tokenizer ?? undefined : loadTokenizerFile(options.tokenizer);
+  return startWasmEngine(path, { ...header, tokenizer: tokenizer ?? null }, (reserveBytes) => loadPackedModel(path, { onProgress: options.onProgress, reserveBytes }), options);
+}
+
+/** The WASM engine over a packed model, with the KV cache sized from the header's config. */
+async function startWasmEngine(
+  path: string,
+  header: CheckpointHeader,
+  load: (reserveBytes: number) => Promise<PackedModel>,
+  options: LoadEngineOptions,
+): Promise<Engine> {
   const { args } = resolveModel(header.config);
   const contextLength = options.contextLength ?? Math.min(args.maxPositions, 4096);
   const shape = { numLayers: args.numLayers, numHeads: args.numHeads, numKvHeads: args.numKvHeads, headDim: args.headDim, contextLength };
   const requested = options.kv ?? "f16";
   const kv = requested === "auto" ? chooseKvMode(options.kvBudget ?? Infinity, shape, args.hiddenSize).mode : requested;
   const reserveBytes = kvCacheSize(kv, shape, args.hiddenSize).wasmBytes + 64 * 1024 * 1024;
-  const model = await loadPackedModel(path, { onProgress: options.onProgress, reserveBytes });
+  const model = await load(reserveBytes);
   const backend = await createWasmBackend(model, { contextLength, threads: options.threads, kv });
-  const tokenizer = options.tokenizer === undefined ? header.tokenizer ?? undefined : loadTokenizerFile(options.tokenizer);
   return createEngineOn(backend, {
     path,
-    tokenizer,
+    tokenizer: header.tokenizer ?? undefined,
     chatTemplates: withTemplate(header.chatTemplates, options.chatTemplate),
     generationConfig: header.generationConfig,
     pooling: header.extra.pooling === "last" || header.extra.pooling === "mean" ? header.extra.pooling : undefined,

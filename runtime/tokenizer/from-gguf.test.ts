@@ -122,3 +122,38 @@ describe("metadata edge cases", () => {
     expect(tok.encode("ab ab111")).toEqual([6, 2, 4, 5, 5, 5]);
   });
 });
+
+describe("a Llama 3 GGUF vocabulary (llama-bpe) rebuilt from the tiktoken file", () => {
+  // No llama-bpe vocab GGUF is in shared/models, only its .inp/.out. llama.cpp's converter
+  // writes the tokens (byte-level strings by id), "left right" merges, token types (3 for the
+  // special tokens) and pre "llama-bpe"; that metadata is rebuilt here from the tiktoken
+  // conversion and must reproduce the 47 vectors through the GGUF path.
+  const base = "gguf-vocab/ggml-vocab-llama-bpe.gguf";
+  const files = ["tiktoken/llama3/tokenizer.model", "tiktoken/llama3/tokenizer_config.json", `${base}.inp`, `${base}.out`];
+  test.skipIf(!haveFiles(...files))("reproduces ggml-vocab-llama-bpe.gguf.out", async () => {
+    const { tiktokenToFiles } = await import("./from-tiktoken.ts");
+    const { readText } = await import("../../test/shared-data.ts");
+    const hf = tiktokenToFiles(readText(files[0]!), readJson(files[1]!));
+    const model = hf.tokenizerJson.model as { vocab: Record<string, number>; merges: ([string, string] | string)[] };
+    const added = hf.tokenizerJson.added_tokens as { id: number; content: string }[];
+    const tokens: string[] = [];
+    for (const [token, id] of Object.entries(model.vocab)) tokens[id] = token;
+    for (const a of added) tokens[a.id] = a.content;
+    const types = tokens.map((_, id) => (added.some((a) => a.id === id) ? 3 : 1));
+    const metadata = new Map<string, unknown>([
+      ["tokenizer.ggml.model", "gpt2"],
+      ["tokenizer.ggml.pre", "llama-bpe"],
+      ["tokenizer.ggml.tokens", tokens],
+      ["tokenizer.ggml.token_type", types],
+      ["tokenizer.ggml.merges", model.merges.map((m) => (typeof m === "string" ? m : m.join(" ")))],
+      ["tokenizer.ggml.bos_token_id", 128000],
+      ["tokenizer.ggml.eos_token_id", 128009],
+      ["tokenizer.ggml.add_bos_token", true],
+    ]);
+    const tok = createTokenizer(tokenizerFromGguf(metadata)!);
+    const vectors = readVocabVectors(base);
+    expect(vectors.length).toBe(47);
+    for (const { text, ids } of vectors) expect(tok.encode(text, { addSpecialTokens: false })).toEqual(ids);
+    expect(tok.encode("Hi")).toEqual([128000, 13347]);
+  }, 60_000); // two 128K-entry vocabularies: a few seconds on a CI-class machine
+});
