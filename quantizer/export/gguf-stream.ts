@@ -7,6 +7,7 @@
  * whose bytes the caller encodes (Q2_K, TQ2_0, ...).
  */
 import { closeSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import process from "node:process";
 import { InvalidArgumentError } from "../../runtime/errors.ts";
 import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, ggmlTypeByName, GgufValueType } from "../import/gguf-types.ts";
 
@@ -102,6 +103,11 @@ export function ggufTensorBytes(name: string, shape: readonly number[], type: st
   return (shape.reduce((a, b) => a * b, 1) / info.blockSize) * info.typeSize;
 }
 
+/** Where writeGgufStream writes before renaming to `path` (a CLI removes it on Ctrl-C). */
+export function temporaryPath(path: string): string {
+  return `${path}.tmp-${process.pid}`;
+}
+
 /**
  * Writes `path` (via a temp file and rename). Metadata keys are written in insertion order;
  * general.alignment is added when `alignment` is not the default 32.
@@ -136,7 +142,7 @@ export function writeGgufStream(
   });
   head.padTo(alignment);
 
-  const temp = `${path}.tmp-${process.pid}`;
+  const temp = temporaryPath(path);
   const fd = openSync(temp, "w");
   let failed = true;
   try {
