@@ -151,6 +151,18 @@ describe("transcoding: sources already on the target's grid", () => {
     expect(sameBits(testDecodeQ4_1(r.bytes, values.length), values)).toBe(true);
   });
 
+  test("an exact offset below the grid's lowest level, or above its highest, is found by the offset search", () => {
+    // w = d*q with d = 1 + 2^-10 (11 significant bits) and codes 3..12: the lowest level 3d
+    // needs 12 bits, so only the offset 0 (codes shifted up by 3) is exact; mirrored, -12..-3.
+    const d = 1 + 2 ** -10;
+    for (const sign of [1, -1]) {
+      const v = Float32Array.from({ length: 32 }, (_, j) => sign * d * (3 + (j % 10)));
+      expect(roundToF16(3 * d)).not.toBe(3 * d);
+      const r = encodeTensor(v, "q4g32zp", "Q4_1");
+      expect(sameBits(testDecodeQ4_1(r.bytes, 32), v)).toBe(true);
+    }
+  });
+
   test("ternary groups → Q4_0 bit-exact; → TQ2_0 exact when a 256-block shares one scale, else trits kept with the mean |w|", () => {
     const trits = Int8Array.from({ length: rows * cols }, (_, i) => ((i * 5 + (i >> 3)) % 3) - 1);
     const shared = Float32Array.from({ length: rows * (cols / 64) }, (_, g) => roundToF16(0.01 * (1 + (g >> 2))));
