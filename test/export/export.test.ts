@@ -108,6 +108,51 @@ describe.skipIf(!available)("export → read back, every type", () => {
   }, 60_000);
 });
 
+describe.skipIf(!available)("metadata and type rules", () => {
+  const small = (extra: Record<string, unknown>) =>
+    createRandomModel({ arch: "llama", hidden: 256, intermediate: 512, layers: 1, heads: 4, kvHeads: 2, vocab: 512, seed: 2, maxPositions: 4096, ...extra }, loadTokenizerFile(modelPath(TOKENIZER)));
+
+  test("llama3 RoPE scaling is written as rope_freqs.weight and read back as the same rope_scaling; linear as keys", () => {
+    const llama3 = { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    const path = join(dir, "llama3.gguf");
+    const lines: string[] = [];
+    exportGguf(small({ ropeScaling: llama3, ropeTheta: 500000 }), path, { type: "F16", log: (l) => void lines.push(l) });
+    expect(readGguf(path).tensorInfos.find((t) => t.name === "rope_freqs.weight")?.shape).toEqual([32]);
+    expect(importGguf(path).config.rope_scaling).toMatchObject(llama3);
+    expect(lines).toContain("llama3 rope scaling written as rope_freqs.weight (32 frequency factors)");
+    const linear = join(dir, "linear.gguf");
+    exportGguf(small({ ropeScaling: { rope_type: "linear", factor: 4 } }), linear, { type: "F16" });
+    expect(readGguf(linear).metadata.get("llama.rope.scaling.type")).toBe("linear");
+    expect(importGguf(linear).config.rope_scaling).toMatchObject({ rope_type: "linear", factor: 4 });
+    const qwen = createRandomModel({ ...spec("qwen2"), ropeScaling: llama3 }, loadTokenizerFile(modelPath(TOKENIZER)));
+    expect(() => exportGguf(qwen, join(dir, "qwen-llama3.gguf"), { type: "F16" })).toThrow(/llama3 rope scaling on a qwen2 model/);
+  });
+
+  test("a Mistral sliding window shorter than the context is reported; the tied head gets the head's type", () => {
+    const lines: string[] = [];
+    const mistral = createRandomModel({ ...spec("mistral"), maxPositions: 4096, slidingWindow: 1024, tieEmbeddings: true }, loadTokenizerFile(modelPath(TOKENIZER)));
+    const written = exportGguf(mistral, join(dir, "mistral.gguf"), { type: "Q4_0", log: (l) => void lines.push(l) });
+    expect(lines.some((l) => l.includes("sliding window of 1024 positions; llama.cpp's llama architecture has none"))).toBe(true);
+    expect(readGguf(join(dir, "mistral.gguf")).metadata.get("general.architecture")).toBe("llama");
+    const types = new Map(written.map((t) => [t.name, t.type]));
+    expect(types.has("output.weight")).toBe(false);
+    expect(types.get("token_embd.weight")).toBe("Q6_K"); // the tied embedding is the head
+    expect(types.get("blk.0.ffn_up.weight")).toBe("Q4_0");
+  });
+
+  test("rows a block does not divide fall back as llama-quantize does; unknown types and missing tokenizers are refused", () => {
+    const odd = createRandomModel({ arch: "llama", hidden: 96, intermediate: 160, layers: 1, heads: 2, vocab: 512, seed: 3 }, loadTokenizerFile(modelPath(TOKENIZER)));
+    const lines: string[] = [];
+    const written = exportGguf(odd, join(dir, "odd.gguf"), { type: "TQ2_0", log: (l) => void lines.push(l) });
+    const types = new Map(written.map((t) => [t.name, t.type]));
+    expect(types.get("blk.0.attn_q.weight")).toBe("Q4_0"); // 96 columns: TQ2_0 → Q4_0
+    expect(types.get("output.weight")).toBe("Q8_0"); // Q6_K → Q8_0
+    expect(lines.find((l) => l.startsWith("blk.0.attn_q.weight"))).toContain("rows of 96 do not fill TQ2_0 blocks of 256: Q4_0");
+    expect(() => exportGguf(odd, join(dir, "bad.gguf"), { type: "Q5_K" as GgufExportType })).toThrow(/--type Q5_K is not a type crumb writes/);
+    expect(() => exportGguf({ ...odd, tokenizer: undefined }, join(dir, "none.gguf"), {})).toThrow(/carries no tokenizer.*--tokenizer/);
+  });
+});
+
 describe.skipIf(!available)("a crumb GPTQ q4 g32 file, default types", () => {
   test("q8 embeddings → Q8_0 exactly; zero-point groups → Q4_1 with step and codes kept; head → Q6_K", async () => {
     const src = createRandomModel(spec("llama"), loadTokenizerFile(modelPath(TOKENIZER)));

@@ -64,31 +64,27 @@ export function decodeQ4_1(bytes: Uint8Array, n: number): Float32Array {
   return out;
 }
 
-/** Largest |decoded - v| of a candidate block (0 = bit-exact). */
-function blockError(v: Float32Array, d: number, m: number, codes: Uint8Array): number {
-  let worst = 0;
-  for (let j = 0; j < Q4_1_BLOCK; j++) worst = Math.max(worst, Math.abs(Math.fround(codes[j]! * d + m) - v[j]!));
-  return worst;
-}
-
 /** The f16 nearest to x and its two neighbours (f32 rounding of the inputs can cross a boundary). */
 function f16Around(x: number): number[] {
   const h = f32ToF16(x);
   return [h, h + 1, h - 1].filter((c) => c > 0 && c < 0x7c00).map(f16ToF32);
 }
 
-/** Codes r in [0, k] with v = lo + d*r for every value, up to f32 rounding of v; undefined if none. */
-function gridCodes(v: Float32Array, lo: number, d: number, k: number): Uint8Array | undefined {
-  const rel = new Uint8Array(Q4_1_BLOCK);
+/** Fills `rel` with codes r in [0, k] such that v = lo + d*r for every value, up to f32 rounding of v; false if none. */
+function gridCodes(v: Float32Array, lo: number, d: number, k: number, rel: Uint8Array): boolean {
   for (let j = 0; j < Q4_1_BLOCK; j++) {
     const r = (v[j]! - lo) / d;
     const q = Math.round(r);
     // A value is an f32 rounding of its grid point: allow that error, measured in steps.
-    if (q < 0 || q > k || Math.abs(r - q) > 1e-3 + (2 ** -23 * Math.abs(v[j]!)) / d) return undefined;
+    if (q < 0 || q > k || Math.abs(r - q) > 1e-3 + (2 ** -23 * Math.abs(v[j]!)) / d) return false;
     rel[j] = q;
   }
-  return rel;
+  return true;
 }
+
+const rel = new Uint8Array(Q4_1_BLOCK);
+const codes = new Uint8Array(Q4_1_BLOCK);
+const bestCodes = new Uint8Array(Q4_1_BLOCK);
 
 /**
  * Writes the block of 32 values `v` at `out[at..at+20)` on the affine grid it lies on and
@@ -105,13 +101,12 @@ export function transcodeQ4_1Block(v: Float32Array, out: Uint8Array, at: number)
   // The step: the largest f16 d that puts every value on lo + d*r with whole r in [0, k].
   let step = 0;
   let span = 0;
-  let rel: Uint8Array = new Uint8Array(Q4_1_BLOCK);
+  rel.fill(0);
   if (hi > lo) {
     search: for (let k = 1; k <= 15; k++) {
       for (const d of f16Around((hi - lo) / k)) {
-        const codes = gridCodes(v, lo, d, k);
-        if (codes !== undefined) {
-          [step, span, rel] = [d, k, codes];
+        if (gridCodes(v, lo, d, k, rel)) {
+          [step, span] = [d, k];
           break search;
         }
       }
@@ -120,19 +115,25 @@ export function transcodeQ4_1Block(v: Float32Array, out: Uint8Array, at: number)
   }
   // Offsets: the lowest level moved down s steps (codes r + s), or the highest moved up s
   // steps with the grid reflected (d < 0, codes span - r + s); keep the most exact.
-  let best = { err: Infinity, d: 0, m: 0, codes: rel };
+  let best = { err: Infinity, d: 0, m: 0 };
   for (let s = 0; s <= 15 - span && best.err > 0; s++) {
     for (const reflect of step === 0 ? [false] : [false, true]) {
       const d = reflect ? -step : step;
       const m = roundToF16(reflect ? hi + step * s : lo - step * s);
-      const codes = rel.map((r) => (reflect ? span - r : r) + s);
-      const err = blockError(v, d, m, codes);
-      if (err < best.err) best = { err, d, m, codes };
+      let err = 0;
+      for (let j = 0; j < Q4_1_BLOCK; j++) {
+        codes[j] = (reflect ? span - rel[j]! : rel[j]!) + s;
+        err = Math.max(err, Math.abs(Math.fround(codes[j]! * d + m) - v[j]!));
+      }
+      if (err < best.err) {
+        best = { err, d, m };
+        bestCodes.set(codes);
+      }
     }
     if (step === 0) break;
   }
   putF16(out, at, best.d);
   putF16(out, at + 2, best.m);
-  putCodes(out, at, (j) => best.codes[j]!);
+  putCodes(out, at, (j) => bestCodes[j]!);
   return best.err;
 }
