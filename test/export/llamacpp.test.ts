@@ -198,7 +198,7 @@ describe.skipIf(!available)("llama.cpp tokenizes with the exported tokenizer as 
     test(c.name, async () => {
       const files = c.files();
       const vocab = Math.max(...Object.values((files.tokenizerJson.model as { vocab: Record<string, number> }).vocab), ...(files.tokenizerJson.added_tokens as { id: number }[]).map((a) => a.id)) + 1;
-      const source = createRandomModel({ arch: "llama", hidden: 64, intermediate: 128, layers: 1, heads: 2, vocab, seed: 1 }, files);
+      const source = createRandomModel({ arch: "llama", hidden: 32, intermediate: 64, layers: 1, heads: 1, vocab, seed: 1 }, files);
       const path = join(dir, `vocab-${vocab}.gguf`);
       exportGguf({ ...source, chatTemplates: { default: "{{ messages[0]['content'] }}" } }, path, { type: "F16" });
       expect(readGguf(path).metadata.get("tokenizer.chat_template")).toBe("{{ messages[0]['content'] }}");
