@@ -57,7 +57,8 @@ try {
   else if (!(error instanceof CrumbError)) throw error;
   else {
     process.stderr.write(`pull: ${error.message}\n`);
-    const usage = error instanceof InvalidArgumentError && (error.argument === "argv" || error.argument === "repo");
+    const usage = error instanceof InvalidArgumentError &&
+      (error.argument === "argv" || error.argument === "repo" || error.argument === "revision" || error.argument.startsWith("-"));
     process.exitCode = controller.signal.aborted ? 130 : usage ? 2 : 1;
   }
 }
