@@ -69,8 +69,10 @@ export function exportGguf(source: ModelSource, path: string, options: GgufExpor
   const hasOutput = wanted.has("lm_head.weight");
   const notes: string[] = [];
   const entries = [...source.tensors.values()];
-  for (const t of entries) {
-    if (!wanted.has(t.name)) notes.push(`skipped ${t.name}: the forward pass does not read it, so llama.cpp has no place for it`);
+  const unread = entries.filter((t) => !wanted.has(t.name)).map((t) => t.name);
+  if (unread.length > 0) {
+    const shown = unread.length > 4 ? `${unread.slice(0, 4).join(", ")}, ...` : unread.join(", ");
+    notes.push(`skipped ${unread.length} tensors the forward pass does not read (llama.cpp has no place for them): ${shown}`);
   }
   const layout = entries.filter((t) => wanted.has(t.name)).map((t) => {
     const name = hfToGgufName(t.name);
