@@ -18,7 +18,7 @@ import { randomModelConfig, randomTensor, tensorShapes } from "../test/fixtures/
 import { type BenchShape, EMBEDDING_ENCODING, EMBEDDING_GGUF_TYPE, ENCODINGS, type EncodingName } from "./config.ts";
 
 /** Bump when the generated files change, so stale caches are not reused. */
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2; // 2: GGUF heads in Q6_K, TQ2_0 rounded as llama-quantize does (issue 14)
 
 export function defaultCacheDir(): string {
   return process.env.CRUMB_BENCH_CACHE ?? join(tmpdir(), "crumb-bench-cache");

@@ -1,170 +1,144 @@
 /**
- * Exports a ModelSource (llama family) to a GGUF file that llama.cpp loads: llama metadata
- * (rope_scaling as llama.cpp's convert_hf_to_gguf.py writes it: linear as rope.scaling.*
- * keys, llama3 as a rope_freqs tensor of per-frequency divisors),
- * a SentencePiece vocab copied from a vocab-only GGUF (llama.cpp's models/ggml-vocab-*.gguf),
- * tensors renamed to llama.cpp's convention with attn_q/attn_k rows permuted to Meta's
- * interleaved RoPE order, and matrices encoded as F16, Q8_0, Q4_0, Q2_K or TQ2_0
- * (GGUF-EXPORT.md describes each block layout). Streams one tensor at a time.
+ * Exports any crumb ModelSource (a packed .q2/.q4 file, a Hugging Face directory, a GGUF, a
+ * llama2.c .bin) as a GGUF v3 file llama.cpp loads (ggml/docs/gguf.md): the architecture
+ * metadata (gguf-metadata.ts), the model's own tokenizer and chat templates
+ * (gguf-tokenizer.ts), and the tensors the forward pass reads under llama.cpp's names, each in
+ * the type type-plan.ts picks, transcoded exactly where the source's storage allows and
+ * rounded to nearest otherwise (tensor-codec.ts), with one line per tensor saying which.
+ * For llama-architecture files the q_proj/k_proj rows (and biases) are permuted from Hugging
+ * Face's rotate-half RoPE order to the interleaved order llama.cpp's llama graph rotates, as
+ * convert_hf_to_gguf.py does (import/rope-permute.ts); qwen2/qwen3 use llama.cpp's NeoX RoPE,
+ * which is rotate-half, so they are written as they are. Streams one tensor at a time.
  */
-import { InvalidArgumentError, UnsupportedModelError } from "../../runtime/errors.ts";
-import { type ModelArgs, resolveModel } from "../../runtime/models/registry.ts";
-import { ropeInverseFrequencies } from "../../runtime/models/rope-frequencies.ts";
+import { InvalidArgumentError } from "../../runtime/errors.ts";
+import { resolveModel } from "../../runtime/models/registry.ts";
 import type { ModelSource } from "../../runtime/models/types.ts";
-import { encodeFloat, encodeQ4_0, encodeQ8_0 } from "../import/dtypes.ts";
-import { readGguf } from "../import/gguf.ts";
 import { hfToGgufName } from "../import/gguf-names.ts";
-import { GgufValueType } from "../import/gguf-types.ts";
 import { permuteHfToMeta } from "../import/rope-permute.ts";
-import { encodeQ2_K, encodeTq2_0 } from "./gguf-blocks.ts";
+import { ggufArchitecture, modelMetadata, ropeFreqFactors } from "./gguf-metadata.ts";
 import { type GgufMeta, type GgufStreamTensor, writeGgufStream } from "./gguf-stream.ts";
+import { tokenizerMetadata, vocabGgufMetadata } from "./gguf-tokenizer.ts";
+import { CODECS, describeEncoding, encodeTensor, GGUF_EXPORT_TYPES, type GgufExportType, isExportType } from "./tensor-codec.ts";
+import { isLowBit, planType, type PlannedType, roleOf, type TypeOptions } from "./type-plan.ts";
 
-export const GGUF_EXPORT_TYPES = ["F32", "F16", "Q8_0", "Q4_0", "Q2_K", "TQ2_0"] as const;
-export type GgufExportType = typeof GGUF_EXPORT_TYPES[number];
+export { GGUF_EXPORT_TYPES, type GgufExportType };
 
-export interface GgufExportOptions {
-  /** Type of every 2-D weight (lm_head included) except the token embeddings. */
-  readonly type: GgufExportType;
-  /** Token embeddings (a row lookup, not a matmul); default Q8_0, or F16/F32 when `type` is. */
-  readonly embeddingType?: GgufExportType;
-  /** A vocab-only GGUF whose tokenizer.* keys are copied (e.g. ggml-vocab-llama-spm.gguf). */
-  readonly vocabGguf: string;
+export interface GgufExportOptions extends TypeOptions {
+  /** tokenizer.* copied from a llama.cpp vocab-only GGUF, for sources without a tokenizer. */
+  readonly vocabGguf?: string;
+  /** general.name; default: the source path. */
   readonly name?: string;
+  /** Receives one line per tensor (what it became and how exactly) and notes. */
+  readonly log?: (line: string) => void;
 }
 
-const ARCHITECTURES = ["llama", "mistral"];
+export interface ExportedTensor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly storage: string;
+  readonly type: GgufExportType;
+  /** Filled in as the tensor is written. */
+  line?: string;
+  exact?: boolean;
+}
 
-export function encodeGgufTensor(type: GgufExportType, data: Float32Array): Uint8Array {
-  switch (type) {
-    case "F32":
-    case "F16":
-      return encodeFloat(data, type);
-    case "Q8_0":
-      return encodeQ8_0(data);
-    case "Q4_0":
-      return encodeQ4_0(data);
-    case "Q2_K":
-      return encodeQ2_K(data);
-    case "TQ2_0":
-      return encodeTq2_0(data);
+interface Planned {
+  readonly hfName: string;
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly storage: string;
+  readonly plan: PlannedType;
+  readonly heads: number;
+}
+
+function checkType(flag: string, value: string | undefined): void {
+  if (value !== undefined && !isExportType(value)) {
+    throw new InvalidArgumentError(flag, `${flag} ${value} is not a type crumb writes; choose one of ${GGUF_EXPORT_TYPES.join(", ")}`);
   }
 }
 
-/** The tokenizer.* metadata of a vocab GGUF, cut or padded (unused tokens) to `vocabSize`. */
-export function vocabMetadata(vocabGguf: string, vocabSize: number): Map<string, GgufMeta> {
-  const gguf = readGguf(vocabGguf);
-  const out = new Map<string, GgufMeta>();
-  const tokens = gguf.metadata.get("tokenizer.ggml.tokens");
-  if (!Array.isArray(tokens)) {
-    throw new InvalidArgumentError("vocabGguf", `${vocabGguf} has no tokenizer.ggml.tokens; pass a llama.cpp vocab GGUF such as ggml-vocab-llama-spm.gguf`);
+/** Writes `source` to `path` as a GGUF; returns what each tensor became. */
+export function exportGguf(source: ModelSource, path: string, options: GgufExportOptions = {}): ExportedTensor[] {
+  checkType("--type", options.type);
+  checkType("--output-type", options.outputType);
+  checkType("--embedding-type", options.embeddingType);
+  const log = options.log ?? (() => undefined);
+  const { arch, args } = resolveModel(source.config);
+  const ggufArch = ggufArchitecture(args);
+  const wanted = new Set(arch.expectedTensors(args));
+  const hasOutput = wanted.has("lm_head.weight");
+  const notes: string[] = [];
+  const entries = [...source.tensors.values()];
+  const unread = entries.filter((t) => !wanted.has(t.name)).map((t) => t.name);
+  if (unread.length > 0) {
+    const shown = unread.length > 4 ? `${unread.slice(0, 4).join(", ")}, ...` : unread.join(", ");
+    notes.push(`skipped ${unread.length} tensors the forward pass does not read (llama.cpp has no place for them): ${shown}`);
   }
-  if (tokens.length > vocabSize && vocabSize < 259) {
-    throw new InvalidArgumentError("vocabGguf", `vocab_size ${vocabSize} is too small to keep the 3 special and 256 byte tokens of ${vocabGguf}; use at least 259`);
-  }
-  // A smaller model keeps the first vocabSize tokens (specials, bytes, then the most frequent
-  // merges), which is still a complete byte-fallback vocab; a larger one gets unused padding.
-  const pad = Math.max(0, vocabSize - tokens.length);
-  const keep = Math.min(vocabSize, tokens.length);
-  for (const [key, value] of gguf.metadata) {
-    if (!key.startsWith("tokenizer.")) continue;
-    const type = gguf.metadataTypes.get(key)!;
-    if (type !== GgufValueType.ARRAY) {
-      out.set(key, { type, value });
-      continue;
-    }
-    const items = value as unknown[];
-    if (key === "tokenizer.ggml.tokens") {
-      out.set(key, { type, value: [...items.slice(0, keep), ...Array.from({ length: pad }, (_, i) => `[PAD${i}]`)], elementType: GgufValueType.STRING });
-    } else if (key === "tokenizer.ggml.scores") {
-      out.set(key, { type, value: [...items.slice(0, keep), ...new Array(pad).fill(0)], elementType: GgufValueType.FLOAT32 });
-    } else if (key === "tokenizer.ggml.token_type") {
-      // 5 = LLAMA_TOKEN_TYPE_UNUSED
-      out.set(key, { type, value: [...items.slice(0, keep), ...new Array(pad).fill(5)], elementType: GgufValueType.INT32 });
-    } else {
-      const elementType = items.every((v) => typeof v === "string") ? GgufValueType.STRING : GgufValueType.INT32;
-      out.set(key, { type, value: items, elementType });
-    }
-  }
-  return out;
-}
+  const layout = entries.filter((t) => wanted.has(t.name)).map((t) => {
+    const name = hfToGgufName(t.name);
+    if (name === undefined) throw new InvalidArgumentError("source", `tensor ${t.name} has no llama.cpp name`);
+    const role = roleOf(name, t.shape, hasOutput);
+    const rotary = ggufArch === "llama" && /\.attn_[qk]\.(weight|bias)$/.test(name);
+    const heads = !rotary ? 0 : name.includes("attn_q") ? args.numHeads : args.numKvHeads;
+    return { t, name, role, heads };
+  });
+  const missing = [...wanted].filter((n) => !source.tensors.has(n));
+  if (missing.length > 0) throw new InvalidArgumentError("source", `${source.path} lacks ${missing.join(", ")}, which ${args.modelType} needs`);
 
-/**
- * rope_scaling in llama.cpp's terms: linear as `llama.rope.scaling.{type,factor}`, llama3 as
- * `rope_freqs.weight`, the divisor llama.cpp applies to each base frequency (base / scaled).
- */
-function ropeScalingGguf(args: ModelArgs): { metadata: [string, GgufMeta][]; tensors: GgufStreamTensor[] } {
-  const scaling = args.ropeScaling;
-  if (scaling.type === "linear") {
+  const cols = (shape: readonly number[]) => shape[shape.length - 1]!;
+  const matrixTypes = layout.filter((l) => l.role === "matrix").map((l) => planType("matrix", l.t.dtype, cols(l.t.shape), options, false).type);
+  const lowBit = isLowBit(matrixTypes);
+  const planned: Planned[] = layout.map(({ t, name, role, heads }) => ({
+    hfName: t.name,
+    name,
+    shape: t.shape,
+    storage: t.dtype,
+    plan: planType(role, t.dtype, cols(t.shape), options, lowBit),
+    heads,
+  }));
+
+  const counts = new Map<string, number>();
+  for (const type of matrixTypes) counts.set(type, (counts.get(type) ?? 0) + 1);
+  const fileType = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? "F32";
+  const quantized = planned.some((p) => !["F32", "F16", "BF16"].includes(p.plan.type));
+  const { entries: modelKeys, notes: modelNotes } = modelMetadata({ args, name: options.name ?? source.path, fileType, quantized });
+  notes.push(...modelNotes);
+  const metadata = new Map<string, GgufMeta>([...modelKeys, ...tokenizerKeys(source, args.vocabSize, options.vocabGguf)]);
+
+  const exported: ExportedTensor[] = [];
+  const tensors: GgufStreamTensor[] = planned.map((p) => {
+    const record: ExportedTensor = { name: p.name, shape: p.shape, storage: p.storage, type: p.plan.type };
+    exported.push(record);
     return {
-      metadata: [
-        ["llama.rope.scaling.type", { type: GgufValueType.STRING, value: "linear" }],
-        ["llama.rope.scaling.factor", f32(scaling.factor)],
-      ],
-      tensors: [],
+      name: p.name,
+      shape: p.shape,
+      type: p.plan.type,
+      encode: () => {
+        const raw = source.tensors.get(p.hfName)!.read();
+        const values = p.heads > 0 ? permuteHfToMeta(raw, p.heads, p.shape.length > 1 ? cols(p.shape) : 1) : raw;
+        const result = encodeTensor(values, p.storage, p.plan.type);
+        record.exact = result.exactValues === result.values;
+        record.line = describeEncoding(p.name, p.storage, p.plan.type, result, p.plan.fallback);
+        log(record.line);
+        return result.bytes;
+      },
     };
+  });
+  const factors = ropeFreqFactors(args);
+  if (factors !== undefined) {
+    tensors.push({ name: "rope_freqs.weight", shape: [factors.length], type: "F32", encode: () => CODECS.F32.quantize(factors) });
+    notes.push(`llama3 rope scaling written as rope_freqs.weight (${factors.length} frequency factors)`);
   }
-  if (scaling.type === "none") return { metadata: [], tensors: [] };
-  const base = ropeInverseFrequencies(args.headDim, args.ropeTheta, { type: "none" });
-  const scaled = ropeInverseFrequencies(args.headDim, args.ropeTheta, scaling);
-  const divisors = base.map((f, i) => f / scaled[i]);
-  return {
-    metadata: [],
-    tensors: [{ name: "rope_freqs.weight", shape: [divisors.length], type: "F32", encode: () => encodeGgufTensor("F32", divisors) }],
-  };
-}
-
-function u32(value: number): GgufMeta {
-  return { type: GgufValueType.UINT32, value };
-}
-function f32(value: number): GgufMeta {
-  return { type: GgufValueType.FLOAT32, value };
-}
-
-/** Writes `source` to `path` as a llama GGUF; returns the tensor names and types written. */
-export function exportGguf(source: ModelSource, path: string, options: GgufExportOptions): { name: string; type: string }[] {
-  const { args } = resolveModel(source.config);
-  if (!ARCHITECTURES.includes(args.modelType)) {
-    throw new UnsupportedModelError(`GGUF export supports the llama family; "${args.modelType}" is not one of them`, ARCHITECTURES);
-  }
-  if (!(GGUF_EXPORT_TYPES as readonly string[]).includes(options.type)) {
-    throw new InvalidArgumentError("type", `GGUF export type "${options.type}" is not one of ${GGUF_EXPORT_TYPES.join(", ")}`);
-  }
-  const rope = ropeScalingGguf(args);
-  const embeddingType = options.embeddingType ?? (options.type === "F16" || options.type === "F32" ? options.type : "Q8_0");
-  const metadata = new Map<string, GgufMeta>([
-    ["general.architecture", { type: GgufValueType.STRING, value: "llama" }],
-    ["general.name", { type: GgufValueType.STRING, value: options.name ?? source.path }],
-    ["llama.context_length", u32(args.maxPositions)],
-    ["llama.embedding_length", u32(args.hiddenSize)],
-    ["llama.block_count", u32(args.numLayers)],
-    ["llama.feed_forward_length", u32(args.intermediateSize)],
-    ["llama.attention.head_count", u32(args.numHeads)],
-    ["llama.attention.head_count_kv", u32(args.numKvHeads)],
-    ["llama.attention.key_length", u32(args.headDim)],
-    ["llama.attention.value_length", u32(args.headDim)],
-    ["llama.attention.layer_norm_rms_epsilon", f32(args.rmsNormEps)],
-    ["llama.rope.freq_base", f32(args.ropeTheta)],
-    ["llama.rope.dimension_count", u32(args.headDim)],
-    ["llama.vocab_size", u32(args.vocabSize)],
-    ...rope.metadata,
-    ...vocabMetadata(options.vocabGguf, args.vocabSize),
-  ]);
-  const tensors: GgufStreamTensor[] = [...rope.tensors];
-  const written: { name: string; type: string }[] = rope.tensors.map(({ name, type }) => ({ name, type }));
-  for (const [hfName, entry] of source.tensors) {
-    const name = hfToGgufName(hfName);
-    if (name === undefined) throw new UnsupportedModelError(`tensor "${hfName}" has no llama.cpp name`, ["llama tensors"]);
-    const type: GgufExportType = entry.shape.length === 1 ? "F32" : name === "token_embd.weight" ? embeddingType : options.type;
-    const heads = name.endsWith("attn_q.weight") ? args.numHeads : name.endsWith("attn_k.weight") ? args.numKvHeads : 0;
-    const cols = entry.shape[entry.shape.length - 1];
-    tensors.push({
-      name,
-      shape: entry.shape,
-      type,
-      encode: () => encodeGgufTensor(type, heads > 0 ? permuteHfToMeta(entry.read(), heads, cols) : entry.read()),
-    });
-    written.push({ name, type });
-  }
+  for (const note of notes) log(note);
   writeGgufStream(path, metadata, tensors);
-  return written;
+  return exported;
+}
+
+function tokenizerKeys(source: ModelSource, vocabSize: number, vocabGguf: string | undefined): Map<string, GgufMeta> {
+  if (source.tokenizer !== undefined) return tokenizerMetadata(source.tokenizer, vocabSize, source.chatTemplates);
+  if (vocabGguf !== undefined) return vocabGgufMetadata(vocabGguf, vocabSize);
+  throw new InvalidArgumentError(
+    "tokenizer",
+    `${source.path} carries no tokenizer, and llama.cpp needs one in the GGUF; pass --tokenizer <tokenizer.json|tokenizer.model|tokenizer.bin>`,
+  );
 }

@@ -7,6 +7,7 @@
  * whose bytes the caller encodes (Q2_K, TQ2_0, ...).
  */
 import { closeSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import process from "node:process";
 import { InvalidArgumentError } from "../../runtime/errors.ts";
 import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, ggmlTypeByName, GgufValueType } from "../import/gguf-types.ts";
 
@@ -28,42 +29,55 @@ export interface GgufStreamTensor {
   encode(): Uint8Array;
 }
 
+/** A growable little-endian byte buffer for the header (metadata can hold millions of values). */
 class Bytes {
-  private parts: Uint8Array[] = [];
+  private buf = new Uint8Array(1 << 16);
+  private view = new DataView(this.buf.buffer);
   length = 0;
-  private push(b: Uint8Array): void {
-    this.parts.push(b);
-    this.length += b.length;
+  private reserve(n: number): number {
+    if (this.length + n > this.buf.length) {
+      const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n));
+      next.set(this.buf.subarray(0, this.length));
+      this.buf = next;
+      this.view = new DataView(next.buffer);
+    }
+    const at = this.length;
+    this.length += n;
+    return at;
   }
-  private fixed(n: number, set: (dv: DataView) => void): void {
-    const b = new Uint8Array(n);
-    set(new DataView(b.buffer));
-    this.push(b);
+  /** Reserves n bytes first: growing replaces the buffer and view, so neither may be read before. */
+  private put(n: number, write: (dv: DataView, at: number) => void): void {
+    const at = this.reserve(n);
+    write(this.view, at);
   }
   u32(v: number): void {
-    this.fixed(4, (dv) => dv.setUint32(0, v, true));
+    this.put(4, (dv, at) => dv.setUint32(at, v, true));
   }
   u64(v: number | bigint): void {
-    this.fixed(8, (dv) => dv.setBigUint64(0, BigInt(v), true));
+    this.put(8, (dv, at) => dv.setBigUint64(at, BigInt(v), true));
+  }
+  private bytes(b: Uint8Array): void {
+    const at = this.reserve(b.length);
+    this.buf.set(b, at);
   }
   string(s: string): void {
     const b = new TextEncoder().encode(s);
     this.u64(b.length);
-    this.push(b);
+    this.bytes(b);
   }
   value(type: GgufValueType, v: unknown, elementType?: GgufValueType): void {
     switch (type) {
-      case GgufValueType.UINT8: return this.fixed(1, (dv) => dv.setUint8(0, v as number));
-      case GgufValueType.INT8: return this.fixed(1, (dv) => dv.setInt8(0, v as number));
-      case GgufValueType.UINT16: return this.fixed(2, (dv) => dv.setUint16(0, v as number, true));
-      case GgufValueType.INT16: return this.fixed(2, (dv) => dv.setInt16(0, v as number, true));
+      case GgufValueType.UINT8: return this.put(1, (dv, at) => dv.setUint8(at, v as number));
+      case GgufValueType.INT8: return this.put(1, (dv, at) => dv.setInt8(at, v as number));
+      case GgufValueType.UINT16: return this.put(2, (dv, at) => dv.setUint16(at, v as number, true));
+      case GgufValueType.INT16: return this.put(2, (dv, at) => dv.setInt16(at, v as number, true));
       case GgufValueType.UINT32: return this.u32(v as number);
-      case GgufValueType.INT32: return this.fixed(4, (dv) => dv.setInt32(0, v as number, true));
-      case GgufValueType.FLOAT32: return this.fixed(4, (dv) => dv.setFloat32(0, v as number, true));
-      case GgufValueType.FLOAT64: return this.fixed(8, (dv) => dv.setFloat64(0, v as number, true));
+      case GgufValueType.INT32: return this.put(4, (dv, at) => dv.setInt32(at, v as number, true));
+      case GgufValueType.FLOAT32: return this.put(4, (dv, at) => dv.setFloat32(at, v as number, true));
+      case GgufValueType.FLOAT64: return this.put(8, (dv, at) => dv.setFloat64(at, v as number, true));
       case GgufValueType.UINT64: return this.u64(v as number | bigint);
-      case GgufValueType.INT64: return this.fixed(8, (dv) => dv.setBigInt64(0, BigInt(v as number), true));
-      case GgufValueType.BOOL: return this.fixed(1, (dv) => dv.setUint8(0, v ? 1 : 0));
+      case GgufValueType.INT64: return this.put(8, (dv, at) => dv.setBigInt64(at, BigInt(v as number), true));
+      case GgufValueType.BOOL: return this.put(1, (dv, at) => dv.setUint8(at, v ? 1 : 0));
       case GgufValueType.STRING: return this.string(String(v));
       case GgufValueType.ARRAY: {
         if (elementType === undefined || !Array.isArray(v)) {
@@ -77,17 +91,10 @@ class Bytes {
     }
   }
   padTo(alignment: number): void {
-    const pad = (alignment - (this.length % alignment)) % alignment;
-    if (pad > 0) this.push(new Uint8Array(pad));
+    this.reserve((alignment - (this.length % alignment)) % alignment);
   }
   result(): Uint8Array {
-    const out = new Uint8Array(this.length);
-    let at = 0;
-    for (const p of this.parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
+    return this.buf.subarray(0, this.length);
   }
 }
 
@@ -100,6 +107,11 @@ export function ggufTensorBytes(name: string, shape: readonly number[], type: st
     throw new InvalidArgumentError("type", `tensor ${name}: row length ${cols} is not a multiple of the ${type} block of ${info.blockSize}; pick F16 or Q4_0`);
   }
   return (shape.reduce((a, b) => a * b, 1) / info.blockSize) * info.typeSize;
+}
+
+/** Where writeGgufStream writes before renaming to `path` (a CLI removes it on Ctrl-C). */
+export function temporaryPath(path: string): string {
+  return `${path}.tmp-${process.pid}`;
 }
 
 /**
@@ -136,7 +148,7 @@ export function writeGgufStream(
   });
   head.padTo(alignment);
 
-  const temp = `${path}.tmp-${process.pid}`;
+  const temp = temporaryPath(path);
   const fd = openSync(temp, "w");
   let failed = true;
   try {

@@ -17,6 +17,8 @@ export interface PullProgress {
   fileProgress(path: string, done: number, size: number | undefined): void;
   fileEnd(path: string, outcome: DownloadOutcome): void;
   retry(path: string, attempt: number, retries: number, reason: string): void;
+  /** A line the user should read: which file a quant tag chose, a tokenizer added or missing. */
+  note(text: string): void;
   end(): void;
 }
 
@@ -26,6 +28,7 @@ export const silentProgress: PullProgress = {
   fileProgress() {},
   fileEnd() {},
   retry() {},
+  note() {},
   end() {},
 };
 
@@ -86,6 +89,9 @@ export function createLineProgress(write: (text: string) => void): PullProgress 
     },
     retry(path, attempt, retries, reason) {
       write(`${path}: retry ${attempt}/${retries}: ${reason}\n`);
+    },
+    note(text) {
+      write(`${text}\n`);
     },
     end() {},
   };
@@ -178,6 +184,10 @@ export function createBarProgress(write: (text: string) => void, options: BarOpt
       clear();
       write(`${path}: retry ${attempt}/${retries}: ${reason}\n`);
       draw(true);
+    },
+    note(text) {
+      clear();
+      write(`${text}\n`);
     },
     end() {
       clear();

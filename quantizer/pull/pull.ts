@@ -1,9 +1,10 @@
 /**
- * `pullModel`: fetches what crumb needs from a Hugging Face model repository into the
- * local cache and returns the snapshot directory. Lists the repository at a revision,
- * resolves it to a commit, picks the files (select.ts), reads the shard index, checks
- * the disk has room, downloads each file at that commit (download.ts) and records the
- * revision → commit ref. With HF_HUB_OFFLINE=1 it only looks the revision up in the cache.
+ * `pullModel`: fetches a model from a Hugging Face repository into the local cache and
+ * returns the snapshot directory (and, for a GGUF or llama2.c pull, the model file). Parses
+ * what was typed (spec.ts: `org/repo`, `org/repo:Q4_K_M`, `hf.co/...`, Hub URLs), lists the
+ * repository at a revision, resolves it to a commit, picks the files (plan.ts), reads the
+ * shard index, checks the disk has room, downloads each file at that commit (download.ts)
+ * and records the revision → commit ref. With HF_HUB_OFFLINE=1 it only looks in the cache.
  */
 import { promises as fs } from "node:fs";
 import path from "node:path";
@@ -12,13 +13,18 @@ import { cacheRoot, fileSize, readRef, snapshotDir, writeRef } from "./cache.ts"
 import { downloadFile, type DownloadOutcome, sleep } from "./download.ts";
 import { HubError } from "./errors.ts";
 import { createHubClient, isRetryable, listRepoFiles, type RemoteFile } from "./hub-api.ts";
-import { COMMIT_SHA, parseRepoId, type RepoId, safeLocalPath, validateRevision } from "./names.ts";
+import { InvalidArgumentError } from "../../runtime/errors.ts";
+import { COMMIT_SHA, type RepoId, safeLocalPath, validateRevision } from "./names.ts";
+import { planPull, type PullPlan } from "./plan.ts";
 import { formatBytes, type PullProgress, silentProgress } from "./progress.ts";
-import { INDEX_FILE, selectFiles, shardsFromIndex } from "./select.ts";
+import { INDEX_FILE, shardsFromIndex } from "./select.ts";
+import { parsePullSpec, type PullSpec } from "./spec.ts";
 
 export interface PullOptions {
-  /** Branch, tag, `refs/pr/N` or commit sha; default "main". */
+  /** Branch, tag, `refs/pr/N` or commit sha; default "main" (or the one a Hub URL names). */
   revision?: string;
+  /** fnmatch globs (huggingface-cli --include): fetch exactly the matching files. */
+  include?: readonly string[];
   /** Overrides HF_ENDPOINT. */
   endpoint?: string;
   /** Overrides HF_TOKEN. */
@@ -48,6 +54,10 @@ export interface PullResult {
   dir: string;
   commit: string;
   files: PulledFile[];
+  /** The model file when the pull chose one (a GGUF, part 1 of a split GGUF, a llama2.c .bin). */
+  primary?: string;
+  /** What the selection told the user (file chosen for a quant tag, tokenizer added). */
+  notes: string[];
 }
 
 export async function pullModel(repoId: string, options: PullOptions = {}): Promise<PullResult> {
@@ -59,19 +69,28 @@ export async function pullModel(repoId: string, options: PullOptions = {}): Prom
   }
 }
 
+function revisionOf(spec: PullSpec, option: string | undefined): string {
+  if (option !== undefined && spec.revision !== undefined && option !== spec.revision) {
+    throw new InvalidArgumentError("revision", `--revision ${option} contradicts the revision ${spec.revision} in the URL; give one`);
+  }
+  return validateRevision(option ?? spec.revision ?? "main");
+}
+
 async function pullOnce(repoId: string, options: PullOptions): Promise<PullResult> {
   const env = options.env ?? process.env;
-  const repo = parseRepoId(repoId);
-  const revision = validateRevision(options.revision ?? "main");
+  const spec = parsePullSpec(repoId);
+  const repo = spec.repo;
+  const revision = revisionOf(spec, options.revision);
+  const include = options.include ?? [];
   const root = options.cacheDir === undefined ? cacheRoot(env) : path.resolve(options.cacheDir);
   const offline = options.offline ?? /^(1|true|yes|on)$/i.test(env.HF_HUB_OFFLINE ?? "");
-  if (offline) return await cachedSnapshot(root, repo, revision);
+  const progress = options.progress ?? silentProgress;
+  if (offline) return await cachedSnapshot(root, spec, revision, include, progress);
 
   const client = createHubClient({ endpoint: options.endpoint, token: options.token, fetch: options.fetch }, env);
   const listing = await withRetries(() => listRepoFiles(client, repo, revision, options.signal), options);
-  const selection = selectFiles(listing.files, repo.id);
+  const selection = planPull(listing.files, spec, include);
   const dir = snapshotDir(root, repo, listing.commit);
-  const progress = options.progress ?? silentProgress;
   const download = (file: RemoteFile, onProgress?: (done: number, size: number | undefined) => void) =>
     downloadFile(file, safeLocalPath(dir, file.path, repo.id), {
       client,
@@ -95,6 +114,7 @@ async function pullOnce(repoId: string, options: PullOptions): Promise<PullResul
   await checkFreeSpace(dir, plan, repo.id);
 
   progress.begin({ repo: repo.id, revision, commit: listing.commit, files: plan });
+  for (const note of selection.notes) progress.note(note);
   const files: PulledFile[] = [];
   for (const file of plan) {
     progress.fileStart(file.path, file.size);
@@ -105,7 +125,11 @@ async function pullOnce(repoId: string, options: PullOptions): Promise<PullResul
   }
   if (revision !== listing.commit) await writeRef(root, repo, revision, listing.commit);
   progress.end();
-  return { dir, commit: listing.commit, files };
+  return { dir, commit: listing.commit, files, primary: primaryPath(dir, selection, repo), notes: selection.notes };
+}
+
+function primaryPath(dir: string, plan: PullPlan, repo: RepoId): string | undefined {
+  return plan.primary === undefined ? undefined : safeLocalPath(dir, plan.primary, repo.id);
 }
 
 /**
@@ -124,28 +148,56 @@ async function withRetries<T>(run: () => Promise<T>, options: PullOptions): Prom
   }
 }
 
-async function cachedSnapshot(root: string, repo: RepoId, revision: string): Promise<PullResult> {
+/**
+ * The cached snapshot of a revision, without the network. A Transformers pull needs its
+ * config.json there; a quant tag, a file URL or --include is answered by running the same
+ * selection over the cached files.
+ */
+async function cachedSnapshot(
+  root: string,
+  spec: PullSpec,
+  revision: string,
+  include: readonly string[],
+  progress: PullProgress,
+): Promise<PullResult> {
+  const repo = spec.repo;
   const commit = COMMIT_SHA.test(revision) ? revision : await readRef(root, repo, revision);
   const dir = commit === undefined ? undefined : snapshotDir(root, repo, commit);
-  if (commit === undefined || dir === undefined || (await fileSize(path.join(dir, "config.json"))) === undefined) {
-    throw new HubError(
+  const notCached = (what: string, cause?: unknown) =>
+    new HubError(
       "not_cached",
-      `${repo.id} at revision ${revision} is not in the cache ${root} and HF_HUB_OFFLINE is set; ` +
+      `${what} at revision ${revision} is not in the cache ${root} and HF_HUB_OFFLINE is set; ` +
         `pull it once with network access, or unset HF_HUB_OFFLINE`,
+      { cause },
     );
-  }
   const files: PulledFile[] = [];
   const walk = async (sub: string): Promise<void> => {
-    for (const entry of await fs.readdir(path.join(dir, sub), { withFileTypes: true })) {
+    for (const entry of await fs.readdir(path.join(dir!, sub), { withFileTypes: true })) {
       const relative = sub === "" ? entry.name : `${sub}/${entry.name}`;
       if (entry.isDirectory()) await walk(relative);
       else if (entry.isFile() && !entry.name.endsWith(".incomplete")) {
-        files.push({ path: relative, size: (await fs.stat(path.join(dir, relative))).size, status: "cached" });
+        files.push({ path: relative, size: (await fs.stat(path.join(dir!, relative))).size, status: "cached" });
       }
     }
   };
+  const hfPull = spec.quant === undefined && spec.file === undefined && include.length === 0;
+  if (commit === undefined || dir === undefined || (hfPull && (await fileSize(path.join(dir, "config.json"))) === undefined)) {
+    throw notCached(repo.id);
+  }
+  if ((await fileSize(dir)) === undefined) throw notCached(repo.id);
   await walk("");
-  return { dir, commit, files: files.sort((a, b) => a.path.localeCompare(b.path)) };
+  files.sort((a, b) => a.path.localeCompare(b.path));
+  if (hfPull) return { dir, commit, files, notes: [] };
+  let plan: PullPlan;
+  try {
+    plan = planPull(files.map((f) => ({ path: f.path, size: f.size })), spec, include);
+  } catch (error) {
+    if (error instanceof HubError) throw notCached(`what ${spec.quant !== undefined ? `:${spec.quant}` : "--include"} selects in ${repo.id}`, error);
+    throw error;
+  }
+  for (const note of plan.notes) progress.note(note);
+  const chosen = new Set(plan.files.map((f) => f.path));
+  return { dir, commit, files: files.filter((f) => chosen.has(f.path)), primary: primaryPath(dir, plan, repo), notes: plan.notes };
 }
 
 /** Refuses to start when the disk cannot hold what is left to download (when the platform reports free space). */

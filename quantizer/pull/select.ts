@@ -31,6 +31,8 @@ export function selectFiles(files: readonly RemoteFile[], repoId: string): { fil
   if (!byPath.has("config.json")) {
     throw new UnsupportedModelError(`${repoId} has no config.json at the top level, so it is not a Transformers model repository`, [
       "Hugging Face repositories with config.json and *.safetensors",
+      "GGUF repositories (pull org/repo:<quant>)",
+      "any files by name (pull org/repo --include '<glob>', e.g. a llama2.c stories15M.bin)",
     ]);
   }
   const picked = METADATA_FILES.flatMap((name) => byPath.get(name) ?? []);

@@ -63,16 +63,16 @@ describe("pull CLI", () => {
     expect(quiet).toEqual({ code: 0, stdout: `${dir}\n`, stderr: "" });
   });
 
-  test("bad input exits non-zero with one clear line and nothing on stdout", async () => {
+  test("usage errors exit 2 and a failed pull exits 1, each with one clear line and nothing on stdout", async () => {
     const badId = await run(["not-a-repo-id"]);
-    expect(badId.code).toBe(1);
+    expect(badId.code).toBe(2);
     expect(badId.stdout).toBe("");
     expect(badId.stderr).toMatch(/^pull: "not-a-repo-id" is not a Hugging Face repository id/);
     const missing = await run(["acme/other"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("acme/other");
     const usage = await run([]);
-    expect(usage.code).toBe(1);
+    expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("usage: bun run pull <org/repo>");
   });
 });

@@ -367,5 +367,6 @@ const silent = {
   fileProgress() {},
   fileEnd() {},
   retry() {},
+  note() {},
   end() {},
 };
