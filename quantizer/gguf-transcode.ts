@@ -4,20 +4,21 @@
  * encodings: runtime/format/encoding.ts):
  *
  * - Q4_0, Q4_1 and Q4_K's 32-weight sub-blocks are w = a·q + b with a 4-bit code q. As a
- *   4-bit group of 32 with a zero point, crumb stores d = a and z = −b/a as f16 and computes
- *   d·(q − z); with per-plane scales it stores s_p = a·2^p and z = b (w = Σ s_p·bit_p(q) + z).
- *   Q4_0 (a = d, z = 8) always fits the zero-point form exactly. Q4_1 (b = m) fits the
- *   per-plane form exactly (its scales are f16 already). Q4_K's a = d·sc and b = −dmin·m are
- *   products of an f16 and a 6-bit integer: exact in crumb only where they are f16 values
- *   themselves; elsewhere the codes are kept and a, b are rounded to f16 (relative error
- *   ≤ 2^-11 of the group's scale).
+ *   4-bit group of 32 with a zero point, crumb stores d = a and the offset m = b as f16 and
+ *   computes d·q + m; with per-plane scales it stores s_p = a·2^p and the offset b
+ *   (w = Σ s_p·bit_p(q) + b). Q4_0 (a = d, b = −8d) and Q4_1 (b = m) fit the zero-point form
+ *   exactly (while |8d| fits f16). Q4_K's a = d·sc and b = −dmin·m are products of an f16 and
+ *   a 6-bit integer: exact in crumb only where they are f16 values themselves; elsewhere the
+ *   codes are kept and a, b are rounded to f16 (relative error ≤ 2^-11 of the group's scale).
  * - Q8_0 (q·d), Q5_0 ((q − 16)·d), IQ4_NL (d·level) and Q4_0 ((q − 8)·d) are int8 codes times
  *   an f16 scale per 32: crumb's q8 with group 32 holds them exactly.
  * - TQ1_0 and TQ2_0 are trits times one f16 per 256: ternary, one trit-plane, group 128.
  *
  * "Exact" is checked, not assumed: every group's weights as crumb's own dequantiser reads
  * them back from the packed bytes (runtime/format pack-dequantize.ts) are compared bit for bit
- * (signed zeros included) with ggml's dequantised weights (ggml-dequantize.ts), and the
+ * with ggml's dequantised weights (ggml-dequantize.ts), except that −0 and +0 count as equal
+ * (a zero point stored as the offset m gives d·8 + m = +0 where ggml's (8 − 8)·d is −0 for a
+ * negative d; both add identically to any sum), and the
  * result says how many groups matched. A form whose scales do not fit f16, or whose codes fall
  * outside crumb's range (a Q8_0 −128, a TQ2_0 code 3), is not used.
  */
@@ -65,7 +66,7 @@ export interface Transcoded {
 const G = 32;
 
 /** Group-of-32 affine view w = a·q + b of a 4-bit type: codes (rows·cols), a and b per group. */
-function affine4(type: string, src: Uint8Array, rows: number, cols: number): { codes: Uint8Array; a: Float64Array; b: Float64Array; z?: number } {
+function affine4(type: string, src: Uint8Array, rows: number, cols: number): { codes: Uint8Array; a: Float64Array; b: Float64Array } {
   const n = rows * cols;
   const codes = new Uint8Array(n);
   const a = new Float64Array(n / G);
@@ -94,8 +95,7 @@ function affine4(type: string, src: Uint8Array, rows: number, cols: number): { c
     b[g] = type === "Q4_0" ? f32(-8 * d) : halfAt(src, at + 2);
     for (let k = 0; k < G; k++) codes[g * G + k] = nib(at + size - 16, k);
   }
-  // Q4_0 is (q − 8)·d: the zero point is 8 whatever d is (a −0 scale keeps ggml's signed zeros).
-  return type === "Q4_0" ? { codes, a, b, z: 8 } : { codes, a, b };
+  return { codes, a, b };
 }
 
 /** A candidate form; `lossless` when storing its scales and zero points as f16 rounded none of them. */
@@ -104,12 +104,11 @@ interface Candidate {
   readonly lossless: boolean;
 }
 
-/** The 4-bit forms of an affine view: zero-point (d = a, z = −b/a) and per-plane (s_p = a·2^p, z = b). */
+/** The 4-bit forms of an affine view: zero-point (d = a, offset m = b) and per-plane (s_p = a·2^p, offset b). */
 function fourBitForms(view: ReturnType<typeof affine4>): Candidate[] {
   const groups = view.a.length;
   const zpScales = new Float32Array(groups);
-  const zpZeros = new Float32Array(groups);
-  const zpCodes = view.codes.slice();
+  const zpOffsets = new Float32Array(groups);
   const ppScales = new Float32Array(groups * 4);
   const ppZeros = new Float32Array(groups);
   let zpLossless = true;
@@ -117,36 +116,29 @@ function fourBitForms(view: ReturnType<typeof affine4>): Candidate[] {
   const lut = f16Lut();
   const keep = (x: number) => {
     const h = lut[f32ToF16(x)]!; // = roundToF16(x), through the decoders' table
-    return { h, same: h === x };
+    return { h, same: Object.is(h, x) || h === x };
   };
   for (let g = 0; g < groups; g++) {
     const a = view.a[g]!;
     const b = view.b[g]!;
-    if (view.z !== undefined || a !== 0) {
-      const d = keep(a);
-      const z = view.z === undefined ? keep(-b / a) : { h: view.z, same: true };
-      zpScales[g] = d.h;
-      zpZeros[g] = z.h;
-      zpLossless &&= d.same && z.same;
-    } else {
-      // A constant group w = b: code 0 with d = b, z = −1.
-      const d = keep(b);
-      zpScales[g] = d.h;
-      zpZeros[g] = b === 0 ? 0 : -1;
-      zpCodes.fill(0, g * G, (g + 1) * G);
-      zpLossless &&= d.same;
-    }
+    const d = keep(a);
+    const m = keep(b);
+    zpScales[g] = d.h;
+    zpOffsets[g] = m.h;
+    zpLossless &&= d.same && m.same;
     for (let p = 0; p < 4; p++) {
       const sp = keep(a * 2 ** p);
       ppScales[4 * g + p] = sp.h;
       ppLossless &&= sp.same;
     }
-    const z = keep(b);
-    ppZeros[g] = z.h;
-    ppLossless &&= z.same;
+    ppZeros[g] = m.h;
+    ppLossless &&= m.same;
   }
   return [
-    { q: { encoding: { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" }, codes: zpCodes, scales: zpScales, zeros: zpZeros }, lossless: zpLossless },
+    {
+      q: { encoding: { kind: "bitplane", bits: 4, group: 32, scales: "zero-point" }, codes: view.codes, scales: zpScales, zeros: new Float32Array(groups), offsets: zpOffsets },
+      lossless: zpLossless,
+    },
     { q: { encoding: { kind: "bitplane", bits: 4, group: 32, scales: "per-plane" }, codes: view.codes, scales: ppScales, zeros: ppZeros }, lossless: ppLossless },
   ];
 }
@@ -200,11 +192,11 @@ function ternaryForm(type: string, src: Uint8Array, rows: number, cols: number):
 
 /** Scales and zero points (already f16 values) that f16 can store: finite, |x| ≤ 65504. */
 function fitsF16(q: QuantizedMatrix): boolean {
-  const values = "alphas" in q ? [q.alphas] : "zeros" in q ? [q.scales, q.zeros] : [q.scales];
+  const values = "alphas" in q ? [q.alphas] : "zeros" in q ? [q.scales, q.offsets ?? q.zeros] : [q.scales];
   return values.every((v) => v.every((x) => Math.abs(x) <= 65504));
 }
 
-/** Matching groups of `got` against ggml's weights, and the largest difference. */
+/** Matching groups of `got` against ggml's weights (bit for bit, ±0 equal), and the largest difference. */
 function compareGroups(got: Float32Array, want: Float32Array, group: number): { exactGroups: number; maxAbsError: number } {
   const a = new Uint32Array(got.buffer, got.byteOffset, got.length);
   const b = new Uint32Array(want.buffer, want.byteOffset, want.length);
@@ -213,7 +205,7 @@ function compareGroups(got: Float32Array, want: Float32Array, group: number): { 
   for (let g = 0; g < got.length / group; g++) {
     let same = true;
     for (let i = g * group; i < (g + 1) * group; i++) {
-      if (a[i] !== b[i]) {
+      if (a[i] !== b[i] && !(got[i] === 0 && want[i] === 0)) {
         same = false;
         maxAbsError = Math.max(maxAbsError, Math.abs(got[i]! - want[i]!));
       }
@@ -234,7 +226,8 @@ function reorder(q: QuantizedMatrix, rows: number, cols: number, order: Int32Arr
   };
   if ("codes" in q) {
     const planes = q.encoding.scales === "zero-point" ? 1 : q.encoding.bits;
-    return { ...q, codes: perRow(q.codes, cols), scales: perRow(q.scales, groups * planes), zeros: perRow(q.zeros, groups) };
+    const offsets = q.offsets === undefined ? {} : { offsets: perRow(q.offsets, groups) };
+    return { ...q, codes: perRow(q.codes, cols), scales: perRow(q.scales, groups * planes), zeros: perRow(q.zeros, groups), ...offsets };
   }
   if ("trits" in q) return { ...q, trits: perRow(q.trits, cols), alphas: perRow(q.alphas, groups) };
   return { ...q, q8: perRow(q.q8, cols), scales: perRow(q.scales, groups) };

@@ -33,7 +33,14 @@ export interface MatrixInput extends LayerStats {
 }
 
 export type QuantizedMatrix =
-  | { readonly encoding: BitplaneEncoding; readonly codes: Uint8Array; readonly scales: Float32Array; readonly zeros: Float32Array }
+  | {
+    readonly encoding: BitplaneEncoding;
+    readonly codes: Uint8Array;
+    readonly scales: Float32Array;
+    readonly zeros: Float32Array;
+    /** zero-point only: the stored offsets m (w = d*q + m) to use instead of -d*z (exact GGUF mins). */
+    readonly offsets?: Float32Array;
+  }
   | { readonly encoding: TernaryEncoding; readonly trits: Int8Array; readonly alphas: Float32Array }
   | { readonly encoding: Q8Encoding; readonly q8: Int8Array; readonly scales: Float32Array };
 
@@ -60,7 +67,10 @@ export function checkInput(method: string, input: MatrixInput): void {
 /** Packs a method's result into the encoding's native byte layout. */
 export function packQuantized(q: QuantizedMatrix, rows: number, cols: number): Uint8Array {
   const e: Encoding = q.encoding;
-  if (e.kind === "bitplane" && "codes" in q) return packBitplane(e, q.codes, { scales: q.scales, zeros: q.zeros }, rows, cols);
+  if (e.kind === "bitplane" && "codes" in q) {
+    const params = q.offsets !== undefined ? { scales: q.scales, offsets: q.offsets } : { scales: q.scales, zeros: q.zeros };
+    return packBitplane(e, q.codes, params, rows, cols);
+  }
   if (e.kind === "ternary" && "trits" in q) return packTernary(e, q.trits, q.alphas, rows, cols);
   if (e.kind === "q8" && "q8" in q) return packQ8(e, q.q8, q.scales, rows, cols);
   throw new ShapeError("packQuantized", "codes matching the encoding", JSON.stringify(e));
@@ -77,7 +87,10 @@ export function reconstruct(q: QuantizedMatrix, rows: number, cols: number): Flo
       const g = r * groups + Math.floor(c / e.group);
       if ("codes" in q && e.kind === "bitplane") {
         // Stored as d and the offset m = -d*z (runtime/format/pack-lut.ts), which dequantise as f32(d*q) + m.
-        if (e.scales === "zero-point") out[i] = Math.fround(q.scales[g] * q.codes[i]) + offsetFromZero(e, q.scales[g], q.zeros[g]);
+        if (e.scales === "zero-point") {
+          const m = q.offsets !== undefined ? q.offsets[g] : offsetFromZero(e, q.scales[g], q.zeros[g]);
+          out[i] = Math.fround(q.scales[g] * q.codes[i]) + m;
+        }
         else {
           let w = q.zeros[g];
           for (let p = 0; p < e.bits; p++) w += q.scales[g * e.bits + p] * ((q.codes[i] >> p) & 1);

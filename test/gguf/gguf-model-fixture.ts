@@ -12,6 +12,7 @@ import { ggufValue, type GgufWriteOptions, type GgufWriteTensor, writeGguf } fro
 import { permuteHfToMeta } from "../../quantizer/import/rope-permute.ts";
 import { BYTE_TO_UNICODE } from "../../runtime/tokenizer/byte-level.ts";
 import type { ModelSource, TensorEntry } from "../../runtime/models/types.ts";
+import { resolveModel } from "../../runtime/models/registry.ts";
 import { createRandomModel, type RandomModelSpec } from "../fixtures/random-model.ts";
 import { encodeBlocks } from "./block-writer.ts";
 import { specDecode } from "./spec-decoders.ts";
@@ -77,6 +78,7 @@ export function writeGgufModel(path: string, spec: Omit<RandomModelSpec, "vocab"
   const arch = spec.arch === "mistral" ? "llama" : spec.arch;
   const heads = spec.heads;
   const kvHeads = spec.kvHeads ?? spec.heads;
+  const { headDim } = resolveModel(config).args;
   const tensors: GgufWriteTensor[] = [];
   const dequantised = new Map<string, TensorEntry>();
   for (const [name, entry] of source.tensors) {
@@ -106,7 +108,11 @@ export function writeGgufModel(path: string, spec: Omit<RandomModelSpec, "vocab"
       [`${p}attention.head_count_kv`]: kvHeads,
       [`${p}attention.layer_norm_rms_epsilon`]: ggufValue(GgufValueType.FLOAT32, config.rms_norm_eps),
       [`${p}rope.freq_base`]: ggufValue(GgufValueType.FLOAT32, config.rope_theta),
-      [`${p}rope.dimension_count`]: spec.hidden / heads,
+      // The head size the weights have (Qwen3Config defaults it to 128, not hidden / heads), as
+      // llama.cpp's converter states it.
+      [`${p}rope.dimension_count`]: headDim,
+      [`${p}attention.key_length`]: headDim,
+      [`${p}attention.value_length`]: headDim,
       ...(spec.slidingWindow === undefined ? {} : { [`${p}attention.sliding_window`]: spec.slidingWindow }),
       ...vocab.metadata,
     },

@@ -93,10 +93,11 @@ function transcode(type: string, bytes: Uint8Array, target: 4 | 8 | "ternary", n
   };
 }
 
+/** Bit for bit, except that −0 and +0 count as equal (see quantizer/gguf-transcode.ts). */
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  return a.length === b.length && ua.every((v, i) => v === ub[i]);
+  return a.length === b.length && ua.every((v, i) => v === ub[i] || (a[i] === 0 && b[i] === 0));
 }
 
 /** Exact: crumb's weights equal the spec decoder's (un-permuted rows: ffn_up) and the importer's (both). */
@@ -115,11 +116,23 @@ function expectExact(o: Outcome | string, type: string, bytes: Uint8Array, encod
 const ints = (next: (n: number) => number, count: number, lo: number, hi: number) => Array.from({ length: count }, () => lo + next(hi - lo + 1));
 /** Ordinary f16 scales of both signs, and the extremes: f16 max, smallest subnormal, −0. */
 const scale = (next: (n: number) => number, b: number) => [0x7bff, 0x0001, 0x8000, 0xfbff][b] ?? (next(2) === 1 ? 0x8000 : 0) | (0x1800 + next(0x1400));
+/**
+ * The same without the one a 4-bit group cannot hold: crumb stores Q4_0's offset m = −8d as an
+ * f16, so |d| ≤ 8188 (8d ≤ 65504, an f16 weight's own bound). The largest such scale of each
+ * sign, the subnormal and −0 stay.
+ */
+const scale4 = (next: (n: number) => number, b: number) => [0x6fff, 0x0001, 0x8000, 0xefff][b] ?? scale(next, 9);
 
 describe("kept bit-exact", () => {
-  test("Q4_0 → q4g32zp (z = 8), negative and extreme scales included", () => {
-    const bytes = blocksOf("Q4_0", (next, b) => ({ d: scale(next, b), q: ints(next, 32, 0, 15) }), 1);
+  test("Q4_0 → q4g32zp (offset −8d), negative and extreme scales included", () => {
+    const bytes = blocksOf("Q4_0", (next, b) => ({ d: scale4(next, b), q: ints(next, 32, 0, 15) }), 1);
     expectExact(transcode("Q4_0", bytes, 4, "q40"), "Q4_0", bytes, "q4g32zp");
+  });
+
+  test("Q4_0 scales whose offset −8d overflows f16 are not kept at 4 bits (q8 still holds them exactly)", () => {
+    const bytes = blocksOf("Q4_0", (next, b) => ({ d: scale(next, b), q: ints(next, 32, 0, 15) }), 1);
+    expect(transcode("Q4_0", bytes, 4, "q40-huge")).toBe("Q4_0 scales do not fit f16");
+    expectExact(transcode("Q4_0", bytes, 8, "q40-huge-q8"), "Q4_0", bytes, "q8g32");
   });
 
   test("Q4_0 → q8g32 (codes q − 8), as embeddings take it", () => {
@@ -127,18 +140,18 @@ describe("kept bit-exact", () => {
     expectExact(transcode("Q4_0", bytes, 8, "q40q8"), "Q4_0", bytes, "q8g32");
   });
 
-  test("Q4_1 → q4g32pp (s_p = d·2^p, z = m), mins of both signs", () => {
+  test("Q4_1 → q4g32zp (d and the offset m, both f16 already), mins of both signs", () => {
     const bytes = blocksOf("Q4_1", (next) => ({ d: scale(next, 9), dmin: (next(2) === 1 ? 0x8000 : 0) | (0x2000 + next(0x1000)), q: ints(next, 32, 0, 15) }), 3);
-    expectExact(transcode("Q4_1", bytes, 4, "q41"), "Q4_1", bytes, "q4g32pp");
+    expectExact(transcode("Q4_1", bytes, 4, "q41"), "Q4_1", bytes, "q4g32zp");
   });
 
-  test("Q4_K sub-blocks whose d·sc and dmin·m are f16 values → per-plane, exact", () => {
+  test("Q4_K sub-blocks whose d·sc and dmin·m are f16 values → zero-point with those offsets, exact", () => {
     // d = 2^-10, dmin = ±2^-11: every d·sc and dmin·m (6-bit integers) is an f16 value.
     const bytes = blocksOf("Q4_K", (next) => ({ d: 0x1400, dmin: next(2) === 1 ? 0x9000 : 0x1000, sc: ints(next, 8, 0, 63), m: ints(next, 8, 0, 63), q: ints(next, 256, 0, 15) }), 4);
-    expectExact(transcode("Q4_K", bytes, 4, "q4k-pp"), "Q4_K", bytes, "q4g32pp");
+    expectExact(transcode("Q4_K", bytes, 4, "q4k-pp"), "Q4_K", bytes, "q4g32zp");
   });
 
-  test("Q4_K sub-blocks with power-of-two scales → zero-point (z = dmin·m / d·sc is an f16 value), exact", () => {
+  test("Q4_K sub-blocks with power-of-two scales → zero-point, exact", () => {
     const bytes = blocksOf("Q4_K", (next) => ({ d: 0x1400, dmin: 0x1000, sc: ints(next, 8, 0, 5).map((e) => 2 ** e), m: ints(next, 8, 0, 63), q: ints(next, 256, 0, 15) }), 5);
     expectExact(transcode("Q4_K", bytes, 4, "q4k-zp"), "Q4_K", bytes, "q4g32zp");
   });
