@@ -1,12 +1,14 @@
 // The JSON recogniser (valid prefixes, schema keys/types, budget-aware closing) and JSON mode
 // on a real engine (stories260K): constrained output always parses and follows the schema.
 import { describe, expect, test } from "bun:test";
-import { closingLength, createJsonConstraint } from "../../runtime/server/json-constraint.ts";
-import { feedText, initialState, isComplete, schemaNode } from "../../runtime/server/json-machine.ts";
+import { createJsonConstraint } from "../../runtime/server/json-constraint.ts";
+import { closingLength, feedText, initialState, isComplete } from "../../runtime/server/json-machine.ts";
+import { compileSchema } from "../../runtime/server/json-schema.ts";
 import { haveFiles } from "../shared-data.ts";
 import { storiesEngine } from "./helpers.ts";
 
-const any = () => initialState({ kind: "any" });
+const any = () => initialState({ kind: "any", shortest: 1 });
+const schemaNode = (schema: Record<string, unknown>) => compileSchema(schema, { param: "schema" });
 const accepts = (text: string, state = any()) => feedText(state, text) !== null;
 const complete = (text: string, state = any()) => {
   const s = feedText(state, text);
