@@ -1,9 +1,11 @@
 /**
  * The Deno listener: Deno.serve around the Hono app (Deno keeps idle HTTP connections open,
- * so long prefills are not cut). Run directly (`deno run -A runtime/server/entry-deno.ts
+ * so long prefills are not cut; its HTTP layer closes connections whose headers stall, and the
+ * app's read deadline covers bodies). Run directly (`deno run -A runtime/server/entry-deno.ts
  * <model> ...`, or `deno task serve`) it is `crumb serve`.
  */
 import type { Hono } from "hono";
+import type { AppEnv } from "./context.ts";
 import type { Listener } from "./entry-bun.ts";
 
 declare const Deno: {
@@ -14,7 +16,7 @@ declare const Deno: {
   args: string[];
 };
 
-export function listenDeno(app: Hono, options: { hostname: string; port: number }): Promise<Listener> {
+export function listenDeno(app: Hono<AppEnv>, options: { hostname: string; port: number }): Promise<Listener> {
   return new Promise((resolve) => {
     const server = Deno.serve({
       hostname: options.hostname,
@@ -28,7 +30,7 @@ export function listenDeno(app: Hono, options: { hostname: string; port: number 
           },
         });
       },
-    }, app.fetch);
+    }, (request) => app.fetch(request));
   });
 }
 

@@ -11,7 +11,28 @@ import type { ChatMessage, GenerateOptions } from "../engine/types.ts";
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
 
-/** Parses a request body: valid UTF-8, valid JSON, an object. */
+/** Nesting a request body may have; deeper JSON is refused before it is parsed (400). */
+export const MAX_JSON_DEPTH = 64;
+
+/** Deepest array/object nesting in `text` (strings skipped), scanning stops past `limit`. */
+function nestingDepth(text: string, limit: number): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > deepest && (deepest = depth) > limit) return deepest;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return deepest;
+}
+
+/** Parses a request body: valid UTF-8, valid JSON nested at most MAX_JSON_DEPTH deep, an object. */
 export function parseJsonBody(bytes: Uint8Array): JsonObject {
   let text: string;
   try {
@@ -20,6 +41,9 @@ export function parseJsonBody(bytes: Uint8Array): JsonObject {
     throw new InvalidArgumentError("body", "the request body is not valid UTF-8; send JSON encoded as UTF-8", { cause });
   }
   if (text.trim() === "") throw new InvalidArgumentError("body", "the request body is empty; send a JSON object");
+  if (nestingDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    throw new InvalidArgumentError("body", `the request body nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep; flatten it`);
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -38,7 +62,12 @@ export function parseJsonBody(bytes: Uint8Array): JsonObject {
 }
 
 const describe = (value: unknown): string => {
-  const text = JSON.stringify(value) ?? String(value);
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = Array.isArray(value) ? "an array" : typeof value;
+  }
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 };
 
@@ -170,7 +199,16 @@ function samplingParams(body: JsonObject, maxTokensDefault: number | undefined):
   }
   const stream = optionalBoolean(body, "stream") ?? false;
   const streamOptions = optionalObject(body, "stream_options");
-  if (streamOptions !== undefined) checkFields(streamOptions, ["include_usage", "include_obfuscation"], "stream_options.");
+  if (streamOptions !== undefined) {
+    checkFields(streamOptions, ["include_usage", "include_obfuscation"], "stream_options.");
+    if (!stream) throw new InvalidArgumentError("stream_options", "stream_options is only allowed when stream is true");
+    for (const name of ["include_usage", "include_obfuscation"]) {
+      const value = streamOptions[name];
+      if (present(value) && typeof value !== "boolean") {
+        throw new InvalidArgumentError(`stream_options.${name}`, `stream_options.${name} must be true or false, got ${describe(value)}`);
+      }
+    }
+  }
   const includeUsage = streamOptions?.include_usage === true;
   const seed = optionalNumber(body, "seed", -(2 ** 63), 2 ** 64, true);
   const maxTokens = optionalNumber(body, "max_completion_tokens", 1, 2 ** 31, true) ?? optionalNumber(body, "max_tokens", 1, 2 ** 31, true);
@@ -221,6 +259,14 @@ const CHAT_FIELDS = [
   "chat_template",
 ];
 const ROLES = ["system", "developer", "user", "assistant", "tool"];
+/** The keys OpenAI accepts in a message of each role (anything else is refused, as OpenAI does). */
+const MESSAGE_FIELDS: Record<string, readonly string[]> = {
+  system: ["role", "content", "name"],
+  developer: ["role", "content", "name"],
+  user: ["role", "content", "name"],
+  assistant: ["role", "content", "name", "tool_calls", "refusal", "function_call", "reasoning_content"],
+  tool: ["role", "content", "tool_call_id"],
+};
 
 function messageContent(content: Json | undefined, i: number): string | null {
   if (content === undefined || content === null) return null;
@@ -283,10 +329,29 @@ function chatMessages(body: JsonObject): ChatMessage[] {
         `messages[${i}].role must be one of ${ROLES.join(", ")}, got ${describe(role)}`,
       );
     }
+    checkFields(raw, MESSAGE_FIELDS[role], `messages[${i}].`);
     const message: ChatMessage = { ...raw, role: role === "developer" ? "system" : role, content: messageContent(raw.content, i) };
     const toolCalls = templateToolCalls(raw.tool_calls, i);
     if (toolCalls !== undefined) message.tool_calls = toolCalls;
-    if (message.content === null && toolCalls === undefined && role !== "assistant") message.content = "";
+    if (message.content === null && toolCalls === undefined) {
+      throw new InvalidArgumentError(
+        `messages[${i}].content`,
+        role === "assistant"
+          ? `messages[${i}] (assistant) needs content or tool_calls`
+          : `messages[${i}].content is required for role ${role}`,
+      );
+    }
+    if (role === "tool" && (typeof raw.tool_call_id !== "string" || raw.tool_call_id === "")) {
+      throw new InvalidArgumentError(
+        `messages[${i}].tool_call_id`,
+        `messages[${i}] has role tool and needs tool_call_id: the id of the assistant's tool call it answers`,
+      );
+    }
+    for (const name of ["name", "refusal", "reasoning_content"]) {
+      if (present(raw[name]) && typeof raw[name] !== "string") {
+        throw new InvalidArgumentError(`messages[${i}].${name}`, `messages[${i}].${name} must be a string, got ${describe(raw[name])}`);
+      }
+    }
     return message;
   });
 }
@@ -410,26 +475,35 @@ export function parseCompletionRequest(body: JsonObject): CompletionRequest {
 }
 
 export interface EmbeddingRequest {
-  readonly inputs: string[];
+  /** Each input as text or as token ids (taken as they are, OpenAI's token input). */
+  readonly inputs: (string | number[])[];
   readonly encodingFormat: "float" | "base64";
   readonly dimensions?: number;
 }
 
-export function parseEmbeddingRequest(body: JsonObject, decode: (ids: number[]) => string): EmbeddingRequest {
+/** `maxInputs`: the server's --max-embed-inputs; more inputs get a 400 naming it. */
+export function parseEmbeddingRequest(body: JsonObject, maxInputs: number): EmbeddingRequest {
   checkFields(body, ["input", "model", "encoding_format", "dimensions", "user"]);
   optionalString(body, "model");
+  optionalString(body, "user");
   const input = body.input;
   const tokenList = (v: unknown): v is number[] =>
     Array.isArray(v) && v.length > 0 && v.every((id) => typeof id === "number" && Number.isSafeInteger(id) && id >= 0);
-  let inputs: string[];
+  let inputs: (string | number[])[];
   if (typeof input === "string") inputs = [input];
-  else if (tokenList(input)) inputs = [decode(input)];
-  else if (Array.isArray(input) && input.length > 0 && input.length <= 2048 && input.every((v) => typeof v === "string" || tokenList(v))) {
-    inputs = input.map((v) => (typeof v === "string" ? v : decode(v as number[])));
+  else if (tokenList(input)) inputs = [input];
+  else if (Array.isArray(input) && input.length > 0 && input.every((v) => typeof v === "string" || tokenList(v))) {
+    if (input.length > maxInputs) {
+      throw new InvalidArgumentError(
+        "input",
+        `input holds ${input.length} items, more than this server takes in one request (--max-embed-inputs ${maxInputs}); split it into several requests`,
+      );
+    }
+    inputs = input as (string | number[])[];
   } else {
     throw new InvalidArgumentError(
       "input",
-      `input must be a string or a non-empty array of at most 2048 strings (or token id arrays), got ${describe(input)}`,
+      `input must be a string, an array of token ids, or a non-empty array of strings (or token id arrays), got ${describe(input)}`,
     );
   }
   const format = body.encoding_format ?? "float";

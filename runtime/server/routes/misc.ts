@@ -5,12 +5,12 @@
  */
 import type { Hono } from "hono";
 import { InvalidArgumentError } from "../../errors.ts";
-import type { ServerContext } from "../context.ts";
+import type { AppEnv, ServerContext } from "../context.ts";
 import { HttpError } from "../errors.ts";
 import { checkFields, optionalBoolean } from "../schema.ts";
 import { readJson } from "./common.ts";
 
-export function registerMisc(app: Hono, ctx: ServerContext): void {
+export function registerMisc(app: Hono<AppEnv>, ctx: ServerContext): void {
   const started = Math.floor(Date.now() / 1000);
   const modelCard = () => {
     const engine = ctx.engine();
@@ -48,7 +48,7 @@ export function registerMisc(app: Hono, ctx: ServerContext): void {
 
   app.post("/tokenize", async (c) => {
     const engine = ctx.engine();
-    const body = await readJson(c);
+    const body = readJson(c);
     checkFields(body, ["content", "add_special", "with_pieces", "parse_special"]);
     if (typeof body.content !== "string") throw new InvalidArgumentError("content", "content must be a string");
     const tokens = engine.tokenizer.encode(body.content, { addSpecialTokens: optionalBoolean(body, "add_special") ?? false });
@@ -60,7 +60,7 @@ export function registerMisc(app: Hono, ctx: ServerContext): void {
 
   app.post("/detokenize", async (c) => {
     const engine = ctx.engine();
-    const body = await readJson(c);
+    const body = readJson(c);
     checkFields(body, ["tokens"]);
     const tokens = body.tokens;
     const vocab = engine.tokenizer.vocabSize;
