@@ -106,6 +106,10 @@ const ALWAYS_OPEN = new Set(["/health", "/metrics"]);
 export function createApp(engine: Engine | Promise<Engine>, options: AppOptions = {}): Hono<AppEnv> {
   const log = options.log ?? ((line: string) => console.error(line));
   const holder = engineHolder(engine, log);
+  // A request counts from its headers until its response is sent (a stream: until it ends),
+  // so stalled bodies and held streams cannot pile up without bound.
+  const maxConnections = options.maxConnections ?? 64;
+  let open = 0;
   const ctx: ServerContext = {
     engine: holder.engine,
     get loaded() {
@@ -117,6 +121,9 @@ export function createApp(engine: Engine | Promise<Engine>, options: AppOptions 
     pooling: options.pooling,
     maxEmbedInputs: options.maxEmbedInputs ?? 256,
     maxEmbedTokens: options.maxEmbedTokens ?? 32_768,
+    get openRequests() {
+      return open;
+    },
     log,
   };
   const app = new Hono<AppEnv>();
@@ -140,10 +147,6 @@ export function createApp(engine: Engine | Promise<Engine>, options: AppOptions 
     return next();
   });
 
-  // A request counts from its headers until its response is sent (a stream: until it ends),
-  // so stalled bodies and held streams cannot pile up without bound.
-  const maxConnections = options.maxConnections ?? 64;
-  let open = 0;
   app.use("*", async (c, next) => {
     if (ALWAYS_OPEN.has(c.req.path)) return next();
     if (open >= maxConnections) {

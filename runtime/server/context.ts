@@ -24,6 +24,8 @@ export interface ServerContext {
   /** Inputs and tokens (all inputs together) one /v1/embeddings request may hold. */
   readonly maxEmbedInputs: number;
   readonly maxEmbedTokens: number;
+  /** Requests open now (headers in, response not yet sent), /health and /metrics aside. */
+  readonly openRequests: number;
   readonly log: (line: string) => void;
 }
 

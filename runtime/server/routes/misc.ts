@@ -29,7 +29,7 @@ export function registerMisc(app: Hono<AppEnv>, ctx: ServerContext): void {
   });
 
   app.get("/metrics", (c) => {
-    const text = ctx.metrics.render({ running: ctx.queue.running, waiting: ctx.queue.waiting, loaded: ctx.loaded });
+    const text = ctx.metrics.render({ running: ctx.queue.running, waiting: ctx.queue.waiting, loaded: ctx.loaded, open: ctx.openRequests });
     return c.body(text, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
   });
 
