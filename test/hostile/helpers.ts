@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { importModel } from "../../quantizer/import/index.ts";
 import { createEngineOn } from "../../runtime/engine/engine.ts";
 import { createReferenceEngine } from "../../runtime/engine/reference-engine.ts";
+import { PREFILL_SLICE_TOKENS } from "../../runtime/engine/generate.ts";
 import type { Engine } from "../../runtime/engine/types.ts";
 import { type CountingBackend, countForwards } from "../counting-backend.ts";
 import { modelPath } from "../shared-data.ts";
@@ -17,8 +18,8 @@ import { QWEN_TEMPLATE_PATH } from "../server/helpers.ts";
 export interface TimedEngine {
   readonly engine: Engine;
   readonly counter: CountingBackend;
-  /** Milliseconds each forward call took, in order. */
-  readonly forwardMs: number[];
+  /** Each forward call: tokens fed and milliseconds taken, in order. */
+  readonly forwards: { tokens: number; ms: number }[];
 }
 
 /** stories260K (reference backend, Qwen chat template) with every forward call timed and counted. */
@@ -26,19 +27,19 @@ export async function timedStoriesEngine(): Promise<TimedEngine> {
   const source = await importModel(modelPath("stories260K/stories260K.bin"), { tokenizer: modelPath("stories260K/tok512.bin") });
   const metadata = { ...source, chatTemplates: { default: readFileSync(modelPath(QWEN_TEMPLATE_PATH), "utf8") } };
   const reference = createReferenceEngine(metadata, {});
-  const forwardMs: number[] = [];
+  const forwards: { tokens: number; ms: number }[] = [];
   const timed = {
     ...reference,
     name: "reference engine, fp32 (timed)",
     forward(tokens: readonly number[], options?: Parameters<typeof reference.forward>[1]) {
       const start = performance.now();
       const out = reference.forward(tokens, options);
-      forwardMs.push(performance.now() - start);
+      forwards.push({ tokens: tokens.length, ms: performance.now() - start });
       return out;
     },
   };
   const counter = countForwards(timed);
-  return { engine: createEngineOn(counter.backend, metadata), counter, forwardMs };
+  return { engine: createEngineOn(counter.backend, metadata), counter, forwards };
 }
 
 export interface HealthProbe {
@@ -47,10 +48,10 @@ export interface HealthProbe {
 }
 
 /**
- * Asks /health every `intervalMs` and measures, for each probe, the time from when it was due
- * (its timer's deadline) to its answer. A request that holds the event loop delays the timer
- * and the answer alike, so the worst value is what a monitor calling /health at the worst
- * moment would have waited. Any answer but 200 fails the test.
+ * Asks /health and /metrics in turn every `intervalMs` and measures, for each probe, the time
+ * from when it was due (its timer's deadline) to its answer. A request that holds the event
+ * loop delays the timer and the answer alike, so the worst value is what a monitor calling at
+ * the worst moment would have waited. Any answer but 200 fails the test.
  */
 export function startHealthProbe(fetch: (request: Request) => Response | Promise<Response>, intervalMs = 5): HealthProbe {
   let running = true;
@@ -60,10 +61,10 @@ export function startHealthProbe(fetch: (request: Request) => Response | Promise
     while (running) {
       const due = performance.now() + intervalMs;
       await new Promise((resolve) => setTimeout(resolve, intervalMs));
-      const response = await fetch(new Request("http://crumb.test/health"));
+      const response = await fetch(new Request(probes % 2 === 0 ? "http://crumb.test/health" : "http://crumb.test/metrics"));
       worstMs = Math.max(worstMs, performance.now() - due);
       probes++;
-      if (response.status !== 200) throw new Error(`/health answered ${response.status} while under attack`);
+      if (response.status !== 200) throw new Error(`${response.url} answered ${response.status} while under attack`);
       await response.arrayBuffer();
     }
   })();
@@ -79,14 +80,17 @@ export function startHealthProbe(fetch: (request: Request) => Response | Promise
 /**
  * The bound on the worst /health latency. The issue asks for 100 ms; a /health probe can at
  * worst arrive just as a slice of model work starts and wait for it to end, and on this shared
- * 2-core machine a slice (one 64-token prefill block on stories260K, about 20 ms when quiet)
- * can be stretched several times by other jobs or a GC pause. So the bound is 100 ms plus two
- * of the slowest slices measured in the same run: generous on a loaded machine, and still far
- * below what an unsliced request costs (the scaled-down hostile requests below hold the model
- * for over a second, which the tests check, so a break of the slicing fails by a wide margin).
+ * 2-core machine a slice (one prefill block of at most 64 tokens on stories260K, about 20 ms
+ * when quiet) can be stretched several times by other jobs or a GC pause. So the bound is
+ * 100 ms plus two of the slowest slices measured in the same run (forward calls larger than a
+ * slice are left out, so a break that stops slicing cannot raise its own bound): generous on a
+ * loaded machine, and still far below what an unsliced request costs (the scaled-down hostile
+ * requests hold the model for over a second, which the tests check, so a break of the slicing
+ * fails by a wide margin).
  */
-export function healthBoundMs(forwardMs: readonly number[]): number {
-  const slowest = forwardMs.length === 0 ? 0 : Math.max(...forwardMs);
+export function healthBoundMs(forwards: readonly { tokens: number; ms: number }[]): number {
+  let slowest = 0;
+  for (const call of forwards) if (call.tokens <= PREFILL_SLICE_TOKENS) slowest = Math.max(slowest, call.ms);
   return 100 + 2 * slowest;
 }
 
