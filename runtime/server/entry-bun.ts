@@ -1,10 +1,11 @@
 /**
  * The Bun listener: Bun.serve around the Hono app. A connection that sends nothing for
- * `readTimeoutSeconds` (a stalled request, an idle keep-alive) is closed; once a request's body
- * is in, the app lifts that limit for it (`keepOpen`), so a long prefill on a Pi or a stream
- * between keep-alive comments is never cut. Bun itself closes a connection whose headers do not
- * complete within about 10 s and answers headers beyond 16 KiB with a bare 431 (the app's own
- * OpenAI-shaped 431 covers headers between 8 and 16 KiB). Run directly (`bun
+ * `readTimeoutSeconds` (a stalled request, an idle keep-alive) is closed, at Bun's 4-second
+ * granularity (the app's own read deadline answers a slow body with 408 on time); once a
+ * request's body is in, the app lifts that limit for it (`keepOpen`), so a long prefill on a Pi
+ * or a stream between keep-alive comments is never cut. Bun itself closes a connection whose
+ * headers do not complete within about 10 s and answers headers beyond 16 KiB with a bare 431
+ * (the app's own OpenAI-shaped 431 covers headers between 8 and 16 KiB). Run directly (`bun
  * runtime/server/entry-bun.ts <model> ...`) it is `crumb serve`.
  */
 import type { Hono } from "hono";

@@ -1,7 +1,8 @@
 /**
- * The Deno listener: Deno.serve around the Hono app (Deno keeps idle HTTP connections open,
- * so long prefills are not cut; its HTTP layer closes connections whose headers stall, and the
- * app's read deadline covers bodies). Run directly (`deno run -A runtime/server/entry-deno.ts
+ * The Deno listener: Deno.serve around the Hono app. Deno keeps idle HTTP connections open, so
+ * long prefills are not cut; the app's read deadline covers bodies (408), but Deno.serve has no
+ * option to time out headers that never complete (checked on Deno 2.9: a connection stalled
+ * mid-headers stays open), so behind Deno the header timeout is a reverse proxy's job. Run directly (`deno run -A runtime/server/entry-deno.ts
  * <model> ...`, or `deno task serve`) it is `crumb serve`.
  */
 import type { Hono } from "hono";

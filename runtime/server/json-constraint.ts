@@ -89,7 +89,7 @@ export function vocabNow(tokenizer: CrumbTokenizer): Vocab {
   let vocab = vocabs.get(tokenizer);
   if (vocab === undefined) {
     const slices = buildVocab(tokenizer);
-    for (let step = slices.next(); ; step = slices.next()) {
+    for (let step = slices.next();; step = slices.next()) {
       if (step.done) {
         vocab = step.value;
         break;
@@ -218,7 +218,10 @@ export function constrainWith(vocab: Vocab, compiled: CompiledConstraint, budget
       const state = advance(text);
       if (state === null) {
         // Every token passes through here, so this means the tokenizer's text and the trie's differ.
-        throw new CrumbError("constraint_failed", "the generated text left the JSON the request asked for (a tokenizer/constraint mismatch); nothing valid can follow");
+        throw new CrumbError(
+          "constraint_failed",
+          "the generated text left the JSON the request asked for (a tokenizer/constraint mismatch); nothing valid can follow",
+        );
       }
       if (state === undefined) return (id) => eos.has(id);
       return allowedTokens(vocab, state, remaining, eos);

@@ -57,7 +57,14 @@ export type Frame =
     text: string;
     exclude: ReadonlySet<string>;
   }
-  | { t: "number"; integer: boolean; s: "sign" | "zero" | "int" | "dot" | "frac" | "e" | "esign" | "exp"; n: number; bounds?: NumberBounds; text: string }
+  | {
+    t: "number";
+    integer: boolean;
+    s: "sign" | "zero" | "int" | "dot" | "frac" | "e" | "esign" | "exp";
+    n: number;
+    bounds?: NumberBounds;
+    text: string;
+  }
   | { t: "literal"; options: readonly string[]; text: string };
 
 /** The recogniser state: a stack of frames, top first (a persistent list). */
@@ -139,7 +146,18 @@ function startFrame(node: SchemaNode, c: string): Frame | undefined {
       return c === "[" ? { t: "array", items: node.items, min: node.min, max: node.max, s: 0, count: 0, ws: 0 } : undefined;
     case "string":
       return c === '"'
-        ? { t: "string", key: false, esc: 0, length: 0, minLength: node.minLength, maxLength: node.maxLength, lo: 0, hi: 0, text: "", exclude: EMPTY_SET }
+        ? {
+          t: "string",
+          key: false,
+          esc: 0,
+          length: 0,
+          minLength: node.minLength,
+          maxLength: node.maxLength,
+          lo: 0,
+          hi: 0,
+          text: "",
+          exclude: EMPTY_SET,
+        }
         : undefined;
     case "number":
       return stepNumber({ t: "number", integer: node.integer, s: "sign", n: 0, bounds: node.bounds, text: "" }, c)?.[0];
@@ -152,7 +170,20 @@ function startFrame(node: SchemaNode, c: string): Frame | undefined {
     case "any":
       if (c === "{") return objectFrame(undefined);
       if (c === "[") return { t: "array", items: ANY, min: 0, max: Infinity, s: 0, count: 0, ws: 0 };
-      if (c === '"') return { t: "string", key: false, esc: 0, length: 0, minLength: 0, maxLength: Infinity, lo: 0, hi: 0, text: "", exclude: EMPTY_SET };
+      if (c === '"') {
+        return {
+          t: "string",
+          key: false,
+          esc: 0,
+          length: 0,
+          minLength: 0,
+          maxLength: Infinity,
+          lo: 0,
+          hi: 0,
+          text: "",
+          exclude: EMPTY_SET,
+        };
+      }
       if (c === "-" || isDigit(c)) return stepNumber({ t: "number", integer: false, s: "sign", n: 0, text: "" }, c)?.[0];
       for (const word of ["true", "false", "null"]) if (word[0] === c) return { t: "literal", options: [word], text: c };
       return undefined;

@@ -79,7 +79,15 @@ export function withinBounds(text: string, b: NumberBounds): boolean {
  * Whether a grid point n * 10^-f lies in [from, to] (inclusive ends) and within the bounds
  * [lo, hi] on magnitudes (exclusive flags as given).
  */
-function gridHits(from: Decimal, to: Decimal, f: number, lo: Decimal | undefined, loEx: boolean, hi: Decimal | undefined, hiEx: boolean): boolean {
+function gridHits(
+  from: Decimal,
+  to: Decimal,
+  f: number,
+  lo: Decimal | undefined,
+  loEx: boolean,
+  hi: Decimal | undefined,
+  hiEx: boolean,
+): boolean {
   let start = from;
   let startEx = false;
   if (lo !== undefined) {

@@ -17,6 +17,9 @@
  */
 import { InvalidArgumentError } from "../errors.ts";
 import { decimalOf, emptyBounds, type NumberBounds, shortestCompletion } from "./json-number.ts";
+import { checkLimits, SCHEMA_LIMITS, type SchemaLimits } from "./json-schema-limits.ts";
+
+export { SCHEMA_LIMITS, type SchemaLimits };
 
 export type Schema = Record<string, unknown>;
 
@@ -43,26 +46,18 @@ export type SchemaNode =
   | { kind: "literal"; shortest: number; options: readonly string[] }
   | { kind: "union"; shortest: number; options: SchemaNode[] };
 
-export interface SchemaLimits {
-  /** Subschemas in the whole document, $defs included. */
-  readonly nodes: number;
-  /** Properties over all objects. */
-  readonly properties: number;
-  /** enum and const values over the document. */
-  readonly enumValues: number;
-  /** Characters of property names and enum/const values together. */
-  readonly text: number;
-  /** Subschemas nested in subschemas. */
-  readonly depth: number;
-}
-
-/**
- * Measured on this project's 2-core machine: at these limits a schema compiles in a few
- * milliseconds and a constrained step stays far below the 100 ms a /health probe may wait.
- */
-export const SCHEMA_LIMITS: SchemaLimits = { nodes: 1000, properties: 1000, enumValues: 1000, text: 65_536, depth: 16 };
-
-const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$comment", "$schema", "$id", "deprecated", "readOnly", "writeOnly"]);
+const ANNOTATIONS = new Set([
+  "title",
+  "description",
+  "default",
+  "examples",
+  "$comment",
+  "$schema",
+  "$id",
+  "deprecated",
+  "readOnly",
+  "writeOnly",
+]);
 const CONTAINERS = new Set(["$defs", "definitions"]);
 const TYPED: Record<string, readonly string[]> = {
   object: ["properties", "required", "additionalProperties"],
@@ -77,59 +72,18 @@ const SUPPORTED_LIST = [...ENFORCED].join(", ");
 const isObject = (v: unknown): v is Schema => v !== null && typeof v === "object" && !Array.isArray(v);
 const raw = (name: string) => JSON.stringify(name).slice(1, -1);
 
-/** Subschema positions under a schema, with their JSON pointer steps. */
-function children(schema: Schema): [string, unknown][] {
-  const out: [string, unknown][] = [];
-  for (const key of ["properties", "$defs", "definitions"]) {
-    const map = schema[key];
-    if (isObject(map)) for (const [name, sub] of Object.entries(map)) out.push([`${key}/${name}`, sub]);
-  }
-  for (const key of ["anyOf", "oneOf", "allOf"]) {
-    const list = schema[key];
-    if (Array.isArray(list)) list.forEach((sub, i) => out.push([`${key}/${i}`, sub]));
-  }
-  for (const key of ["items", "additionalProperties"]) if (isObject(schema[key])) out.push([key, schema[key]]);
-  return out;
-}
-
-/** Throws 400 when the document is over a limit; walks it once, iteratively. */
-function checkLimits(root: Schema, limits: SchemaLimits, fail: (path: string, message: string) => never): void {
-  let nodes = 0;
-  let properties = 0;
-  let enumValues = 0;
-  let text = 0;
-  const stack: [unknown, number, string][] = [[root, 1, ""]];
-  while (stack.length > 0) {
-    const [schema, depth, path] = stack.pop()!;
-    if (!isObject(schema)) continue;
-    if (++nodes > limits.nodes) fail(path, `the schema has more than ${limits.nodes} subschemas, the most this server compiles; simplify it`);
-    if (depth > limits.depth) fail(path, `subschemas nest more than ${limits.depth} levels deep, the most this server compiles; flatten the schema`);
-    if (isObject(schema.properties)) {
-      for (const name of Object.keys(schema.properties)) text += name.length;
-      properties += Object.keys(schema.properties).length;
-      if (properties > limits.properties) {
-        fail(path, `the schema has more than ${limits.properties} properties over all its objects, the most this server enforces; split the request`);
-      }
-    }
-    const values = Array.isArray(schema.enum) ? schema.enum : "const" in schema ? [schema.const] : [];
-    enumValues += values.length;
-    if (enumValues > limits.enumValues) {
-      fail(path, `the schema has more than ${limits.enumValues} enum/const values, the most this server enforces; use a plain string or fewer values`);
-    }
-    for (const value of values) text += JSON.stringify(value)?.length ?? 0;
-    if (text > limits.text) {
-      fail(path, `property names and enum/const values in the schema exceed ${limits.text} characters, the most this server enforces`);
-    }
-    for (const [step, sub] of children(schema)) stack.push([sub, depth + 1, `${path}/${step}`]);
-  }
-}
-
 const nonNegativeInteger = (v: unknown) => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 
 /** Whether a const/enum value meets the simple keywords next to it (type, lengths, bounds). */
 function valueMatches(value: unknown, schema: Schema): boolean {
   const types = schema.type === undefined ? undefined : ([] as unknown[]).concat(schema.type);
-  const kind = value === null ? "null" : Array.isArray(value) ? "array" : typeof value === "number" && Number.isInteger(value) ? "integer" : typeof value;
+  const kind = value === null
+    ? "null"
+    : Array.isArray(value)
+    ? "array"
+    : typeof value === "number" && Number.isInteger(value)
+    ? "integer"
+    : typeof value;
   if (types !== undefined && !types.includes(kind) && !(kind === "integer" && types.includes("number"))) return false;
   if (typeof value === "string") {
     if (typeof schema.minLength === "number" && value.length < schema.minLength) return false;
@@ -150,7 +104,7 @@ function firstChars(node: SchemaNode, seen = new Set<SchemaNode>()): Set<string>
   seen.add(node);
   switch (node.kind) {
     case "any":
-      return new Set(['{', '[', '"', "-", ..."0123456789", "t", "f", "n"]);
+      return new Set(["{", "[", '"', "-", ..."0123456789", "t", "f", "n"]);
     case "object":
       return new Set(["{"]);
     case "array":
@@ -229,7 +183,9 @@ export function compileSchema(input: unknown, options: CompileOptions): SchemaNo
       fail(path, `keyword "${key}" is not enforced by this server, so the output could break it; remove it (enforced: ${SUPPORTED_LIST})`);
     }
     const counts = (name: string) => {
-      if (schema[name] !== undefined && !nonNegativeInteger(schema[name])) fail(path, `${name} must be a non-negative integer, got ${JSON.stringify(schema[name])}`);
+      if (schema[name] !== undefined && !nonNegativeInteger(schema[name])) {
+        fail(path, `${name} must be a non-negative integer, got ${JSON.stringify(schema[name])}`);
+      }
     };
     ["minItems", "maxItems", "minLength", "maxLength"].forEach(counts);
     for (const name of ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]) {
@@ -249,14 +205,24 @@ export function compileSchema(input: unknown, options: CompileOptions): SchemaNo
     if (schema.additionalProperties !== undefined && typeof schema.additionalProperties !== "boolean") {
       fail(path, "additionalProperties is enforced as true or false only; a schema for extra properties is not");
     }
-    if (schema.enum !== undefined && (!Array.isArray(schema.enum) || schema.enum.length === 0)) fail(path, "enum must be a non-empty array");
+    if (schema.enum !== undefined && (!Array.isArray(schema.enum) || schema.enum.length === 0)) {
+      fail(path, "enum must be a non-empty array");
+    }
     for (const key of ["anyOf", "oneOf", "allOf"]) {
       const list = schema[key];
-      if (list !== undefined && (!Array.isArray(list) || list.length === 0 || !list.every(isObject))) fail(path, `${key} must be a non-empty array of schemas`);
+      if (list !== undefined && (!Array.isArray(list) || list.length === 0 || !list.every(isObject))) {
+        fail(path, `${key} must be a non-empty array of schemas`);
+      }
     }
-    if (Array.isArray(schema.allOf) && schema.allOf.length > 1) fail(path, "allOf with more than one schema is not enforced; merge them into one schema");
+    if (Array.isArray(schema.allOf) && schema.allOf.length > 1) {
+      fail(path, "allOf with more than one schema is not enforced; merge them into one schema");
+    }
     const types = schema.type === undefined ? [] : ([] as unknown[]).concat(schema.type);
-    for (const t of types) if (typeof t !== "string" || !TYPES.includes(t)) fail(path, `type ${JSON.stringify(t)} is not a JSON Schema type (${TYPES.join(", ")})`);
+    for (const t of types) {
+      if (typeof t !== "string" || !TYPES.includes(t)) {
+        fail(path, `type ${JSON.stringify(t)} is not a JSON Schema type (${TYPES.join(", ")})`);
+      }
+    }
     if (schema.items !== undefined && typeof schema.items !== "boolean" && !isObject(schema.items)) {
       fail(path, "items must be one schema (tuple forms are not enforced)");
     }
@@ -271,7 +237,9 @@ export function compileSchema(input: unknown, options: CompileOptions): SchemaNo
     checkKeywords(schema, path);
     const combinator = (["anyOf", "oneOf", "allOf"] as const).filter((k) => schema[k] !== undefined);
     if (combinator.length > 0) {
-      const extra = Object.keys(schema).find((k) => !ANNOTATIONS.has(k) && !CONTAINERS.has(k) && !k.startsWith("x-") && !combinator.includes(k as never));
+      const extra = Object.keys(schema).find((k) =>
+        !ANNOTATIONS.has(k) && !CONTAINERS.has(k) && !k.startsWith("x-") && !combinator.includes(k as never)
+      );
       if (extra !== undefined) fail(path, `"${extra}" next to ${combinator[0]} is not enforced; move it into each alternative`);
       if (combinator.length > 1) fail(path, `${combinator.join(" and ")} together are not enforced; use one`);
       const key = combinator[0];
@@ -326,7 +294,10 @@ export function compileSchema(input: unknown, options: CompileOptions): SchemaNo
       }
       case "string": {
         const minLength = (schema.minLength as number | undefined) ?? 0;
-        return make({ kind: "string", shortest: 2 + minLength, minLength, maxLength: (schema.maxLength as number | undefined) ?? Infinity }, path);
+        return make(
+          { kind: "string", shortest: 2 + minLength, minLength, maxLength: (schema.maxLength as number | undefined) ?? Infinity },
+          path,
+        );
       }
       case "number":
       case "integer":
@@ -361,7 +332,12 @@ export function compileSchema(input: unknown, options: CompileOptions): SchemaNo
     }
     const shortest = shortestCompletion("", bounds, integer, MAX_NUMBER);
     if (shortest === Infinity) {
-      fail(path, `no ${integer ? "integer" : "number"} between ${low.value ?? "-infinity"} and ${high.value ?? "infinity"} can be written in ${MAX_NUMBER} characters without an exponent`);
+      fail(
+        path,
+        `no ${integer ? "integer" : "number"} between ${low.value ?? "-infinity"} and ${
+          high.value ?? "infinity"
+        } can be written in ${MAX_NUMBER} characters without an exponent`,
+      );
     }
     return { kind: "number", shortest, integer, bounds };
   };
@@ -396,7 +372,10 @@ export function compileSchema(input: unknown, options: CompileOptions): SchemaNo
       for (const c of firstChars(option)) {
         const other = seen.get(c);
         if (other !== undefined) {
-          fail(path, `oneOf alternatives ${other} and ${i} can both start with ${JSON.stringify(c)}, so the output could match both; use anyOf`);
+          fail(
+            path,
+            `oneOf alternatives ${other} and ${i} can both start with ${JSON.stringify(c)}, so the output could match both; use anyOf`,
+          );
         }
         seen.set(c, i);
       }
@@ -407,7 +386,10 @@ export function compileSchema(input: unknown, options: CompileOptions): SchemaNo
   settleShortest(all.map((entry) => entry.node));
   for (const { node, path } of all) {
     if (node.shortest === Infinity) {
-      fail(path, "no finite JSON value satisfies this schema (a $ref cycle without a base case, or an alternative that cannot end); make the recursion optional");
+      fail(
+        path,
+        "no finite JSON value satisfies this schema (a $ref cycle without a base case, or an alternative that cannot end); make the recursion optional",
+      );
     }
   }
   checkUnionProgress(all.map((entry) => entry.node), fail, all);
@@ -452,14 +434,23 @@ function shortestOf(node: SchemaNode): number {
 }
 
 /** A union that reaches itself through unions only would make the recogniser loop without reading. */
-function checkUnionProgress(nodes: readonly SchemaNode[], fail: (path: string, message: string) => never, all: { node: SchemaNode; path: string }[]): void {
+function checkUnionProgress(
+  nodes: readonly SchemaNode[],
+  fail: (path: string, message: string) => never,
+  all: { node: SchemaNode; path: string }[],
+): void {
   for (const node of nodes) {
     if (node.kind !== "union") continue;
     const stack = [...node.options];
     const visited = new Set<SchemaNode>();
     while (stack.length > 0) {
       const next = stack.pop()!;
-      if (next === node) fail(all.find((e) => e.node === node)!.path, "anyOf/oneOf refers back to itself before any value starts; give it a concrete alternative");
+      if (next === node) {
+        fail(
+          all.find((e) => e.node === node)!.path,
+          "anyOf/oneOf refers back to itself before any value starts; give it a concrete alternative",
+        );
+      }
       if (next.kind !== "union" || visited.has(next)) continue;
       visited.add(next);
       stack.push(...next.options);

@@ -51,7 +51,10 @@ export function createMetrics(): Metrics {
       metric("crumb_requests_running", "gauge", "Requests holding a generation slot.", [["", running]]);
       metric("crumb_queue_depth", "gauge", "Requests waiting for a slot.", [["", waiting]]);
       metric("crumb_model_loaded", "gauge", "1 once the model is loaded.", [["", loaded ? 1 : 0]]);
-      metric("crumb_requests_open", "gauge", "Requests open (headers in, response not yet sent), capped by --max-connections.", [["", open]]);
+      metric("crumb_requests_open", "gauge", "Requests open (headers in, response not yet sent), capped by --max-connections.", [[
+        "",
+        open,
+      ]]);
       return lines.join("\n") + "\n";
     },
   };

@@ -2,15 +2,18 @@
  * Reading a request body under three limits at once: its size (413), the time it may take to
  * arrive, counted from the moment the headers were complete (408, --read-timeout), and the
  * client staying (a client that leaves mid-body is a 499, not a server error). The bytes are
- * kept on the context for the route's JSON parser, and once they are in, the listener is told
- * to lift its idle limit so a long prefill is not cut.
+ * kept on the context for the route's JSON parser (`parseJsonBody`: UTF-8, nesting at most 64
+ * deep, an object), and once they are in, the listener is told to lift its idle limit so a long
+ * prefill is not cut.
  *
  * Hand-written rather than hono's body-limit: that middleware enforces the size only, and only
  * while it reads chunked bodies itself; a body with a Content-Length is left to the route, so
  * neither a deadline nor a departing client could be told apart from an error there.
  */
 import type { Context, MiddlewareHandler } from "hono";
+import { InvalidArgumentError } from "../errors.ts";
 import { HttpError } from "./errors.ts";
+import type { JsonObject } from "./schema.ts";
 
 /** What a listener offers the app through `c.env` (Bun: per-request idle timeout). */
 export interface ListenerBindings {
@@ -98,4 +101,54 @@ export function readBodyMiddleware(limits: BodyLimits): MiddlewareHandler {
     (c.env as ListenerBindings | undefined)?.keepOpen?.();
     return next();
   };
+}
+
+/** Nesting a request body may have; deeper JSON is refused before it is parsed (400). */
+export const MAX_JSON_DEPTH = 64;
+
+/** Deepest array/object nesting in `text` (strings skipped), scanning stops past `limit`. */
+function nestingDepth(text: string, limit: number): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > deepest && (deepest = depth) > limit) return deepest;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return deepest;
+}
+
+/** Parses a request body: valid UTF-8, valid JSON nested at most MAX_JSON_DEPTH deep, an object. */
+export function parseJsonBody(bytes: Uint8Array): JsonObject {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch (cause) {
+    throw new InvalidArgumentError("body", "the request body is not valid UTF-8; send JSON encoded as UTF-8", { cause });
+  }
+  if (text.trim() === "") throw new InvalidArgumentError("body", "the request body is empty; send a JSON object");
+  if (nestingDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    throw new InvalidArgumentError("body", `the request body nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep; flatten it`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (cause) {
+    throw new InvalidArgumentError("body", `the request body is not valid JSON (${(cause as Error).message}); send a JSON object`, {
+      cause,
+    });
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new InvalidArgumentError(
+      "body",
+      `the request body must be a JSON object, got ${Array.isArray(value) ? "an array" : JSON.stringify(value)}`,
+    );
+  }
+  return value as JsonObject;
 }

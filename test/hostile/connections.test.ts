@@ -100,7 +100,9 @@ describe.skipIf(!available)("hostile connections to a Bun listener", () => {
   });
 
   test("open requests are capped: one more gets 503 with Retry-After while /health still answers", async () => {
-    const held = await Promise.all(Array.from({ length: MAX_CONNECTIONS }, () => rawClient(listener.url, partialPost("/tokenize", 100, "{"))));
+    const held = await Promise.all(
+      Array.from({ length: MAX_CONNECTIONS }, () => rawClient(listener.url, partialPost("/tokenize", 100, "{"))),
+    );
     await openRequestsReach(MAX_CONNECTIONS);
     const refused = await fetch(`${listener.url}/v1/models`);
     expect(refused.headers.get("retry-after")).toBe("1");
@@ -125,7 +127,10 @@ describe.skipIf(!available)("hostile connections to a Bun listener", () => {
   test("headers over 8 KiB get the OpenAI-shaped 431; beyond Bun's own 16 KiB limit, Bun's bare 431", async () => {
     const shaped = await fetch(`${listener.url}/v1/models`, { headers: { authorization: `Bearer ${"k".repeat(12_000)}` } });
     await expectOpenAIError(shaped, 431, "request_header_fields_too_large");
-    const huge = await rawClient(listener.url, `GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${"k".repeat(100_000)}\r\n\r\n`);
+    const huge = await rawClient(
+      listener.url,
+      `GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${"k".repeat(100_000)}\r\n\r\n`,
+    );
     await huge.closed;
     expect(huge.received()).toStartWith("HTTP/1.1 431");
   });

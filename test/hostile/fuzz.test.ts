@@ -9,7 +9,15 @@ import type { Hono } from "hono";
 import { createApp } from "../../runtime/server/app.ts";
 import type { AppEnv } from "../../runtime/server/context.ts";
 import { haveFiles } from "../shared-data.ts";
-import { expectOpenAIError, healthBoundMs, jsonRequest, seededRandom, startHealthProbe, type TimedEngine, timedStoriesEngine } from "./helpers.ts";
+import {
+  expectOpenAIError,
+  healthBoundMs,
+  jsonRequest,
+  seededRandom,
+  startHealthProbe,
+  type TimedEngine,
+  timedStoriesEngine,
+} from "./helpers.ts";
 
 const available = haveFiles("stories260K/stories260K.bin", "stories260K/tok512.bin");
 const SEED = 16;
@@ -62,14 +70,30 @@ const ROUTES: readonly Route[] = [
     valid: () => ({ messages: user, max_tokens: 4 }),
     bad: {
       ...SAMPLING_BAD,
-      messages: ["Hi", 5, [], [null], [{ role: 5, content: "x" }], [{ role: "wizard", content: "x" }], [{ role: "user" }], [{ role: "user", content: 7 }],
-        [{ role: "user", content: "x", extra: 1 }], [{ role: "tool", content: "x" }], [{ role: "user", content: [{ type: "image_url" }] }],
-        [{ role: "assistant", tool_calls: "x" }]],
+      messages: [
+        "Hi",
+        5,
+        [],
+        [null],
+        [{ role: 5, content: "x" }],
+        [{ role: "wizard", content: "x" }],
+        [{ role: "user" }],
+        [{ role: "user", content: 7 }],
+        [{ role: "user", content: "x", extra: 1 }],
+        [{ role: "tool", content: "x" }],
+        [{ role: "user", content: [{ type: "image_url" }] }],
+        [{ role: "assistant", tool_calls: "x" }],
+      ],
       logprobs: ["true", 1],
       top_logprobs: [50, -1],
       tools: ["x", [{ type: "function" }], [1]],
       tool_choice: ["sometimes", { type: "function", function: { name: "nope" } }],
-      response_format: ["json", { type: "xml" }, { type: "json_schema" }, ...SCHEMAS_BAD.map((schema) => ({ type: "json_schema", json_schema: { name: "x", schema } }))],
+      response_format: [
+        "json",
+        { type: "xml" },
+        { type: "json_schema" },
+        ...SCHEMAS_BAD.map((schema) => ({ type: "json_schema", json_schema: { name: "x", schema } })),
+      ],
       chat_template: [5],
     },
   },
@@ -97,7 +121,11 @@ const ROUTES: readonly Route[] = [
       user: [7],
     },
   },
-  { path: "/tokenize", valid: () => ({ content: "hello" }), bad: { content: [5, null, [], {}], add_special: ["yes", 1], with_pieces: ["no"] } },
+  {
+    path: "/tokenize",
+    valid: () => ({ content: "hello" }),
+    bad: { content: [5, null, [], {}], add_special: ["yes", 1], with_pieces: ["no"] },
+  },
   { path: "/detokenize", valid: () => ({ tokens: [1, 2] }), bad: { tokens: [[1.5], "abc", [-1], [1e9], {}, [null]] } },
 ];
 
@@ -112,7 +140,9 @@ interface Case {
 function makeCase(random: () => number): Case {
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)];
   const route = pick(ROUTES);
-  const kind = pick(["truncate", "byte", "field", "field", "field", "unknown", "deep", "shape", "media", "header", "method", "path"] as const);
+  const kind = pick(
+    ["truncate", "byte", "field", "field", "field", "unknown", "deep", "shape", "media", "header", "method", "path"] as const,
+  );
   const text = JSON.stringify(route.valid());
   switch (kind) {
     case "truncate": {
@@ -125,7 +155,11 @@ function makeCase(random: () => number): Case {
       const bytes = new TextEncoder().encode(text);
       const at = Math.floor(random() * (bytes.length + 1));
       const body = new Uint8Array([...bytes.subarray(0, at), bad, ...bytes.subarray(at)]);
-      return { request: new Request(`http://crumb.test${route.path}`, { method: "POST", body, headers: { "content-type": "application/json" } }), status: 400, why: `${route.path} byte ${bad} at ${at}` };
+      return {
+        request: new Request(`http://crumb.test${route.path}`, { method: "POST", body, headers: { "content-type": "application/json" } }),
+        status: 400,
+        why: `${route.path} byte ${bad} at ${at}`,
+      };
     }
     case "field": {
       const field = pick(Object.keys(route.bad));
@@ -137,7 +171,11 @@ function makeCase(random: () => number): Case {
     }
     case "unknown": {
       const name = `zz_${Math.floor(random() * 1e6).toString(36)}`;
-      return { request: jsonRequest(route.path, { ...route.valid(), [name]: random() }), status: 400, why: `${route.path} unknown ${name}` };
+      return {
+        request: jsonRequest(route.path, { ...route.valid(), [name]: random() }),
+        status: 400,
+        why: `${route.path} unknown ${name}`,
+      };
     }
     case "deep": {
       const depth = 65 + Math.floor(random() * 2000);
@@ -149,14 +187,29 @@ function makeCase(random: () => number): Case {
       return { request: jsonRequest(route.path, body), status: 400, why: `${route.path} body ${JSON.stringify(body)}` };
     }
     case "media": {
-      const type = pick(["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx", undefined]);
+      const type = pick([
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        undefined,
+      ]);
       const headers: Record<string, string> = type === undefined ? {} : { "content-type": type };
-      return { request: new Request(`http://crumb.test${route.path}`, { method: "POST", body: type === undefined ? null : text, headers }), status: 415, why: `${route.path} as ${type}` };
+      return {
+        request: new Request(`http://crumb.test${route.path}`, { method: "POST", body: type === undefined ? null : text, headers }),
+        status: 415,
+        why: `${route.path} as ${type}`,
+      };
     }
     case "header": {
       const size = 9 * 1024 + Math.floor(random() * 90 * 1024);
       const name = pick(["authorization", "x-filler", "cookie", "user-agent"]);
-      return { request: jsonRequest(route.path, text, { headers: { [name]: "a".repeat(size) } }), status: 431, why: `${route.path} ${name} of ${size} bytes` };
+      return {
+        request: jsonRequest(route.path, text, { headers: { [name]: "a".repeat(size) } }),
+        status: 431,
+        why: `${route.path} ${name} of ${size} bytes`,
+      };
     }
     case "method": {
       const useGet = random() < 0.5;
@@ -165,7 +218,14 @@ function makeCase(random: () => number): Case {
       return { request: new Request(`http://crumb.test${path}`, { method }), status: 404, why: `${method} ${path}` };
     }
     case "path": {
-      const path = pick(["/v1/nothing", "/v2/chat/completions", "/v1/models/nope", "/v1/chat/completion", "/%2e%2e/etc/passwd", "/v1//embeddings"]);
+      const path = pick([
+        "/v1/nothing",
+        "/v2/chat/completions",
+        "/v1/models/nope",
+        "/v1/chat/completion",
+        "/%2e%2e/etc/passwd",
+        "/v1//embeddings",
+      ]);
       return { request: new Request(`http://crumb.test${path}`), status: 404, why: `GET ${path}` };
     }
   }

@@ -11,7 +11,7 @@ import { createEngineOn } from "../../runtime/engine/engine.ts";
 import { createReferenceEngine } from "../../runtime/engine/reference-engine.ts";
 import { PREFILL_SLICE_TOKENS } from "../../runtime/engine/generate.ts";
 import type { Engine } from "../../runtime/engine/types.ts";
-import { type CountingBackend, countForwards } from "../counting-backend.ts";
+import { countForwards, type CountingBackend } from "../counting-backend.ts";
 import { modelPath } from "../shared-data.ts";
 import { QWEN_TEMPLATE_PATH } from "../server/helpers.ts";
 

@@ -35,7 +35,9 @@ async function underProbe(app: Hono<AppEnv>, timed: TimedEngine, send: () => Pro
   const elapsedMs = performance.now() - start;
   const { worstMs, probes } = await probe.stop();
   const bound = healthBoundMs(timed.forwards.slice(firstForward));
-  if (process.env.CRUMB_HOSTILE_REPORT) console.error(`worst /health ${worstMs.toFixed(1)} ms (bound ${bound.toFixed(1)}) over ${elapsedMs.toFixed(0)} ms`);
+  if (process.env.CRUMB_HOSTILE_REPORT) {
+    console.error(`worst /health ${worstMs.toFixed(1)} ms (bound ${bound.toFixed(1)}) over ${elapsedMs.toFixed(0)} ms`);
+  }
   expect(probes).toBeGreaterThan(0);
   expect(worstMs).toBeLessThan(bound);
   return { response: new Response(body, response), elapsedMs, bound };
@@ -68,7 +70,11 @@ describe.skipIf(!available)("issue 16, item by item", () => {
 
   test("1: an embeddings request within the limits completes in slices while /health answers", async () => {
     const mark = timed.counter.mark();
-    const { response, elapsedMs, bound } = await underProbe(app, timed, () => app.fetch(jsonRequest("/v1/embeddings", { input: Array(16).fill(THOUSAND_CHARS) })));
+    const { response, elapsedMs, bound } = await underProbe(
+      app,
+      timed,
+      () => app.fetch(jsonRequest("/v1/embeddings", { input: Array(16).fill(THOUSAND_CHARS) })),
+    );
     expect(response.status).toBe(200);
     const body = await response.json();
     expect(body.data.length).toBe(16);
@@ -86,7 +92,9 @@ describe.skipIf(!available)("issue 16, item by item", () => {
     gate.close();
     let response: Promise<Response>;
     try {
-      response = Promise.resolve(app.fetch(jsonRequest("/v1/embeddings", { input: Array(4).fill(THOUSAND_CHARS) }, { signal: controller.signal })));
+      response = Promise.resolve(
+        app.fetch(jsonRequest("/v1/embeddings", { input: Array(4).fill(THOUSAND_CHARS) }, { signal: controller.signal })),
+      );
       gate.allow(3);
       await until(() => timed.counter.since(mark).length === 3 && gate.waiting === 1, "three slices to run and the fourth to wait");
       controller.abort();
@@ -106,7 +114,11 @@ describe.skipIf(!available)("issue 16, item by item", () => {
   test("1: a long prompt is prefilled in slices of at most 64 tokens while /health answers", async () => {
     const prompt = `Zebra ${THOUSAND_CHARS}${THOUSAND_CHARS.slice(0, 600)}`; // 432 tokens
     const mark = timed.counter.mark();
-    const { response } = await underProbe(app, timed, () => app.fetch(jsonRequest("/v1/completions", { prompt, max_tokens: 4, temperature: 0 })));
+    const { response } = await underProbe(
+      app,
+      timed,
+      () => app.fetch(jsonRequest("/v1/completions", { prompt, max_tokens: 4, temperature: 0 })),
+    );
     const body = await response.json();
     expect(body.usage.prompt_tokens).toBeGreaterThan(6 * PREFILL_SLICE_TOKENS);
     const calls = timed.counter.since(mark);
@@ -120,7 +132,11 @@ describe.skipIf(!available)("issue 16, item by item", () => {
   test("2: schemas over the size limits are a 400 naming the limit, at once", async () => {
     const properties: Record<string, unknown> = {};
     for (let i = 0; i < 4000; i++) properties[`p${i}`] = { type: "integer" };
-    const big = await underProbe(app, timed, () => app.fetch(schemaRequest({ type: "object", properties, required: Object.keys(properties) })));
+    const big = await underProbe(
+      app,
+      timed,
+      () => app.fetch(schemaRequest({ type: "object", properties, required: Object.keys(properties) })),
+    );
     expect((await expectOpenAIError(big.response, 400)).message).toContain("more than 1000 properties");
     const values = Array.from({ length: 40_000 }, (_, i) => `value${i}`);
     const enumerated = await underProbe(app, timed, () => app.fetch(schemaRequest({ enum: values })));
@@ -167,7 +183,9 @@ describe.skipIf(!available)("issue 16, item by item", () => {
     expect(cut.choices[0].finish_reason).toBe("length");
     expect(cut.usage.completion_tokens).toBe(30);
     expect(() => JSON.parse(cut.choices[0].message.content)).toThrow();
-    const small = await (await app.fetch(schemaRequest({ type: "object", properties: { a: { type: "integer", minimum: 3, maximum: 5 } }, required: ["a"] }, 40))).json();
+    const small = await (await app.fetch(
+      schemaRequest({ type: "object", properties: { a: { type: "integer", minimum: 3, maximum: 5 } }, required: ["a"] }, 40),
+    )).json();
     expect(small.choices[0].finish_reason).toBe("stop");
     const value = JSON.parse(small.choices[0].message.content);
     expect(value.a >= 3 && value.a <= 5 && Number.isInteger(value.a)).toBe(true);
@@ -211,7 +229,10 @@ describe.skipIf(!available)("issue 16, item by item", () => {
         end = () => controller.close();
       },
     });
-    const request = new Request("http://crumb.test/tokenize", { method: "POST", body, headers: { "content-type": "application/json" }, duplex: "half" } as RequestInit);
+    const request = new Request(
+      "http://crumb.test/tokenize",
+      { method: "POST", body, headers: { "content-type": "application/json" }, duplex: "half" } as RequestInit,
+    );
     const answer = Promise.resolve(app.fetch(request, { keepOpen: () => lifted++ }));
     push('{"content":');
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -226,26 +247,38 @@ describe.skipIf(!available)("issue 16, item by item", () => {
     const deep = "[".repeat(50_000) + "]".repeat(50_000);
     const nested = await underProbe(app, timed, () => app.fetch(jsonRequest("/v1/chat/completions", `{"messages":${deep}}`)));
     expect((await expectOpenAIError(nested.response, 400)).message).toContain("more than 64 levels deep");
-    const header = await app.fetch(new Request("http://crumb.test/v1/models", { headers: { authorization: `Bearer ${"k".repeat(100_000)}` } }));
+    const header = await app.fetch(
+      new Request("http://crumb.test/v1/models", { headers: { authorization: `Bearer ${"k".repeat(100_000)}` } }),
+    );
     await expectOpenAIError(header, 431, "request_header_fields_too_large");
     expect(header.headers.get("connection")).toBe("close");
   });
 
   test("6: without an API key a text/plain POST is a 415 and CORS is off; --cors names the origins allowed", async () => {
-    const plain = await app.fetch(new Request("http://crumb.test/v1/completions", {
-      method: "POST",
-      body: JSON.stringify({ prompt: "Once", max_tokens: 2 }),
-      headers: { "content-type": "text/plain", origin: "http://evil.example" },
-    }));
+    const plain = await app.fetch(
+      new Request("http://crumb.test/v1/completions", {
+        method: "POST",
+        body: JSON.stringify({ prompt: "Once", max_tokens: 2 }),
+        headers: { "content-type": "text/plain", origin: "http://evil.example" },
+      }),
+    );
     const error = await expectOpenAIError(plain, 415, "unsupported_media_type");
     expect(error.param).toBe("content-type");
     expect(plain.headers.get("access-control-allow-origin")).toBeNull();
-    const form = await app.fetch(new Request("http://crumb.test/tokenize", { method: "POST", body: "content=x", headers: { "content-type": "application/x-www-form-urlencoded" } }));
+    const form = await app.fetch(
+      new Request("http://crumb.test/tokenize", {
+        method: "POST",
+        body: "content=x",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+      }),
+    );
     await expectOpenAIError(form, 415);
-    const preflight = await app.fetch(new Request("http://crumb.test/v1/completions", {
-      method: "OPTIONS",
-      headers: { origin: "http://evil.example", "access-control-request-method": "POST" },
-    }));
+    const preflight = await app.fetch(
+      new Request("http://crumb.test/v1/completions", {
+        method: "OPTIONS",
+        headers: { origin: "http://evil.example", "access-control-request-method": "POST" },
+      }),
+    );
     expect(preflight.headers.get("access-control-allow-origin")).toBeNull();
     const models = await app.fetch(new Request("http://crumb.test/v1/models", { headers: { origin: "http://evil.example" } }));
     expect(models.status).toBe(200);
@@ -259,11 +292,13 @@ describe.skipIf(!available)("issue 16, item by item", () => {
 
     // With a key, as before: any origin, and the Bearer key is what keeps other pages out.
     const keyed = createApp(timed.engine, { log: () => {}, apiKey: "K" });
-    const withKey = await keyed.fetch(new Request("http://crumb.test/tokenize", {
-      method: "POST",
-      body: JSON.stringify({ content: "Hi" }),
-      headers: { "content-type": "text/plain", authorization: "Bearer K", origin: "http://evil.example" },
-    }));
+    const withKey = await keyed.fetch(
+      new Request("http://crumb.test/tokenize", {
+        method: "POST",
+        body: JSON.stringify({ content: "Hi" }),
+        headers: { "content-type": "text/plain", authorization: "Bearer K", origin: "http://evil.example" },
+      }),
+    );
     expect(withKey.status).toBe(200);
     expect(withKey.headers.get("access-control-allow-origin")).toBe("*");
   });
@@ -273,7 +308,11 @@ describe.skipIf(!available)("issue 16, item by item", () => {
       [[{ role: "user" }], "messages[0].content", /content is required/],
       [[{ role: "user", content: null }], "messages[0].content", /content is required/],
       [[{ role: "assistant" }], "messages[0].content", /needs content or tool_calls/],
-      [[{ role: "user", content: "Hi", colour: "red" }], "messages[0].colour", /Unrecognized request argument supplied: messages\[0\]\.colour/],
+      [
+        [{ role: "user", content: "Hi", colour: "red" }],
+        "messages[0].colour",
+        /Unrecognized request argument supplied: messages\[0\]\.colour/,
+      ],
       [[{ role: "user", content: "Hi", tool_call_id: "x" }], "messages[0].tool_call_id", /Unrecognized/],
       [[...user("Hi"), { role: "tool", content: "42" }], "messages[1].tool_call_id", /needs tool_call_id/],
       [[{ role: "user", content: "Hi", name: 7 }], "messages[0].name", /must be a string/],
@@ -283,14 +322,17 @@ describe.skipIf(!available)("issue 16, item by item", () => {
       expect(error.param).toBe(param);
       expect(error.message as string).toMatch(message);
     }
-    const usage = await app.fetch(jsonRequest("/v1/chat/completions", { messages: user("Hi"), stream: true, stream_options: { include_usage: "yes" } }));
+    const usage = await app.fetch(
+      jsonRequest("/v1/chat/completions", { messages: user("Hi"), stream: true, stream_options: { include_usage: "yes" } }),
+    );
     expect((await expectOpenAIError(usage, 400)).param).toBe("stream_options.include_usage");
     const notStreamed = await app.fetch(jsonRequest("/v1/completions", { prompt: "Once", stream_options: { include_usage: true } }));
     expect((await expectOpenAIError(notStreamed, 400)).param).toBe("stream_options");
   });
 
   test("8: a cancelled generation's tokens are counted in crumb_completion_tokens_total", async () => {
-    const total = async () => Number(/crumb_completion_tokens_total (\d+)/.exec(await (await app.fetch(new Request("http://crumb.test/metrics"))).text())![1]);
+    const total = async () =>
+      Number(/crumb_completion_tokens_total (\d+)/.exec(await (await app.fetch(new Request("http://crumb.test/metrics"))).text())![1]);
     const before = await total();
     const controller = new AbortController();
     const mark = timed.counter.mark();
@@ -298,7 +340,9 @@ describe.skipIf(!available)("issue 16, item by item", () => {
     gate.close();
     let response: Promise<Response>;
     try {
-      response = Promise.resolve(app.fetch(jsonRequest("/v1/completions", { prompt: "Once", max_tokens: 100, temperature: 0 }, { signal: controller.signal })));
+      response = Promise.resolve(
+        app.fetch(jsonRequest("/v1/completions", { prompt: "Once", max_tokens: 100, temperature: 0 }, { signal: controller.signal })),
+      );
       gate.allow(6); // the prefill and five decode steps: six tokens sampled
       await until(() => timed.counter.since(mark).length === 6 && gate.waiting === 1, "six forward calls and a seventh waiting");
       controller.abort();

@@ -50,7 +50,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "schema size limits lifted",
-    file: "runtime/server/json-schema.ts",
+    file: "runtime/server/json-schema-limits.ts",
     find: "{ nodes: 1000, properties: 1000, enumValues: 1000, text: 65_536, depth: 16 }",
     replace: "{ nodes: 1e9, properties: 1e9, enumValues: 1e9, text: 1e12, depth: 1e9 }",
     tests: [REGRESSIONS],
@@ -91,7 +91,8 @@ export const mutations: Mutation[] = [
   {
     name: "number bounds not enforced while generating",
     file: "runtime/server/json-machine.ts",
-    find: "    return reachable(text, bounds, frame.integer, MAX_NUMBER - text.length) ? [{ ...frame, s, n: frame.n + 1, text }] : undefined;",
+    find:
+      "    return reachable(text, bounds, frame.integer, MAX_NUMBER - text.length) ? [{ ...frame, s, n: frame.n + 1, text }] : undefined;",
     replace: "    return [{ ...frame, s, n: frame.n + 1, text }];",
     tests: ["test/server/json-constraint.test.ts"],
     filter: "character by character",
@@ -99,8 +100,8 @@ export const mutations: Mutation[] = [
   {
     name: "number bounds dropped when the schema is compiled",
     file: "runtime/server/json-schema.ts",
-    find: "    return { kind: \"number\", shortest, integer, bounds };",
-    replace: "    return { kind: \"number\", shortest, integer };",
+    find: '    return { kind: "number", shortest, integer, bounds };',
+    replace: '    return { kind: "number", shortest, integer };',
     tests: ["test/server/json-constraint.test.ts", REGRESSIONS],
     filter: "character by character|enforced in the output",
   },
@@ -146,7 +147,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "JSON nesting depth unchecked",
-    file: "runtime/server/schema.ts",
+    file: "runtime/server/read-body.ts",
     find: "  if (nestingDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {",
     replace: "  if (false) {",
     tests: [REGRESSIONS],

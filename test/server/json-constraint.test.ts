@@ -116,7 +116,11 @@ describe("json machine", () => {
     const bounded = schemaNode({ type: "array", items: { type: "integer", minimum: 100 }, minItems: 2 });
     expect(closingLength(initialState(bounded))).toBe("[100,100]".length);
     expect(closingLength(feedText(initialState(bounded), "[1"))).toBe("00,100]".length);
-    const keys = schemaNode({ type: "object", properties: { long: { type: "string", minLength: 3 }, b: { enum: ["xy", "z"] } }, required: ["long"] });
+    const keys = schemaNode({
+      type: "object",
+      properties: { long: { type: "string", minLength: 3 }, b: { enum: ["xy", "z"] } },
+      required: ["long"],
+    });
     expect(closingLength(initialState(keys))).toBe('{"long":"aaa"}'.length);
     expect(closingLength(feedText(initialState(keys), '{"b":'))).toBe('"z","long":"aaa"}'.length);
   });

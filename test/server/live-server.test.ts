@@ -309,7 +309,11 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
       expect(typeof json.error.type).toBe("string");
       expect("param" in json.error && "code" in json.error).toBe(true);
     }
-    const ok = await fetch(`${listener.url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "Once", max_tokens: 3 }) });
+    const ok = await fetch(`${listener.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "Once", max_tokens: 3 }),
+    });
     expect(ok.status).toBe(200);
     expect((await ok.json()).choices[0].finish_reason).toBe("length");
   });
@@ -323,7 +327,12 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
         else controller.close();
       },
     });
-    const response = await fetch(`${listener.url}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body, signal: AbortSignal.timeout(20_000) });
+    const response = await fetch(`${listener.url}/v1/embeddings`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      signal: AbortSignal.timeout(20_000),
+    });
     expect(response.status).toBe(413);
     expect((await response.json()).error.code).toBe("request_too_large");
   });

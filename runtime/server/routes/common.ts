@@ -5,8 +5,8 @@
  */
 import type { Context } from "hono";
 import type { TokenLogprob, Usage } from "../../engine/types.ts";
-import { bodyBytes } from "../read-body.ts";
-import { type JsonObject, parseJsonBody } from "../schema.ts";
+import { bodyBytes, parseJsonBody } from "../read-body.ts";
+import type { JsonObject } from "../schema.ts";
 
 /** The request body (already read under the size and time limits) parsed as a JSON object. */
 export function readJson(c: Context): JsonObject {

@@ -53,7 +53,9 @@ export function registerEmbeddings(app: Hono<AppEnv>, ctx: ServerContext): void 
     if (fewestTokens(engine.tokenizer, totalChars) > limit) {
       throw new InvalidArgumentError(
         "input",
-        `input is ${totalChars} characters, at least ${fewestTokens(engine.tokenizer, totalChars)} tokens, beyond this server's ${limit} tokens per request (${limitName}); split it into several requests`,
+        `input is ${totalChars} characters, at least ${
+          fewestTokens(engine.tokenizer, totalChars)
+        } tokens, beyond this server's ${limit} tokens per request (${limitName}); split it into several requests`,
       );
     }
     const gone = clientGone(c);
@@ -87,7 +89,9 @@ export function registerEmbeddings(app: Hono<AppEnv>, ctx: ServerContext): void 
       vectors = await engine.embed(ids, { pooling: ctx.pooling ?? engine.pooling, signal: stop.signal });
     } catch (error) {
       if (error instanceof CancelledError && slot.signal.aborted && !gone.signal.aborted) {
-        throw new HttpError(503, "server_shutting_down", "the server shut down before the embeddings were computed; retry", { cause: error });
+        throw new HttpError(503, "server_shutting_down", "the server shut down before the embeddings were computed; retry", {
+          cause: error,
+        });
       }
       throw error;
     } finally {

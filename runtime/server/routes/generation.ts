@@ -16,7 +16,14 @@ import { createStopMatcher } from "../../engine/stop-strings.ts";
 import { CancelledError } from "../../errors.ts";
 import type { ServerContext } from "../context.ts";
 import { HttpError } from "../errors.ts";
-import { checkBudget, compileConstraint, type JsonConstraint, type JsonConstraintShape, constrainWith, loadVocab } from "../json-constraint.ts";
+import {
+  checkBudget,
+  compileConstraint,
+  constrainWith,
+  type JsonConstraint,
+  type JsonConstraintShape,
+  loadVocab,
+} from "../json-constraint.ts";
 import type { Slot } from "../queue.ts";
 
 export type RunEvent =
