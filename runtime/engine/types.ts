@@ -24,7 +24,7 @@ export interface GenerateOptions extends SamplingOptions {
   /** Report the sampled token's log probability (and the top N alternatives). */
   readonly logprobs?: boolean;
   readonly topLogprobs?: number;
-  /** Aborting stops generation within one token. */
+  /** Aborting stops generation within one slice: a prefill block (PREFILL_SLICE_TOKENS) or one token. */
   readonly signal?: AbortSignal;
   /** Chat only: tool definitions handed to the chat template. */
   readonly tools?: readonly unknown[];

@@ -124,9 +124,20 @@ describe.skipIf(!available)("issue 16, item by item", () => {
     const calls = timed.counter.since(mark);
     expect(calls.every((call) => call.tokens.length <= PREFILL_SLICE_TOKENS)).toBe(true);
     expect(calls.filter((call) => call.tokens.length > 1).length).toBeGreaterThanOrEqual(6);
-    // A prompt beyond the context is refused by its length alone, before it is tokenized.
-    const long = await app.fetch(jsonRequest("/v1/completions", { prompt: "Once upon a time. ".repeat(50_000) }));
-    expect((await expectOpenAIError(long, 400)).message).toMatch(/900000 characters, at least \d+ tokens/);
+    // A prompt beyond the context is refused by its length alone, before it is tokenized, and
+    // /tokenize takes a bounded text.
+    const long = await underProbe(
+      app,
+      timed,
+      () => app.fetch(jsonRequest("/v1/completions", { prompt: "Once upon a time. ".repeat(50_000) })),
+    );
+    expect((await expectOpenAIError(long.response, 400)).message).toMatch(/900000 characters, at least \d+ tokens/);
+    const tokenize = await underProbe(
+      app,
+      timed,
+      () => app.fetch(jsonRequest("/tokenize", { content: "Once upon a time. ".repeat(200_000) })),
+    );
+    expect((await expectOpenAIError(tokenize.response, 400)).message).toContain("at most 65536");
   });
 
   test("2: schemas over the size limits are a 400 naming the limit, at once", async () => {

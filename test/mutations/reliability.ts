@@ -49,6 +49,14 @@ export const mutations: Mutation[] = [
     filter: "max-embed|prefilled",
   },
   {
+    name: "/tokenize takes any length of text (tokenizing megabytes holds the server for seconds)",
+    file: "runtime/server/routes/misc.ts",
+    find: "    if (body.content.length > MAX_TOKENIZE_CHARS) {",
+    replace: "    if (false) {",
+    tests: [REGRESSIONS],
+    filter: "prefilled",
+  },
+  {
     name: "schema size limits lifted",
     file: "runtime/server/json-schema-limits.ts",
     find: "{ nodes: 1000, properties: 1000, enumValues: 1000, text: 65_536, depth: 16 }",
