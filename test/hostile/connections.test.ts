@@ -12,6 +12,9 @@ import { haveFiles } from "../shared-data.ts";
 import { sseData, until } from "../server/helpers.ts";
 import { expectOpenAIError, type TimedEngine, timedStoriesEngine } from "./helpers.ts";
 
+/** Slices of model work stretch on a loaded machine; the bounds are by counting, this limit is a backstop. */
+const SLOW = 60_000;
+
 const available = haveFiles("stories260K/stories260K.bin", "stories260K/tok512.bin");
 const READ_TIMEOUT_MS = 1000;
 const MAX_CONNECTIONS = 4;
@@ -97,7 +100,7 @@ describe.skipIf(!available)("hostile connections to a Bun listener", () => {
       clearInterval(drip);
     }
     expect(log.some((line) => / POST \/v1\/completions 408 /.test(line))).toBe(true);
-  });
+  }, SLOW);
 
   test("open requests are capped: one more gets 503 with Retry-After while /health still answers", async () => {
     const held = await Promise.all(
@@ -111,7 +114,7 @@ describe.skipIf(!available)("hostile connections to a Bun listener", () => {
     expect((await fetch(`${listener.url}/metrics`)).status).toBe(200);
     await Promise.all(held.map((client) => client.closed));
     expect((await fetch(`${listener.url}/v1/models`)).status).toBe(200);
-  });
+  }, SLOW);
 
   test("a client that gives up mid-body is logged as 499, counted as 499, and is not an error", async () => {
     const client = await rawClient(listener.url, partialPost("/v1/chat/completions", 500, '{"messages":[{"role":"user","content":"'));
@@ -122,7 +125,7 @@ describe.skipIf(!available)("hostile connections to a Bun listener", () => {
     expect(metrics).toContain('route="/v1/chat/completions",status="499"');
     expect(metrics).not.toContain('status="500"');
     expect(log.some((line) => line.startsWith("error "))).toBe(false);
-  });
+  }, SLOW);
 
   test("headers over 8 KiB get the OpenAI-shaped 431; beyond Bun's own 16 KiB limit, Bun's bare 431", async () => {
     const shaped = await fetch(`${listener.url}/v1/models`, { headers: { authorization: `Bearer ${"k".repeat(12_000)}` } });
@@ -133,7 +136,7 @@ describe.skipIf(!available)("hostile connections to a Bun listener", () => {
     );
     await huge.closed;
     expect(huge.received()).toStartWith("HTTP/1.1 431");
-  });
+  }, SLOW);
 
   test("a stream silent for longer than Bun's idle timer is not cut, and gets its keep-alive comment", async () => {
     const gate = timed.counter.gate;
@@ -167,7 +170,7 @@ describe.skipIf(!available)("hostile connections to a Bun listener", () => {
     } finally {
       gate.open();
     }
-  }, 30_000);
+  }, SLOW);
 
   test("/health stays open while streams read their frames", async () => {
     const response = await fetch(`${listener.url}/v1/chat/completions`, {
@@ -179,5 +182,5 @@ describe.skipIf(!available)("hostile connections to a Bun listener", () => {
     for await (const frame of sseData(response.body!)) frames.push(frame);
     expect(frames.at(-1)).toBe("[DONE]");
     expect((await fetch(`${listener.url}/health`)).status).toBe(200);
-  });
+  }, SLOW);
 });
