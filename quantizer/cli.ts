@@ -7,13 +7,14 @@
  * and `bun run quantize --report <model.q2> --reference <source> [--json]`.
  * Progress goes to stdout (stderr with --json, whose stdout is one JSON object). The output
  * is written through a temp file and a rename, its packed tensors spooled to a temporary data
- * file meanwhile (output-file.ts); Ctrl-C removes both. Errors print one line and exit 1 (2
+ * file meanwhile (output-file.ts); Ctrl-C, SIGTERM and SIGHUP remove both. Errors print one line and exit 1 (2
  * for usage errors); no output or temporary file is left behind.
  */
 import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import process from "node:process";
 import { CrumbError, InvalidArgumentError } from "../runtime/errors.ts";
+import { pathProblem } from "../runtime/format/path-problem.ts";
 import { HelpRequested, parseCommandLine } from "../runtime/cli/args.ts";
 import { evaluateCheckpoint } from "./evaluate.ts";
 import { importModel } from "./import/index.ts";
@@ -42,7 +43,8 @@ function choice<T extends string | number>(value: unknown, flag: string, allowed
 }
 
 function readText(path: string, flag: string): { text: string; label: string } {
-  if (!existsSync(path)) throw new InvalidArgumentError(flag, `${flag} file "${path}" does not exist`);
+  const problem = pathProblem(path);
+  if (problem !== undefined) throw new InvalidArgumentError(flag, `${flag} file "${path}" ${problem}`);
   const text = readFileSync(path, "utf8");
   if (text.trim().length === 0) throw new InvalidArgumentError(flag, `${flag} file "${path}" is empty; give it a few KB of plain text`);
   return { text, label: basename(path) };
@@ -63,7 +65,7 @@ function jsonReport(r: QualityReport): Record<string, unknown> {
   return { ...r };
 }
 
-/** The temp files a quantisation in progress would leave behind; the SIGINT handler removes them. */
+/** The temp files a quantisation in progress would leave behind; the signal handlers remove them. */
 let pendingTemps: readonly string[] = [];
 
 /** Runs the quantize command; throws CrumbError on bad input (nothing is written then). */
@@ -97,7 +99,8 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
   if (values.report !== undefined) {
     if (values.reference === undefined) throw new InvalidArgumentError("--reference", `--report needs --reference <source model>\n${QUANTIZE_USAGE}`);
     for (const path of [String(values.report), String(values.reference)]) {
-      if (!existsSync(path)) throw new InvalidArgumentError("path", `"${path}" does not exist`);
+      const problem = pathProblem(path);
+      if (problem !== undefined) throw new InvalidArgumentError("path", `"${path}" ${problem}`);
     }
     const reference = await importModel(String(values.reference), { tokenizer: values.tokenizer as string | undefined });
     const report = await evaluateCheckpoint(String(values.report), reference, { evaluation, evaluationTokens: evalTokens });
@@ -110,7 +113,10 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
   if (values.output === undefined) throw new InvalidArgumentError("output", `give the output file with -o <model.q2>\n${QUANTIZE_USAGE}`);
   const input = positionals[0];
   const output = String(values.output);
-  if (!existsSync(input)) throw new InvalidArgumentError("model", `source model "${input}" does not exist; pass a Hugging Face directory, a .gguf file or a llama2.c .bin`);
+  const inputProblem = pathProblem(input);
+  if (inputProblem !== undefined) {
+    throw new InvalidArgumentError("model", `source model "${input}" ${inputProblem}; pass a Hugging Face directory, a .gguf file or a llama2.c .bin`);
+  }
   checkOutput(output);
   const bitsText = values.bits === undefined ? undefined : String(values.bits);
   const bits = choice<string>(bitsText, "--bits", ["2", "3", "4", "8", "ternary"]);
@@ -157,12 +163,17 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
   }
 }
 
+/** Signals that end a quantisation, with the exit code a shell reports for each (128 + number). */
+const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+
 async function main(): Promise<number> {
-  process.on("SIGINT", () => {
-    for (const path of pendingTemps) rmSync(path, { force: true });
-    process.stderr.write("\ninterrupted: no output file was written\n");
-    process.exit(130);
-  });
+  for (const [signal, code] of Object.entries(STOP_SIGNALS)) {
+    process.on(signal, () => {
+      for (const path of pendingTemps) rmSync(path, { force: true });
+      process.stderr.write(`\n${signal}: interrupted; no output file was written and the temporary files are removed\n`);
+      process.exit(code);
+    });
+  }
   try {
     await runQuantize(process.argv.slice(2), {
       stdout: { write: (t) => void process.stdout.write(t), isTTY: process.stdout.isTTY },

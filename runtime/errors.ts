@@ -115,3 +115,10 @@ export class InvalidArgumentError extends CrumbError {
     this.argument = argument;
   }
 }
+
+/** Work stopped before it finished because its caller aborted it (a client that left). */
+export class CancelledError extends CrumbError {
+  constructor(message: string, options: CrumbErrorOptions = {}) {
+    super("cancelled", message, options);
+  }
+}

@@ -8,6 +8,7 @@
 
 import * as fs from "node:fs";
 import { FormatError } from "../../runtime/errors.ts";
+import { pathProblem } from "../../runtime/format/path-problem.ts";
 
 /** Random access to the bytes of one file. */
 export interface ByteSource {
@@ -77,7 +78,7 @@ export function statOrThrow(path: string): fs.Stats {
   try {
     return fs.statSync(path);
   } catch (cause) {
-    throw new FormatError(`no such file or directory: ${path}; check the model path`, { file: path, cause });
+    throw new FormatError(`${path} ${pathProblem(path) ?? "cannot be opened"}; check the model path`, { file: path, cause });
   }
 }
 

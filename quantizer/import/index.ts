@@ -7,7 +7,7 @@
 
 import { FormatError } from "../../runtime/errors.ts";
 import type { ModelSource } from "../../runtime/models/types.ts";
-import { MAGIC } from "../../runtime/format/header.ts";
+import { describeBadMagic, MAGIC } from "../../runtime/format/header.ts";
 import { fileSource, statOrThrow } from "./byte-source.ts";
 import { importCrumb } from "./crumb.ts";
 import { importGguf } from "./gguf-model.ts";
@@ -45,6 +45,11 @@ async function importCheckpoint(path: string, options: ImportOptions): Promise<M
   if (magic === "GGUF") return importGguf(path);
   const head = src.read(0, Math.min(MAGIC.length, src.size));
   if (head.length === MAGIC.length && head.every((b, i) => b === MAGIC[i])) return importCrumb(path);
+  // A crumb file whose magic was damaged in transit, or a zip (PyTorch): say so, not "not llama2.c".
+  const head8 = src.read(0, Math.min(8, src.size));
+  if (String.fromCharCode(...head8).includes("CRUMB") || (head8[0] === 0x50 && head8[1] === 0x4b)) {
+    throw new FormatError(describeBadMagic(head8), { file: path, offset: 0 });
+  }
   if (path.endsWith(".safetensors")) {
     throw new FormatError(
       "a lone .safetensors file has no config.json; pass the model directory that holds it",

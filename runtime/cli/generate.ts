@@ -7,6 +7,7 @@
  * checkpoints (HF directory, llama2.c .bin) run on the fp32 reference engine.
  */
 import { existsSync } from "node:fs";
+import { pathProblem } from "../format/path-problem.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { loadEngine } from "../engine/load-engine.ts";
 import { KV_TYPES, type KvType } from "../engine/wasm-backend.ts";
@@ -44,8 +45,9 @@ export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
     throw new InvalidArgumentError("model", `give exactly one model path, got ${positionals.length}\n${GENERATE_USAGE}`);
   }
   const modelPath = positionals[0];
-  if (!existsSync(modelPath)) {
-    throw new InvalidArgumentError("model", `model path "${modelPath}" does not exist\n${GENERATE_USAGE}`);
+  const problem = pathProblem(modelPath);
+  if (problem !== undefined) {
+    throw new InvalidArgumentError("model", `model path "${modelPath}" ${problem}\n${GENERATE_USAGE}`);
   }
   const maxTokens = numberOption(values["max-tokens"], "-n", { min: 0, integer: true })!;
   const sampling = {

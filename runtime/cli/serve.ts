@@ -1,6 +1,8 @@
 /**
  * `crumb serve [model] [--tokenizer F] [--chat-template F] [--host 127.0.0.1] [--port 8080] [--api-key K]
- * [--threads N] [--kv auto|f16|q8|q4|xquant|xquant-cl|f32] [--kv-budget B] [--ctx N] [--parallel 1] [--queue 16] [--pooling mean|last]`:
+ * [--cors origins] [--threads N] [--kv auto|f16|q8|q4|xquant|xquant-cl|f32] [--kv-budget B] [--ctx N] [--parallel 1]
+ * [--queue 16] [--pooling mean|last] [--read-timeout 30] [--max-connections 64] [--max-embed-inputs 256]
+ * [--max-embed-tokens 32768]`:
  * loads the model in the background (/health answers 503 until it is ready), serves the
  * OpenAI-compatible API on Bun or Deno, and on SIGTERM/SIGINT stops taking requests, lets
  * running ones finish (cancelling them after a grace period) and exits cleanly.
@@ -15,6 +17,7 @@ import { parseBytes } from "../engine/kv-cache/auto.ts";
 import { defaultThreads } from "../kernels/pool.ts";
 import type { Pooling } from "../engine/types.ts";
 import { CrumbError, InvalidArgumentError } from "../errors.ts";
+import { pathProblem } from "../format/path-problem.ts";
 import { createApp } from "../server/app.ts";
 import type { Listener } from "../server/entry-bun.ts";
 import { createRequestQueue } from "../server/queue.ts";
@@ -22,7 +25,8 @@ import { numberOption, parseCommandLine } from "./args.ts";
 
 export const SERVE_USAGE =
   "usage: bun run serve <model.q4 | model dir | model.gguf | model.bin> [--tokenizer <file>] [--chat-template <file.jinja>] [--host 127.0.0.1] [--port 8080] [--api-key <key>] " +
-  "[--threads <n>] [--kv auto|f16|q8|q4|xquant|xquant-cl|f32] [--kv-budget <bytes>] [--ctx <positions>] [--parallel 1] [--queue 16] [--pooling mean|last] [--grace <seconds>]";
+  "[--cors <origin,...>] [--threads <n>] [--kv auto|f16|q8|q4|xquant|xquant-cl|f32] [--kv-budget <bytes>] [--ctx <positions>] [--parallel 1] [--queue 16] " +
+  "[--pooling mean|last] [--grace <seconds>] [--read-timeout <seconds>] [--max-connections 64] [--max-embed-inputs 256] [--max-embed-tokens 32768]";
 
 
 export interface ServeConfig {
@@ -42,6 +46,13 @@ export interface ServeConfig {
   /** Overrides the model's own pooling. */
   readonly pooling?: Pooling;
   readonly graceSeconds: number;
+  /** Origins allowed by CORS; undefined: none without an API key, any with one. */
+  readonly cors?: readonly string[];
+  /** Seconds a request's headers and body may take to arrive. */
+  readonly readTimeoutSeconds: number;
+  readonly maxConnections: number;
+  readonly maxEmbedInputs: number;
+  readonly maxEmbedTokens: number;
 }
 
 /**
@@ -92,14 +103,21 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     queue: { type: "string", default: "16" },
     pooling: { type: "string" },
     grace: { type: "string", default: "10" },
+    cors: { type: "string" },
+    "read-timeout": { type: "string", default: "30" },
+    "max-connections": { type: "string", default: "64" },
+    "max-embed-inputs": { type: "string", default: "256" },
+    "max-embed-tokens": { type: "string", default: "32768" },
   }, SERVE_USAGE);
   if (positionals.length > 1) throw new InvalidArgumentError("model", `give one model path, got ${positionals.length}\n${SERVE_USAGE}`);
   const model = positionals[0] ?? env.CRUMB_MODEL ?? newestCachedModel(env);
   if (model === undefined || model === "") throw new InvalidArgumentError("model", NO_MODEL);
-  if (!existsSync(model)) throw new InvalidArgumentError("model", `model path "${model}" does not exist\n${SERVE_USAGE}`);
+  const modelProblem = pathProblem(model);
+  if (modelProblem !== undefined) throw new InvalidArgumentError("model", `model path "${model}" ${modelProblem}\n${SERVE_USAGE}`);
   const template = values["chat-template"] as string | undefined;
-  if (template !== undefined && !existsSync(template)) {
-    throw new InvalidArgumentError("--chat-template", `chat template file "${template}" does not exist`);
+  const templateProblem = template === undefined ? undefined : pathProblem(template);
+  if (templateProblem !== undefined) {
+    throw new InvalidArgumentError("--chat-template", `chat template file "${template}" ${templateProblem}`);
   }
   const kv = String(values.kv);
   if (!(KV_TYPES as readonly string[]).includes(kv)) {
@@ -124,12 +142,31 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     queueDepth: numberOption(values.queue, "--queue", { min: 0, max: 100_000, integer: true })!,
     pooling: pooling as Pooling | undefined,
     graceSeconds: numberOption(values.grace, "--grace", { min: 0, max: 3600 })!,
+    cors: corsOrigins(values.cors as string | undefined),
+    // Bun's idle timeout, which enforces it for headers, counts whole seconds up to 255.
+    readTimeoutSeconds: numberOption(values["read-timeout"], "--read-timeout", { min: 1, max: 255 })!,
+    maxConnections: numberOption(values["max-connections"], "--max-connections", { min: 1, max: 100_000, integer: true })!,
+    maxEmbedInputs: numberOption(values["max-embed-inputs"], "--max-embed-inputs", { min: 1, max: 1_000_000, integer: true })!,
+    maxEmbedTokens: numberOption(values["max-embed-tokens"], "--max-embed-tokens", { min: 1, max: 1 << 30, integer: true })!,
   };
 }
 
-async function listen(app: ReturnType<typeof createApp>, hostname: string, port: number): Promise<Listener> {
+/** `--cors a,b`: the origins, each an http(s) origin or "*". */
+function corsOrigins(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const origins = value.split(",").map((o) => o.trim()).filter((o) => o !== "");
+  for (const origin of origins) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new InvalidArgumentError("--cors", `--cors takes origins such as https://app.example.com or *, separated by commas; got "${origin}"`);
+    }
+  }
+  if (origins.length === 0) throw new InvalidArgumentError("--cors", "--cors needs at least one origin (or *)");
+  return origins;
+}
+
+async function listen(app: ReturnType<typeof createApp>, hostname: string, port: number, readTimeoutSeconds: number): Promise<Listener> {
   if ("Deno" in globalThis) return (await import("../server/entry-deno.ts")).listenDeno(app, { hostname, port });
-  return (await import("../server/entry-bun.ts")).listenBun(app, { hostname, port });
+  return (await import("../server/entry-bun.ts")).listenBun(app, { hostname, port, readTimeoutSeconds });
 }
 
 /** Serves until SIGTERM/SIGINT; resolves after a clean shutdown. */
@@ -153,8 +190,18 @@ export async function runServe(
     onNote: (note) => log(`crumb serve: ${note}`),
   });
   const queue = createRequestQueue({ parallel: config.parallel, depth: config.queueDepth });
-  const app = createApp(engine, { apiKey: config.apiKey, queue, pooling: config.pooling, log });
-  const listener = await listen(app, config.hostname, config.port);
+  const app = createApp(engine, {
+    apiKey: config.apiKey,
+    queue,
+    pooling: config.pooling,
+    log,
+    cors: config.cors,
+    readTimeoutMs: config.readTimeoutSeconds * 1000,
+    maxConnections: config.maxConnections,
+    maxEmbedInputs: config.maxEmbedInputs,
+    maxEmbedTokens: config.maxEmbedTokens,
+  });
+  const listener = await listen(app, config.hostname, config.port, config.readTimeoutSeconds);
   io.stdout(`crumb serve: listening on ${listener.url} (loading ${config.model}; GET /health answers 200 when ready)\n`);
   await new Promise<void>((resolve, reject) => {
     let stopping = false;

@@ -1,10 +1,12 @@
 /**
  * createEngine: a loaded model behind the `Engine` contract. One sequence runs at a time
  * (a FIFO lock); its KV cache is kept between requests so a prompt that extends the previous
- * one (a chat turn) only prefills the new tokens.
+ * one (a chat turn) only prefills the new tokens. Embeddings run in the same slices as a
+ * prefill (generate.ts), yielding between them and stopping at the next slice when their signal
+ * aborts.
  */
 import { basename } from "node:path";
-import { InvalidArgumentError, TokenizerError } from "../errors.ts";
+import { CancelledError, InvalidArgumentError, TokenizerError } from "../errors.ts";
 import type { ModelSource, TokenizerFiles } from "../models/types.ts";
 import type { ModelArgs } from "../models/registry.ts";
 import type { ForwardOptions } from "../ops/types.ts";
@@ -13,7 +15,7 @@ import { modelKey, restoreSession, saveSession } from "./kv-cache/session-file.t
 import { renderChat, selectChatTemplate } from "../tokenizer/chat-template.ts";
 import { createTokenizer } from "../tokenizer/tokenizer.ts";
 import { createReferenceEngine } from "./reference-engine.ts";
-import { type CachedSequence, type SequenceBackend, startGeneration } from "./generate.ts";
+import { type CachedSequence, PREFILL_SLICE_TOKENS, type SequenceBackend, startGeneration, yieldToEventLoop } from "./generate.ts";
 import type { ChatMessage, Engine, GenerateEvent, GenerateOptions, Pooling } from "./types.ts";
 
 export interface EngineOptions {
@@ -141,22 +143,43 @@ export function createEngineOn(backend: ModelBackend, source: ModelMetadata, opt
 
     async embed(inputs, embedOptions = {}) {
       const pooling: Pooling = embedOptions.pooling ?? defaultPooling;
-      const encoded = inputs.map((text, i) => {
-        const ids = tokenizer.encode(text, { addSpecialTokens: true });
+      const signal = embedOptions.signal;
+      const width = backend.args.hiddenSize;
+      const encoded: number[][] = [];
+      for (let i = 0; i < inputs.length; i++) {
+        const input = inputs[i];
+        // Text is tokenized one input per slice; token ids are taken as they are.
+        if (typeof input === "string" && i > 0) await yieldToEventLoop();
+        const ids = typeof input === "string" ? tokenizer.encode(input, { addSpecialTokens: true }) : [...input];
         if (ids.length === 0) throw new InvalidArgumentError(`input[${i}]`, `input ${i} is empty; embeddings need some text`);
         if (ids.length > backend.contextLength) {
           throw new InvalidArgumentError(`input[${i}]`, `input ${i} has ${ids.length} tokens, more than the context length ${backend.contextLength}`);
         }
-        return ids;
-      });
+        const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= backend.args.vocabSize);
+        if (bad !== undefined) {
+          throw new InvalidArgumentError(`input[${i}]`, `input ${i} holds token id ${bad}, outside the vocabulary [0, ${backend.args.vocabSize})`);
+        }
+        encoded.push(ids);
+      }
       const release = await lock.acquire();
       try {
         const vectors: Float32Array[] = [];
-        for (const ids of encoded) {
+        for (const [i, ids] of encoded.entries()) {
           backend.truncate(0);
           cached.tokens.length = 0;
-          const hidden = await backend.forward(ids, { allLogits: pooling === "mean", output: "hidden" });
-          vectors.push(normalize(pool(hidden, pooling === "mean" ? ids.length : 1, backend.args.hiddenSize)));
+          // Mean: the average of every position's hidden state; last: the final position's.
+          const pooled = new Float32Array(width);
+          for (let at = 0; at < ids.length; at += PREFILL_SLICE_TOKENS) {
+            await yieldToEventLoop();
+            if (signal?.aborted) {
+              throw new CancelledError(`embeddings cancelled after ${i} of ${encoded.length} inputs: the request was aborted`);
+            }
+            const block = ids.slice(at, at + PREFILL_SLICE_TOKENS);
+            const hidden = await backend.forward(block, { allLogits: pooling === "mean", output: "hidden" });
+            if (pooling === "mean") addRows(pooled, hidden, block.length, ids.length);
+            else if (at + PREFILL_SLICE_TOKENS >= ids.length) pooled.set(hidden.subarray(0, width));
+          }
+          vectors.push(normalize(pooled));
         }
         return vectors;
       } finally {
@@ -198,11 +221,10 @@ export function createEngineOn(backend: ModelBackend, source: ModelMetadata, opt
   };
 }
 
-/** Mean of `rows` hidden vectors (one row is the last token's). */
-function pool(hidden: Float32Array, rows: number, width: number): Float32Array {
-  const out = new Float32Array(width);
-  for (let r = 0; r < rows; r++) for (let i = 0; i < width; i++) out[i] += hidden[r * width + i] / rows;
-  return out;
+/** Adds `rows` hidden vectors, each divided by `total`, to `sum` (a slice of a mean over `total` rows). */
+function addRows(sum: Float32Array, hidden: Float32Array, rows: number, total: number): void {
+  const width = sum.length;
+  for (let r = 0; r < rows; r++) for (let i = 0; i < width; i++) sum[i] += hidden[r * width + i] / total;
 }
 
 function normalize(v: Float32Array): Float32Array {

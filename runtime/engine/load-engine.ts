@@ -16,6 +16,7 @@ import { createWasmBackend, type KvType } from "./wasm-backend.ts";
 import { chooseKvMode, kvCacheSize } from "./kv-cache/auto.ts";
 import { resolveModel } from "../models/registry.ts";
 import { openCheckpoint } from "../format/file.ts";
+import { pathProblem } from "../format/path-problem.ts";
 import { loadTokenizerFile } from "../tokenizer/load-file.ts";
 
 export interface LoadEngineOptions {
@@ -59,11 +60,8 @@ export function isGgufFile(path: string): boolean {
 }
 
 export async function loadEngine(path: string, options: LoadEngineOptions = {}): Promise<Engine> {
-  try {
-    statSync(path);
-  } catch {
-    throw new InvalidArgumentError("model", `model path "${path}" does not exist`);
-  }
+  const problem = pathProblem(path);
+  if (problem !== undefined) throw new InvalidArgumentError("model", `model path "${path}" ${problem}`);
   if (isGgufFile(path)) {
     const source = await importModel(path, { tokenizer: options.tokenizer });
     const packed = await packGgufInMemory(source, { threads: options.threads });

@@ -24,7 +24,7 @@ export interface GenerateOptions extends SamplingOptions {
   /** Report the sampled token's log probability (and the top N alternatives). */
   readonly logprobs?: boolean;
   readonly topLogprobs?: number;
-  /** Aborting stops generation within one token. */
+  /** Aborting stops generation within one slice: a prefill block (PREFILL_SLICE_TOKENS) or one token. */
   readonly signal?: AbortSignal;
   /** Chat only: tool definitions handed to the chat template. */
   readonly tools?: readonly unknown[];
@@ -71,8 +71,12 @@ export interface Engine {
   applyChatTemplate(messages: readonly ChatMessage[], options?: { tools?: readonly unknown[]; chatTemplate?: string }): string;
   /** Text prompts are tokenized with special tokens (BOS); messages go through the chat template. */
   generate(prompt: string | readonly number[] | readonly ChatMessage[], options?: GenerateOptions): AsyncGenerator<GenerateEvent>;
-  /** One L2-normalised vector per input, pooled over the final hidden states. */
-  embed(inputs: readonly string[], options?: { pooling?: Pooling }): Promise<Float32Array[]>;
+  /**
+   * One L2-normalised vector per input (text, tokenized with special tokens, or token ids taken
+   * as they are), pooled over the final hidden states. Runs in slices of a prefill block; when
+   * `signal` aborts it stops before the next slice with a CancelledError.
+   */
+  embed(inputs: readonly (string | readonly number[])[], options?: { pooling?: Pooling; signal?: AbortSignal }): Promise<Float32Array[]>;
   /**
    * Writes the cached conversation (tokens and KV cache in its compact form) to a file;
    * returns its size. Only backends with a savable cache (the WASM engine) support it.

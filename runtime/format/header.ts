@@ -97,7 +97,7 @@ export function encodePreamble(p: Preamble): Uint8Array {
 }
 
 /** Explains a magic mismatch: text-mode damage, a known foreign format, or simply not a checkpoint. */
-function describeBadMagic(magic: Uint8Array): string {
+export function describeBadMagic(magic: Uint8Array): string {
   const ascii = String.fromCharCode(...magic);
   const hex = Array.from(magic, (b) => b.toString(16).padStart(2, "0")).join(" ");
   if (ascii.includes("CRUMB")) {

@@ -6,6 +6,10 @@ import type { Engine, Pooling } from "../engine/types.ts";
 import { HttpError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import type { RequestQueue } from "./queue.ts";
+import type { ListenerBindings } from "./read-body.ts";
+
+/** The Hono environment of the app: what the listener passes as `c.env`. */
+export type AppEnv = { Bindings: ListenerBindings };
 
 export interface ServerContext {
   /** The loaded engine; throws HttpError 503 while it is still loading (or failed to load). */
@@ -17,6 +21,11 @@ export interface ServerContext {
   readonly keepAliveMs: number;
   /** Pooling for /v1/embeddings: --pooling, else the model's own (Engine.pooling). */
   readonly pooling: Pooling | undefined;
+  /** Inputs and tokens (all inputs together) one /v1/embeddings request may hold. */
+  readonly maxEmbedInputs: number;
+  readonly maxEmbedTokens: number;
+  /** Requests open now (headers in, response not yet sent), /health and /metrics aside. */
+  readonly openRequests: number;
   readonly log: (line: string) => void;
 }
 

@@ -1,10 +1,15 @@
 /**
- * The Bun listener: Bun.serve around the Hono app, with the idle timeout off (Bun closes
- * connections idle for 10 s by default, which would cut long prefills on a Pi; SSE
- * keep-alives cover proxies). Run directly (`bun runtime/server/entry-bun.ts <model> ...`)
- * it is `crumb serve`.
+ * The Bun listener: Bun.serve around the Hono app. A connection that sends nothing for
+ * `readTimeoutSeconds` (a stalled request, an idle keep-alive) is closed, at Bun's 4-second
+ * granularity (the app's own read deadline answers a slow body with 408 on time); once a
+ * request's body is in, the app lifts that limit for it (`keepOpen`), so a long prefill on a Pi
+ * or a stream between keep-alive comments is never cut. Bun itself closes a connection whose
+ * headers do not complete within about 10 s and answers headers beyond 16 KiB with a bare 431
+ * (the app's own OpenAI-shaped 431 covers headers between 8 and 16 KiB). Run directly (`bun
+ * runtime/server/entry-bun.ts <model> ...`) it is `crumb serve`.
  */
 import type { Hono } from "hono";
+import type { AppEnv } from "./context.ts";
 
 export interface Listener {
   /** The base URL actually bound (port 0 picks a free one). */
@@ -13,16 +18,35 @@ export interface Listener {
   stop(force?: boolean): Promise<void>;
 }
 
+interface BunServer {
+  hostname: string;
+  port: number;
+  stop(force?: boolean): Promise<void> | void;
+  /** Sets one request's idle timeout in seconds (0: none). */
+  timeout(request: Request, seconds: number): void;
+}
+
 declare const Bun: {
-  serve(options: { fetch: (request: Request) => Response | Promise<Response>; hostname: string; port: number; idleTimeout: number }): {
+  serve(options: {
+    fetch: (request: Request, server: BunServer) => Response | Promise<Response>;
     hostname: string;
     port: number;
-    stop(force?: boolean): Promise<void> | void;
-  };
+    idleTimeout: number;
+  }): BunServer;
 };
 
-export function listenBun(app: Hono, options: { hostname: string; port: number }): Promise<Listener> {
-  const server = Bun.serve({ fetch: app.fetch, hostname: options.hostname, port: options.port, idleTimeout: 0 });
+/** Bun's idle timeout is whole seconds, at most 255. */
+const MAX_IDLE_SECONDS = 255;
+
+export function listenBun(app: Hono<AppEnv>, options: { hostname: string; port: number; readTimeoutSeconds?: number }): Promise<Listener> {
+  const seconds = options.readTimeoutSeconds ?? 30;
+  const idleTimeout = seconds === 0 ? 0 : Math.min(MAX_IDLE_SECONDS, Math.max(1, Math.ceil(seconds)));
+  const server = Bun.serve({
+    fetch: (request, bun) => app.fetch(request, { keepOpen: () => bun.timeout(request, 0) }),
+    hostname: options.hostname,
+    port: options.port,
+    idleTimeout,
+  });
   const host = server.hostname.includes(":") ? `[${server.hostname}]` : server.hostname;
   return Promise.resolve({
     url: `http://${host}:${server.port}`,

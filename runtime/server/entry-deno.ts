@@ -1,9 +1,12 @@
 /**
- * The Deno listener: Deno.serve around the Hono app (Deno keeps idle HTTP connections open,
- * so long prefills are not cut). Run directly (`deno run -A runtime/server/entry-deno.ts
+ * The Deno listener: Deno.serve around the Hono app. Deno keeps idle HTTP connections open, so
+ * long prefills are not cut; the app's read deadline covers bodies (408), but Deno.serve has no
+ * option to time out headers that never complete (checked on Deno 2.9: a connection stalled
+ * mid-headers stays open), so behind Deno the header timeout is a reverse proxy's job. Run directly (`deno run -A runtime/server/entry-deno.ts
  * <model> ...`, or `deno task serve`) it is `crumb serve`.
  */
 import type { Hono } from "hono";
+import type { AppEnv } from "./context.ts";
 import type { Listener } from "./entry-bun.ts";
 
 declare const Deno: {
@@ -14,7 +17,7 @@ declare const Deno: {
   args: string[];
 };
 
-export function listenDeno(app: Hono, options: { hostname: string; port: number }): Promise<Listener> {
+export function listenDeno(app: Hono<AppEnv>, options: { hostname: string; port: number }): Promise<Listener> {
   return new Promise((resolve) => {
     const server = Deno.serve({
       hostname: options.hostname,
@@ -28,7 +31,7 @@ export function listenDeno(app: Hono, options: { hostname: string; port: number 
           },
         });
       },
-    }, app.fetch);
+    }, (request) => app.fetch(request));
   });
 }
 

@@ -8,9 +8,14 @@
  * classes and are mapped by code here.
  */
 import { HTTPException } from "hono/http-exception";
-import { ContextLengthError, CrumbError, InvalidArgumentError, TokenizerError } from "../errors.ts";
+import { CancelledError, ContextLengthError, CrumbError, InvalidArgumentError, TokenizerError } from "../errors.ts";
 
-export type ErrorStatus = 400 | 401 | 404 | 405 | 413 | 429 | 500 | 503;
+/**
+ * 408: the request's headers or body did not arrive within --read-timeout; 415: a body that is
+ * not JSON on a server without an API key; 431: a header too large; 499 (nginx's "client closed
+ * request"): the client went away, which is not a server error and is logged and counted as such.
+ */
+export type ErrorStatus = 400 | 401 | 404 | 405 | 408 | 413 | 415 | 429 | 431 | 499 | 500 | 503;
 
 /** An error that only exists over HTTP; carries its status, OpenAI type and code. */
 export class HttpError extends CrumbError {
@@ -37,6 +42,7 @@ function defaultType(status: number): string {
   if (status === 401) return "authentication_error";
   if (status === 404) return "not_found_error";
   if (status === 429 || status === 503) return "server_busy_error";
+  if (status === 499) return "client_closed_request";
   if (status >= 500) return "server_error";
   return "invalid_request_error";
 }
@@ -69,6 +75,10 @@ export function mapError(error: unknown): MappedError {
   // template that rejects the conversation, a model without a chat template.
   if (error instanceof TokenizerError) {
     return { status: 400, body: body(error.message, "invalid_request_error", null, error.code) };
+  }
+  // Work stopped because its client left (the server's own cancellations are HttpError 503).
+  if (error instanceof CancelledError) {
+    return { status: 499, body: body(error.message, "client_closed_request", null, error.code) };
   }
   if (error instanceof HTTPException) {
     const status = ([400, 401, 404, 405, 413, 429, 503] as const).find((s) => s === error.status) ?? 500;

@@ -7,55 +7,59 @@
  * sharing work between tokens with common prefixes (the approach of Outlines / llama.cpp
  * grammars, at character level).
  *
- * The token budget is respected: a token is allowed only if the shortest completion of the
- * document after it still fits in the tokens left, so output cut by max_tokens still parses
- * (as long as the vocabulary has single-character tokens, as byte-fallback and byte-level
- * vocabularies do). Once the document is complete only end-of-sequence tokens remain.
+ * The token budget steers the output: a token is allowed only if the shortest completion of
+ * the document after it still fits in the tokens left (counting one character per token), and
+ * when none does, the tokens that bring the end closest. A document that still does not fit is
+ * cut by max_tokens and the route reports finish_reason "length"; a schema whose shortest
+ * output cannot fit at all is refused before generation (`checkBudget`). Once the document is
+ * complete only end-of-sequence tokens remain; text that leaves the grammar is an error, never
+ * an end.
+ *
+ * The vocabulary trie is built once per tokenizer in slices (`loadVocab`), after the request
+ * has its place in the admission queue; the schema is compiled and checked before (json-schema.ts).
  */
+import { CrumbError, InvalidArgumentError } from "../errors.ts";
+import { yieldToEventLoop } from "../engine/generate.ts";
 import type { CrumbTokenizer } from "../tokenizer/tokenizer.ts";
-import {
-  canEnd,
-  feed,
-  finish,
-  type Frame,
-  initialState,
-  isComplete,
-  type MachineState,
-  missingRequired,
-  type SchemaNode,
-  schemaNode,
-  type State,
-} from "./json-machine.ts";
+import { fewestTokens, longestTokenChars } from "./token-bounds.ts";
+import { closingLength, feed, initialState, isComplete, type MachineState, type State } from "./json-machine.ts";
+import { compileSchema, type SchemaNode } from "./json-schema.ts";
 
 interface TrieNode {
   readonly next: Map<string, TrieNode>;
   readonly ids: number[];
 }
 
-interface Vocab {
+export interface Vocab {
   readonly size: number;
   readonly trie: TrieNode;
   /** Ids whose text has no quote, backslash or control character: inside a free string they change nothing. */
   readonly plain: readonly number[];
+  /** Characters (code points) of each plain id's text, in the order of `plain`. */
+  readonly plainLength: Int32Array;
   /** The other tokens, walked on their own inside free strings (the common case in JSON mode). */
   readonly specialTrie: TrieNode;
 }
 
 const vocabs = new WeakMap<CrumbTokenizer, Vocab>();
+const building = new WeakMap<CrumbTokenizer, Promise<Vocab>>();
+
+/** Token ids decoded per slice of the vocabulary build (a few milliseconds each). */
+const VOCAB_SLICE = 256;
 
 /**
  * Each token's text as it reads after other text (SentencePiece drops a word-initial space
- * only at the very start), with special tokens and partial UTF-8 characters left out.
+ * only at the very start), with special tokens and partial UTF-8 characters left out. Built in
+ * slices of VOCAB_SLICE ids: the generator pauses between them.
  */
-function buildVocab(tokenizer: CrumbTokenizer): Vocab {
-  const cached = vocabs.get(tokenizer);
-  if (cached !== undefined) return cached;
+function* buildVocab(tokenizer: CrumbTokenizer): Generator<void, Vocab> {
   const skip = { skipSpecialTokens: true };
   const anchor = tokenizer.encode("a", { addSpecialTokens: false }).at(-1);
   const anchorText = anchor === undefined ? "" : tokenizer.decode([anchor], skip);
   const trie: TrieNode = { next: new Map(), ids: [] };
   const specialTrie: TrieNode = { next: new Map(), ids: [] };
   const plain: number[] = [];
+  const lengths = new Map<number, number>();
   const insert = (root: TrieNode, text: string, id: number) => {
     let node = root;
     for (const c of text) {
@@ -66,85 +70,71 @@ function buildVocab(tokenizer: CrumbTokenizer): Vocab {
     node.ids.push(id);
   };
   for (let id = 0; id < tokenizer.vocabSize; id++) {
+    if (id % VOCAB_SLICE === VOCAB_SLICE - 1) yield;
     if (tokenizer.specialTokenIds.has(id)) continue;
     let text = tokenizer.decode(anchor === undefined ? [id] : [anchor, id], skip);
     text = text.startsWith(anchorText) ? text.slice(anchorText.length) : tokenizer.decode([id], skip);
     if (text === "" || text.includes("\uFFFD")) continue;
     insert(trie, text, id);
-    if (/^[^"\\\u0000-\u001f]*$/.test(text)) plain.push(id);
-    else insert(specialTrie, text, id);
+    if (/^[^"\\\u0000-\u001f]*$/.test(text)) {
+      plain.push(id);
+      lengths.set(id, [...text].length);
+    } else insert(specialTrie, text, id);
   }
-  const vocab = { size: tokenizer.vocabSize, trie, plain, specialTrie };
-  vocabs.set(tokenizer, vocab);
+  return { size: tokenizer.vocabSize, trie, plain, plainLength: Int32Array.from(plain, (id) => lengths.get(id)!), specialTrie };
+}
+
+/** The vocabulary trie, built at once (tests, library callers that do not share a thread). */
+export function vocabNow(tokenizer: CrumbTokenizer): Vocab {
+  let vocab = vocabs.get(tokenizer);
+  if (vocab === undefined) {
+    const slices = buildVocab(tokenizer);
+    for (let step = slices.next();; step = slices.next()) {
+      if (step.done) {
+        vocab = step.value;
+        break;
+      }
+    }
+    vocabs.set(tokenizer, vocab);
+  }
   return vocab;
 }
 
-/** The cheapest character that moves `state` towards a complete document. */
-function firstChar(node: SchemaNode): string {
-  switch (node.kind) {
-    case "object":
-      return "{";
-    case "array":
-      return "[";
-    case "string":
-      return '"';
-    case "literal":
-      return [...node.options].sort((a, b) => a.length - b.length)[0][0];
-    case "union":
-      return firstChar(node.options[0]);
-    default:
-      return "0";
+/**
+ * The vocabulary trie, built once per tokenizer in slices with a turn of the event loop between
+ * them (decoding 150 000 tokens takes seconds). A caller whose `signal` aborts stops waiting
+ * (CancelledError surfaces from the caller); the build itself goes on for the next request.
+ */
+export async function loadVocab(tokenizer: CrumbTokenizer, signal?: AbortSignal): Promise<Vocab> {
+  const done = vocabs.get(tokenizer);
+  if (done !== undefined) return done;
+  let pending = building.get(tokenizer);
+  if (pending === undefined) {
+    pending = (async () => {
+      const slices = buildVocab(tokenizer);
+      for (;;) {
+        const step = slices.next();
+        if (step.done) {
+          vocabs.set(tokenizer, step.value);
+          return step.value;
+        }
+        await yieldToEventLoop();
+      }
+    })();
+    building.set(tokenizer, pending);
+    pending.finally(() => building.delete(tokenizer)).catch(() => {});
   }
+  if (signal === undefined) return pending;
+  return await new Promise<Vocab>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    pending!.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
-function shortestExtending(options: readonly string[], text: string): string | undefined {
-  return options.filter((o) => o.startsWith(text)).sort((a, b) => a.length - b.length)[0];
-}
-
-function cheapestChar(frame: Frame, below: State): string {
-  switch (frame.t) {
-    case "value":
-      return firstChar(frame.node);
-    case "object":
-      if (frame.s === 1) return ":";
-      if (frame.s === 2) return missingRequired(frame).length > 0 ? "," : "}";
-      return frame.s === 0 && missingRequired(frame).length === 0 ? "}" : '"';
-    case "array":
-      if (frame.s === 2) return frame.count < frame.min ? "," : "]";
-      return frame.s === 0 && frame.min === 0 ? "]" : firstChar(frame.items);
-    case "string": {
-      if (frame.esc === 1) return "n";
-      if (frame.esc > 1) return "0";
-      if (frame.options === undefined || frame.options.includes(frame.text)) return '"';
-      const parent = below?.frame;
-      const required = frame.key && parent?.t === "object" ? missingRequired(parent).map((k) => JSON.stringify(k).slice(1, -1)) : [];
-      const target = shortestExtending(required, frame.text) ?? shortestExtending(frame.options, frame.text)!;
-      return target[frame.text.length];
-    }
-    case "number":
-      return "0";
-    case "literal":
-      return shortestExtending(frame.options, frame.text)![frame.text.length];
-  }
-}
-
-/** Length of the shortest text completing the document from `state` (Infinity if none is found). */
-export function closingLength(state: State, limit = 4096): number {
-  let current: State | null = state;
-  let length = 0;
-  while (current !== undefined && current !== null && length <= limit) {
-    const frame: Frame = current.frame;
-    if (canEnd(frame)) {
-      current = finish(current.below, frame);
-      continue;
-    }
-    current = feed(current, cheapestChar(frame, current.below));
-    length++;
-  }
-  return current === undefined ? length : Infinity;
-}
-
-export interface JsonConstraintSpec {
+/** What the output must be: a JSON value (of a schema, or an object), maybe wrapped in literal text. */
+export interface JsonConstraintShape {
   /** JSON Schema the value must follow; undefined = any JSON value. */
   readonly schema?: Record<string, unknown>;
   /** json_object mode: the value must be an object. */
@@ -152,46 +142,100 @@ export interface JsonConstraintSpec {
   /** Literal text before and after the value (tool-call markers). */
   readonly prefix?: string;
   readonly suffix?: string;
+}
+
+export interface JsonConstraintSpec extends JsonConstraintShape {
   /** Tokens the generation may produce (max_tokens, or what fits the context). */
   readonly budget: number;
   /** Ids that end generation, allowed once the document is complete. */
   readonly eosTokenIds: readonly number[];
 }
 
+/** A checked shape: the recogniser's start and the shortest text that completes it. */
+export interface CompiledConstraint {
+  readonly start: MachineState;
+  /** Characters of the shortest output (markers included). */
+  readonly shortest: number;
+}
+
+/**
+ * Checks and compiles the shape before any model work (json-schema.ts): a schema that is too
+ * large, uses a keyword this server does not enforce, contradicts itself or admits no finite
+ * value is a 400 naming `param`.
+ */
+export function compileConstraint(shape: JsonConstraintShape, param = "response_format.json_schema.schema"): CompiledConstraint {
+  const node: SchemaNode = shape.schema !== undefined
+    ? compileSchema(shape.schema, { param })
+    : shape.objectOnly
+    ? { kind: "object", shortest: 2, keys: [], required: [], keyCost: new Map() }
+    : { kind: "any", shortest: 1 };
+  const start = initialState(node, shape.prefix, shape.suffix);
+  return { start, shortest: closingLength(start) };
+}
+
+/** 400 when even the shortest valid output needs more tokens than the budget allows. */
+export function checkBudget(tokenizer: CrumbTokenizer, compiled: CompiledConstraint, budget: number, param: string): void {
+  const least = fewestTokens(tokenizer, compiled.shortest);
+  if (least > budget) {
+    throw new InvalidArgumentError(
+      param,
+      `${param}: the shortest output the schema allows is ${compiled.shortest} characters, at least ${least} tokens (no token is longer than ${
+        longestTokenChars(tokenizer)
+      } characters), more than the ${budget} tokens allowed; raise max_tokens or relax minItems/minLength/required`,
+    );
+  }
+}
+
 export type Constrain = (generatedText: string) => ((id: number) => boolean) | undefined;
 
-/** Builds the engine's `constrain` option for one request. */
-export function createJsonConstraint(tokenizer: CrumbTokenizer, spec: JsonConstraintSpec): Constrain {
-  const vocab = buildVocab(tokenizer);
-  const node: SchemaNode = spec.schema !== undefined
-    ? schemaNode(spec.schema)
-    : spec.objectOnly
-    ? { kind: "object", required: [], root: {} }
-    : { kind: "any" };
-  const start: MachineState = initialState(node, spec.prefix, spec.suffix);
-  const eos = new Set(spec.eosTokenIds);
+/** The engine's `constrain` option for one request, and a check that an output is a complete document. */
+export interface JsonConstraint {
+  readonly constrain: Constrain;
+  complete(text: string): boolean;
+}
+
+/** Builds the constraint for one request from a compiled shape and a loaded vocabulary. */
+export function constrainWith(vocab: Vocab, compiled: CompiledConstraint, budget: number, eosTokenIds: readonly number[]): JsonConstraint {
+  const start = compiled.start;
+  const eos = new Set(eosTokenIds);
   let lastText = "";
   let lastState: State | null = start;
   let calls = 0;
-
-  return (text) => {
-    calls++;
-    const remaining = spec.budget - (calls - 1);
-    let state: State | null;
-    if (text.startsWith(lastText) && lastState !== null) {
-      state = lastState;
-      for (let i = lastText.length; i < text.length && state !== null; i++) state = state === undefined ? null : feed(state, text[i]);
-    } else {
-      state = start;
-      for (let i = 0; i < text.length && state !== null; i++) state = state === undefined ? null : feed(state, text[i]);
+  const advance = (text: string): State | null => {
+    let state: State | null = text.startsWith(lastText) && lastState !== null ? lastState : start;
+    for (let i = state === lastState ? lastText.length : 0; i < text.length && state !== null; i++) {
+      state = state === undefined ? null : feed(state, text[i]);
     }
     lastText = text;
     lastState = state;
-    // Text outside the language (it cannot happen while every token passes through here)
-    // or a finished document: only end-of-sequence may follow.
-    if (state === null || state === undefined) return (id) => eos.has(id);
-    return allowedTokens(vocab, state, remaining, eos);
+    return state;
   };
+
+  return {
+    constrain(text) {
+      calls++;
+      const remaining = budget - (calls - 1);
+      const state = advance(text);
+      if (state === null) {
+        // Every token passes through here, so this means the tokenizer's text and the trie's differ.
+        throw new CrumbError(
+          "constraint_failed",
+          "the generated text left the JSON the request asked for (a tokenizer/constraint mismatch); nothing valid can follow",
+        );
+      }
+      if (state === undefined) return (id) => eos.has(id);
+      return allowedTokens(vocab, state, remaining, eos);
+    },
+    complete(text) {
+      const state = advance(text);
+      return state !== null && isComplete(state);
+    },
+  };
+}
+
+/** Compiles and builds at once (tests, tool calls in library use); the server goes through the steps. */
+export function createJsonConstraint(tokenizer: CrumbTokenizer, spec: JsonConstraintSpec): Constrain {
+  return constrainWith(vocabNow(tokenizer), compileConstraint(spec), spec.budget, spec.eosTokenIds).constrain;
 }
 
 function allowedTokens(vocab: Vocab, state: MachineState, remaining: number, eos: ReadonlySet<number>): (id: number) => boolean {
@@ -213,10 +257,23 @@ function allowedTokens(vocab: Vocab, state: MachineState, remaining: number, eos
     }
   };
   const frame = state.frame;
-  if (frame.t === "string" && frame.options === undefined && frame.esc === 0 && frame.maxLength === Infinity) {
-    const length = closingLength(state);
-    for (const id of vocab.plain) after[id] = length;
-    best = Math.min(best, length);
+  if (frame.t === "string" && frame.options === undefined && frame.esc === 0) {
+    // Inside a free string a plain token only adds characters: its closing length follows from
+    // its length alone, without walking the trie.
+    if (frame.maxLength === Infinity && frame.minLength === 0) {
+      const length = closingLength(state);
+      for (const id of vocab.plain) after[id] = length;
+      best = Math.min(best, length);
+    } else {
+      const rest = closingLength(state.below) + 1;
+      for (let i = 0; i < vocab.plain.length; i++) {
+        const written = frame.length + vocab.plainLength[i];
+        if (written > frame.maxLength) continue;
+        const length = rest + Math.max(0, frame.minLength - written);
+        after[vocab.plain[i]] = length;
+        best = Math.min(best, length);
+      }
+    }
     visit(vocab.specialTrie, state, 0);
   } else visit(vocab.trie, state, 0);
   if (isComplete(state)) {
@@ -226,5 +283,5 @@ function allowedTokens(vocab: Vocab, state: MachineState, remaining: number, eos
   // Tokens whose completion still fits the budget; when none does, the ones that bring the
   // end closest, so the document closes as soon as it can.
   const limit = Math.max(remaining - 1, best);
-  return (id) => after[id] <= limit;
+  return (id) => after[id] <= limit && after[id] !== Infinity;
 }

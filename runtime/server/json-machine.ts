@@ -1,105 +1,70 @@
 /**
- * A character-level recogniser for JSON prefixes (RFC 8259), optionally held to a JSON
- * Schema subset: object property names (closed when `properties` is given, as OpenAI's
- * strict mode), required properties before `}`, value types (string, number, integer,
- * boolean, null, object, array), enum/const, array minItems/maxItems, string maxLength,
- * anyOf/oneOf/type lists (the first alternative matching the value's first character is
- * followed), and local `$ref`s. A document can be wrapped in literal text (the tool-call
- * markers of a chat format).
+ * A character-level recogniser for JSON prefixes (RFC 8259), optionally held to a compiled
+ * JSON Schema (json-schema.ts): property names (closed unless the schema says otherwise),
+ * required properties before `}`, value types, enum/const, array minItems/maxItems, string
+ * minLength/maxLength, number bounds (json-number.ts; bounded numbers are written without an
+ * exponent), unions (the first alternative that can start with the value's first character is
+ * followed). A document can be wrapped in literal text (the tool-call markers of a chat format).
  *
- * States are immutable: `feed` returns a new state (or the same one when nothing changes)
- * so a caller can branch over many continuations without copying. A run of whitespace is
- * capped at 4 characters (none before the document) and numbers at 24, so a constrained model cannot loop forever on
- * either.
+ * States are immutable: `feed` returns a new state (or the same one when nothing changes) so a
+ * caller can branch over many continuations without copying. A run of whitespace is capped at
+ * 4 characters (none before the document) and numbers at 24, so a constrained model cannot loop
+ * forever on either. `closingLength` gives the length of the shortest text that completes the
+ * document from a state, from each node's precomputed shortest value, in time linear in the
+ * nesting depth (cached per frame); enum and key sets are sorted and narrowed by binary search,
+ * so a step costs O(log n) in their size.
  */
+import { MAX_NUMBER, type SchemaNode } from "./json-schema.ts";
+import { type NumberBounds, reachable, shortestCompletion, withinBounds } from "./json-number.ts";
 
-export type Schema = Record<string, unknown>;
-
-export type SchemaNode =
-  | { kind: "any" }
-  | { kind: "object"; properties?: Map<string, Schema>; required: string[]; root: Schema }
-  | { kind: "array"; items: Schema; min: number; max: number; root: Schema }
-  | { kind: "string"; maxLength: number }
-  | { kind: "number"; integer: boolean }
-  | { kind: "literal"; options: string[] }
-  | { kind: "union"; options: SchemaNode[] };
+export type { SchemaNode };
 
 const MAX_WHITESPACE = 4;
-const MAX_NUMBER = 24;
+const ANY: SchemaNode = { kind: "any", shortest: 1 };
+const EMPTY_SET: ReadonlySet<string> = new Set();
 
-function resolveRef(schema: Schema, root: Schema): Schema {
-  let current = schema;
-  for (let hops = 0; typeof current.$ref === "string" && hops < 32; hops++) {
-    const ref = current.$ref as string;
-    if (!ref.startsWith("#")) return {};
-    let target: unknown = root;
-    for (const part of ref.slice(1).split("/").filter((p) => p !== "")) {
-      target = (target as Record<string, unknown> | undefined)?.[part.replace(/~1/g, "/").replace(/~0/g, "~")];
-    }
-    current = target !== null && typeof target === "object" ? (target as Schema) : {};
-  }
-  return current;
-}
-
-/** Normalises one schema (resolving $ref against `root`) into the node the recogniser follows. */
-export function schemaNode(input: Schema | undefined, root: Schema = input ?? {}): SchemaNode {
-  if (input === undefined) return { kind: "any" };
-  const schema = resolveRef(input, root);
-  if (Array.isArray(schema.enum)) return { kind: "literal", options: schema.enum.map((v) => JSON.stringify(v)) };
-  if ("const" in schema) return { kind: "literal", options: [JSON.stringify(schema.const)] };
-  const alternatives = (schema.anyOf ?? schema.oneOf) as Schema[] | undefined;
-  if (Array.isArray(alternatives) && alternatives.length > 0) {
-    return { kind: "union", options: alternatives.map((s) => schemaNode(s, root)) };
-  }
-  if (Array.isArray(schema.type)) {
-    return { kind: "union", options: schema.type.map((type) => schemaNode({ ...schema, type }, root)) };
-  }
-  switch (schema.type) {
-    case "object": {
-      const props = schema.properties as Record<string, Schema> | undefined;
-      const open = props === undefined || Object.keys(props).length === 0 || schema.additionalProperties === true;
-      return {
-        kind: "object",
-        properties: open ? undefined : new Map(Object.entries(props)),
-        required: Array.isArray(schema.required) ? schema.required.filter((k): k is string => typeof k === "string") : [],
-        root,
-      };
-    }
-    case "array": {
-      const min = Number.isInteger(schema.minItems) ? (schema.minItems as number) : 0;
-      const max = Number.isInteger(schema.maxItems) ? (schema.maxItems as number) : Infinity;
-      return { kind: "array", items: (schema.items as Schema | undefined) ?? {}, min, max, root };
-    }
-    case "string":
-      return { kind: "string", maxLength: Number.isInteger(schema.maxLength) ? (schema.maxLength as number) : Infinity };
-    case "integer":
-    case "number":
-      return { kind: "number", integer: schema.type === "integer" };
-    case "boolean":
-      return { kind: "literal", options: ["true", "false"] };
-    case "null":
-      return { kind: "literal", options: ["null"] };
-    default:
-      return { kind: "any" };
-  }
-}
+type ObjectNode = Extract<SchemaNode, { kind: "object" }>;
 
 export type Frame =
   | { t: "value"; node: SchemaNode; ws: number }
-  /** s: 0 after `{`, 1 after a key (wants `:`), 2 after a value, 3 after `,`. */
+  /** s: 0 after `{`, 1 after a key (wants `:`), 2 after a value, 3 after `,`. `missing*`: required keys not yet written. */
   | {
     t: "object";
-    node: Extract<SchemaNode, { kind: "object" } | { kind: "any" }>;
+    node: ObjectNode | undefined;
     s: 0 | 1 | 2 | 3;
-    seen: readonly string[];
+    seen: ReadonlySet<string>;
     key: string;
     ws: number;
+    missing: number;
+    missingCost: number;
   }
   /** s: 0 after `[`, 2 after a value, 3 after `,`. */
   | { t: "array"; items: SchemaNode; min: number; max: number; s: 0 | 2 | 3; count: number; ws: number }
-  /** esc: 0 none, 1 after `\`, 2..5 hex digits still wanted + 1. With `options`, raw text must match one. */
-  | { t: "string"; options?: readonly string[]; key: boolean; text: string; esc: number; length: number; maxLength: number }
-  | { t: "number"; integer: boolean; s: "sign" | "zero" | "int" | "dot" | "frac" | "e" | "esign" | "exp"; n: number }
+  /**
+   * esc: 0 none, 1 after `\`, 2..5 hex digits still wanted + 1. With `options` (sorted raw
+   * texts) the text must stay a prefix of one in [lo, hi) not in `exclude` (keys already written).
+   */
+  | {
+    t: "string";
+    key: boolean;
+    esc: number;
+    length: number;
+    minLength: number;
+    maxLength: number;
+    options?: readonly string[];
+    lo: number;
+    hi: number;
+    text: string;
+    exclude: ReadonlySet<string>;
+  }
+  | {
+    t: "number";
+    integer: boolean;
+    s: "sign" | "zero" | "int" | "dot" | "frac" | "e" | "esign" | "exp";
+    n: number;
+    bounds?: NumberBounds;
+    text: string;
+  }
   | { t: "literal"; options: readonly string[]; text: string };
 
 /** The recogniser state: a stack of frames, top first (a persistent list). */
@@ -123,9 +88,47 @@ export function initialState(node: SchemaNode, prefix = "", suffix = ""): Machin
   return state;
 }
 
-function stringOptions(node: SchemaNode): string[] | undefined {
-  if (node.kind !== "literal") return undefined;
-  return node.options.filter((o) => o.startsWith('"')).map((o) => o.slice(1, -1));
+/** [lo, hi): the options in [from, to) that start with `prefix` (options sorted). */
+function prefixRange(options: readonly string[], from: number, to: number, prefix: string): [number, number] {
+  const n = prefix.length;
+  let a = from;
+  let b = to;
+  while (a < b) {
+    const m = (a + b) >> 1;
+    if (options[m].slice(0, n) < prefix) a = m + 1;
+    else b = m;
+  }
+  let c = a;
+  let d = to;
+  while (c < d) {
+    const m = (c + d) >> 1;
+    if (options[m].slice(0, n) <= prefix) c = m + 1;
+    else d = m;
+  }
+  return [a, c];
+}
+
+function optionString(options: readonly string[], exclude: ReadonlySet<string>, key: boolean): Frame {
+  return { t: "string", key, esc: 0, length: 0, minLength: 0, maxLength: Infinity, options, lo: 0, hi: options.length, text: "", exclude };
+}
+
+const stringOptionsCache = new WeakMap<SchemaNode, readonly string[]>();
+
+/** The string values of a literal node, raw and sorted. */
+function stringOptions(node: Extract<SchemaNode, { kind: "literal" }>): readonly string[] {
+  let options = stringOptionsCache.get(node);
+  if (options === undefined) {
+    options = node.options.filter((o) => o.startsWith('"')).map((o) => o.slice(1, -1)).sort();
+    stringOptionsCache.set(node, options);
+  }
+  return options;
+}
+
+function objectFrame(node: ObjectNode | undefined): Frame {
+  const required = node?.required ?? [];
+  let cost = 0;
+  for (const k of required) cost += node!.keyCost.get(k) ?? k.length + 4;
+  return { t: "object", node, s: 0, seen: EMPTY_SET, key: "", ws: 0, missing: required.length, missingCost: cost };
 }
 
 /** The frame of a value of `node` after its first character `c` (undefined: not allowed). */
@@ -138,58 +141,73 @@ function startFrame(node: SchemaNode, c: string): Frame | undefined {
       }
       return undefined;
     case "object":
-      return c === "{" ? { t: "object", node, s: 0, seen: [], key: "", ws: 0 } : undefined;
+      return c === "{" ? objectFrame(node) : undefined;
     case "array":
-      return c === "["
-        ? { t: "array", items: schemaNode(node.items, node.root), min: node.min, max: node.max, s: 0, count: 0, ws: 0 }
-        : undefined;
+      return c === "[" ? { t: "array", items: node.items, min: node.min, max: node.max, s: 0, count: 0, ws: 0 } : undefined;
     case "string":
-      return c === '"' ? { t: "string", key: false, text: "", esc: 0, length: 0, maxLength: node.maxLength } : undefined;
+      return c === '"'
+        ? {
+          t: "string",
+          key: false,
+          esc: 0,
+          length: 0,
+          minLength: node.minLength,
+          maxLength: node.maxLength,
+          lo: 0,
+          hi: 0,
+          text: "",
+          exclude: EMPTY_SET,
+        }
+        : undefined;
     case "number":
-      return stepNumber({ t: "number", integer: node.integer, s: "sign", n: 0 }, c)?.[0];
+      return stepNumber({ t: "number", integer: node.integer, s: "sign", n: 0, bounds: node.bounds, text: "" }, c)?.[0];
     case "literal": {
-      const strings = stringOptions(node)!;
-      if (c === '"' && strings.length > 0) {
-        return { t: "string", options: strings, key: false, text: "", esc: 0, length: 0, maxLength: Infinity };
-      }
+      const strings = stringOptions(node);
+      if (c === '"' && strings.length > 0) return optionString(strings, EMPTY_SET, false);
       const others = node.options.filter((o) => o.startsWith(c) && !o.startsWith('"'));
       return others.length > 0 ? { t: "literal", options: others, text: c } : undefined;
     }
     case "any":
-      if (c === "{") return { t: "object", node, s: 0, seen: [], key: "", ws: 0 };
-      if (c === "[") return { t: "array", items: { kind: "any" }, min: 0, max: Infinity, s: 0, count: 0, ws: 0 };
-      if (c === '"') return { t: "string", key: false, text: "", esc: 0, length: 0, maxLength: Infinity };
-      if (c === "-" || isDigit(c)) return stepNumber({ t: "number", integer: false, s: "sign", n: 0 }, c)?.[0];
+      if (c === "{") return objectFrame(undefined);
+      if (c === "[") return { t: "array", items: ANY, min: 0, max: Infinity, s: 0, count: 0, ws: 0 };
+      if (c === '"') {
+        return {
+          t: "string",
+          key: false,
+          esc: 0,
+          length: 0,
+          minLength: 0,
+          maxLength: Infinity,
+          lo: 0,
+          hi: 0,
+          text: "",
+          exclude: EMPTY_SET,
+        };
+      }
+      if (c === "-" || isDigit(c)) return stepNumber({ t: "number", integer: false, s: "sign", n: 0, text: "" }, c)?.[0];
       for (const word of ["true", "false", "null"]) if (word[0] === c) return { t: "literal", options: [word], text: c };
       return undefined;
   }
 }
 
-/** Keys an object may still take; undefined = any key. */
-export function allowedKeys(frame: Extract<Frame, { t: "object" }>): string[] | undefined {
-  const props = frame.node.kind === "object" ? frame.node.properties : undefined;
-  if (props === undefined) return undefined;
-  return [...props.keys()].filter((k) => !frame.seen.includes(k)).map((k) => JSON.stringify(k).slice(1, -1));
+type ObjectFrame = Extract<Frame, { t: "object" }>;
+
+/** Whether a closed object may still take a key (some property not yet written). */
+function keysLeft(frame: ObjectFrame): boolean {
+  const node = frame.node;
+  return node?.properties === undefined || frame.seen.size < node.keys.length;
 }
 
-export function missingRequired(frame: Extract<Frame, { t: "object" }>): string[] {
-  return frame.node.kind === "object" ? frame.node.required.filter((k) => !frame.seen.includes(k)) : [];
-}
-
-function propertyNode(frame: Extract<Frame, { t: "object" }>, key: string): SchemaNode {
-  if (frame.node.kind !== "object" || frame.node.properties === undefined) return { kind: "any" };
-  let name = key;
-  try {
-    name = JSON.parse(`"${key}"`);
-  } catch {
-    // Keys are matched raw against JSON.stringify'd names, so they always parse.
-  }
-  return schemaNode(frame.node.properties.get(name), frame.node.root);
+function propertyNode(frame: ObjectFrame, key: string): SchemaNode {
+  return frame.node?.properties?.get(key) ?? ANY;
 }
 
 /** Whether the frame is a complete value that a following character may end. */
 export function canEnd(frame: Frame): boolean {
-  if (frame.t === "number") return frame.s === "zero" || frame.s === "int" || frame.s === "frac" || frame.s === "exp";
+  if (frame.t === "number") {
+    const complete = frame.s === "zero" || frame.s === "int" || frame.s === "frac" || frame.s === "exp";
+    return complete && (frame.bounds === undefined || withinBounds(frame.text, frame.bounds));
+  }
   if (frame.t === "literal") return frame.options.includes(frame.text);
   return false;
 }
@@ -199,6 +217,27 @@ type Step = Frame[] | undefined;
 
 function stepWs<F extends Frame & { ws: number }>(frame: F): Step {
   return frame.ws < MAX_WHITESPACE ? [{ ...frame, ws: frame.ws + 1 }] : undefined;
+}
+
+const requiredSets = new WeakMap<ObjectNode, ReadonlySet<string>>();
+
+function isRequired(node: ObjectNode | undefined, key: string): boolean {
+  if (node === undefined || node.required.length === 0) return false;
+  let set = requiredSets.get(node);
+  if (set === undefined) requiredSets.set(node, set = new Set(node.required));
+  return set.has(key);
+}
+
+/** Required keys and their cost left once `key` is written. */
+function missingAfter(frame: ObjectFrame, key: string): [number, number] {
+  if (!isRequired(frame.node, key) || frame.seen.has(key)) return [frame.missing, frame.missingCost];
+  return [frame.missing - 1, frame.missingCost - (frame.node!.keyCost.get(key) ?? 0)];
+}
+
+/** The object after writing `key`: one more key seen, and the required ones left. */
+function withKey(frame: ObjectFrame, key: string): ObjectFrame {
+  const [missing, missingCost] = missingAfter(frame, key);
+  return { ...frame, s: 2, ws: 0, seen: new Set(frame.seen).add(key), missing, missingCost };
 }
 
 function step(frame: Frame, c: string): Step {
@@ -212,21 +251,20 @@ function step(frame: Frame, c: string): Step {
       if (isWs(c)) return stepWs(frame);
       const reset = { ...frame, ws: 0 };
       if (frame.s === 0 || frame.s === 3) {
-        if (c === "}" && frame.s === 0 && missingRequired(frame).length === 0) return [];
-        if (c !== '"') return undefined;
-        const keys = allowedKeys(frame);
-        if (keys !== undefined && keys.length === 0) return undefined;
-        return [reset, { t: "string", options: keys, key: true, text: "", esc: 0, length: 0, maxLength: Infinity }];
+        if (c === "}" && frame.s === 0 && frame.missing === 0) return [];
+        if (c !== '"' || !keysLeft(frame)) return undefined;
+        const keys = frame.node?.properties === undefined ? undefined : frame.node.keys;
+        const key: Frame = keys === undefined
+          ? { t: "string", key: true, esc: 0, length: 0, minLength: 0, maxLength: Infinity, lo: 0, hi: 0, text: "", exclude: EMPTY_SET }
+          : optionString(keys, frame.seen, true);
+        return [reset, key];
       }
       if (frame.s === 1) {
         if (c !== ":") return undefined;
-        return [{ ...reset, s: 2, seen: [...frame.seen, frame.key] }, { t: "value", node: propertyNode(frame, frame.key), ws: 0 }];
+        return [withKey(frame, frame.key), { t: "value", node: propertyNode(frame, frame.key), ws: 0 }];
       }
-      if (c === "}" && missingRequired(frame).length === 0) return [];
-      if (c === ",") {
-        const keys = allowedKeys(frame);
-        return keys !== undefined && keys.length === 0 ? undefined : [{ ...reset, s: 3 }];
-      }
+      if (c === "}" && frame.missing === 0) return [];
+      if (c === ",") return keysLeft(frame) ? [{ ...reset, s: 3 }] : undefined;
       return undefined;
     }
     case "array": {
@@ -252,12 +290,24 @@ function step(frame: Frame, c: string): Step {
   }
 }
 
-function stepString(frame: Extract<Frame, { t: "string" }>, c: string): Step {
+type StringFrame = Extract<Frame, { t: "string" }>;
+
+/** The first option in [lo, hi) not excluded (the range is sorted, so the shortest match comes first). */
+function firstFree(frame: StringFrame): number {
+  for (let i = frame.lo; i < frame.hi; i++) if (!frame.exclude.has(frame.options![i])) return i;
+  return -1;
+}
+
+function stepString(frame: StringFrame, c: string): Step {
   if (frame.options !== undefined) {
-    if (c === '"' && frame.esc === 0 && frame.options.includes(frame.text)) return [];
+    if (c === '"' && frame.esc === 0) {
+      const at = firstFree(frame);
+      return at !== -1 && frame.options[at] === frame.text ? [] : undefined;
+    }
     const text = frame.text + c;
-    if (!frame.options.some((o) => o.startsWith(text))) return undefined;
-    return [{ ...frame, text, esc: frame.esc === 0 && c === "\\" ? 1 : 0 }];
+    const [lo, hi] = prefixRange(frame.options, frame.lo, frame.hi, text);
+    const next: StringFrame = { ...frame, text, lo, hi, esc: frame.esc === 0 && c === "\\" ? 1 : 0 };
+    return firstFree(next) === -1 ? undefined : [next];
   }
   // Free strings keep no text (only constrained ones need it), so an ordinary character
   // returns the very same frame: no allocation, and callers can share work per state.
@@ -269,16 +319,23 @@ function stepString(frame: Extract<Frame, { t: "string" }>, c: string): Step {
     if (!HEX.test(c)) return undefined;
     return [{ ...frame, esc: frame.esc === 2 ? 0 : frame.esc - 1, length: frame.esc === 2 ? frame.length + 1 : frame.length }];
   }
-  if (c === '"') return [];
+  if (c === '"') return frame.length >= frame.minLength ? [] : undefined;
   if (c < " ") return undefined;
   if (frame.length >= frame.maxLength) return undefined;
   if (c === "\\") return [{ ...frame, esc: 1 }];
-  return frame.maxLength === Infinity ? [frame] : [{ ...frame, length: frame.length + 1 }];
+  return frame.maxLength === Infinity && frame.minLength === 0 ? [frame] : [{ ...frame, length: frame.length + 1 }];
 }
 
-function stepNumber(frame: Extract<Frame, { t: "number" }>, c: string): Step {
+type NumberFrame = Extract<Frame, { t: "number" }>;
+
+function stepNumber(frame: NumberFrame, c: string): Step {
   if (frame.n >= MAX_NUMBER) return undefined;
-  const next = (s: Extract<Frame, { t: "number" }>["s"]): Step => [{ ...frame, s, n: frame.n + 1 }];
+  const bounds = frame.bounds;
+  const next = (s: NumberFrame["s"]): Step => {
+    if (bounds === undefined) return [{ ...frame, s, n: frame.n + 1 }];
+    const text = frame.text + c;
+    return reachable(text, bounds, frame.integer, MAX_NUMBER - text.length) ? [{ ...frame, s, n: frame.n + 1, text }] : undefined;
+  };
   const digit = isDigit(c);
   switch (frame.s) {
     case "sign":
@@ -289,12 +346,13 @@ function stepNumber(frame: Extract<Frame, { t: "number" }>, c: string): Step {
       if (digit && frame.s === "int") return next("int");
       if (frame.integer) return undefined;
       if (c === ".") return next("dot");
-      return c === "e" || c === "E" ? next("e") : undefined;
+      // Bounded numbers are written without an exponent (their bounds are checked on digits).
+      return (c === "e" || c === "E") && bounds === undefined ? next("e") : undefined;
     case "dot":
       return digit ? next("frac") : undefined;
     case "frac":
       if (digit) return next("frac");
-      return c === "e" || c === "E" ? next("e") : undefined;
+      return (c === "e" || c === "E") && bounds === undefined ? next("e") : undefined;
     case "e":
       if (c === "+" || c === "-") return next("esign");
       return digit ? next("exp") : undefined;
@@ -314,7 +372,7 @@ export function finish(below: State, done: Frame): State {
   return below;
 }
 
-/** Feeds one character; undefined when the text would stop being a valid prefix. */
+/** Feeds one character; null when the text would stop being a valid prefix. */
 export function feed(state: State, c: string): State | null {
   let current = state;
   for (let depth = 0; current !== undefined && depth < 256; depth++) {
@@ -350,4 +408,97 @@ export function isComplete(state: State): boolean {
     current = finish(current.below, current.frame);
   }
   return current === undefined;
+}
+
+/** Characters an object needs after a value once `missing` required keys costing `cost` remain. */
+const afterValue = (missing: number, cost: number) => (missing === 0 ? 1 : cost + missing + 1);
+
+/** Cheapest `"key":value` still possible in an object (after a comma with no required key left). */
+function cheapestKey(frame: ObjectFrame): number {
+  const node = frame.node;
+  if (node?.properties === undefined) return 4; // "":0
+  let best = Infinity;
+  for (const key of node.keys) if (!frame.seen.has(key)) best = Math.min(best, node.keyCost.get(key)!);
+  return best;
+}
+
+function objectClosing(frame: ObjectFrame): number {
+  switch (frame.s) {
+    case 0:
+      return frame.missing === 0 ? 1 : frame.missingCost + frame.missing;
+    case 1:
+      return 1 + propertyNode(frame, frame.key).shortest + afterValue(...missingAfter(frame, frame.key));
+    case 2:
+      return afterValue(frame.missing, frame.missingCost);
+    case 3:
+      return frame.missing > 0 ? frame.missingCost + frame.missing : cheapestKey(frame) + 1;
+  }
+}
+
+/** A key being written and the object it belongs to, closed together (the key decides the value). */
+function keyClosing(key: StringFrame, parent: ObjectFrame): number {
+  const escape = key.esc === 1 ? 1 : key.esc > 1 ? key.esc - 1 : 0;
+  if (key.options === undefined) return escape + 1 + 1 + 1 + afterValue(parent.missing, parent.missingCost);
+  let best = Infinity;
+  for (let i = key.lo; i < key.hi; i++) {
+    const name = key.options[i];
+    if (key.exclude.has(name)) continue;
+    const total = name.length - key.text.length + 1 + 1 + propertyNode(parent, name).shortest + afterValue(...missingAfter(parent, name));
+    best = Math.min(best, total);
+  }
+  return best;
+}
+
+function frameClosing(frame: Frame): number {
+  switch (frame.t) {
+    case "value":
+      return frame.node.shortest;
+    case "object":
+      return objectClosing(frame);
+    case "array": {
+      const items = frame.items.shortest;
+      if (frame.s === 2) return frame.count >= frame.min ? 1 : (frame.min - frame.count) * (1 + items) + 1;
+      const k = frame.s === 0 ? frame.min : Math.max(frame.min - frame.count, 1);
+      return k === 0 ? 1 : k * items + (k - 1) + 1;
+    }
+    case "string": {
+      const escape = frame.esc === 1 ? 1 : frame.esc > 1 ? frame.esc - 1 : 0;
+      if (frame.options === undefined) return escape + Math.max(0, frame.minLength - frame.length - (escape > 0 ? 1 : 0)) + 1;
+      let best = Infinity;
+      for (let i = frame.lo; i < frame.hi; i++) best = Math.min(best, frame.options[i].length - frame.text.length + 1);
+      return best;
+    }
+    case "number": {
+      if (frame.bounds !== undefined) return shortestCompletion(frame.text, frame.bounds, frame.integer, MAX_NUMBER - frame.text.length);
+      return frame.s === "zero" || frame.s === "int" || frame.s === "frac" || frame.s === "exp" ? 0 : 1;
+    }
+    case "literal": {
+      let best = Infinity;
+      for (const o of frame.options) if (o.startsWith(frame.text)) best = Math.min(best, o.length - frame.text.length);
+      return best;
+    }
+  }
+}
+
+const closingCache = new WeakMap<Frame, number>();
+
+/** Length of the shortest text completing the document from `state` (Infinity if there is none). */
+export function closingLength(state: State): number {
+  if (state === undefined) return 0;
+  let total = 0;
+  for (let current = state; current !== undefined;) {
+    const frame = current.frame;
+    const parent = current.below?.frame;
+    let cost = closingCache.get(frame);
+    if (frame.t === "string" && frame.key && parent?.t === "object") {
+      if (cost === undefined) closingCache.set(frame, cost = keyClosing(frame, parent));
+      total += cost;
+      current = current.below!.below;
+      continue;
+    }
+    if (cost === undefined) closingCache.set(frame, cost = frameClosing(frame));
+    total += cost;
+    current = current.below;
+  }
+  return total;
 }

@@ -81,7 +81,7 @@ export function createRequestQueue(options: QueueOptions = {}): RequestQueue {
   return {
     enter(signal) {
       if (closed) throw busy("the server is shutting down; retry against another instance");
-      if (signal?.aborted) throw new HttpError(400, "client_closed", "the client closed the request");
+      if (signal?.aborted) throw new HttpError(499, "client_closed_request", "the client closed the request");
       if (active.size < parallel && line.length === 0) return Promise.resolve(makeSlot());
       if (line.length >= depth) {
         throw busy(
@@ -93,7 +93,7 @@ export function createRequestQueue(options: QueueOptions = {}): RequestQueue {
           const at = line.indexOf(waiter);
           if (at !== -1) line.splice(at, 1);
           if (line.length === 0 && active.size === 0) idle?.();
-          reject(new HttpError(400, "client_closed", "the client closed the request while it waited"));
+          reject(new HttpError(499, "client_closed_request", "the client closed the request while it waited for a slot"));
         };
         const waiter: Waiter = {
           grant(slot) {

@@ -11,34 +11,13 @@ import type { ChatMessage, GenerateOptions } from "../engine/types.ts";
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
 
-/** Parses a request body: valid UTF-8, valid JSON, an object. */
-export function parseJsonBody(bytes: Uint8Array): JsonObject {
+const describe = (value: unknown): string => {
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
-  } catch (cause) {
-    throw new InvalidArgumentError("body", "the request body is not valid UTF-8; send JSON encoded as UTF-8", { cause });
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = Array.isArray(value) ? "an array" : typeof value;
   }
-  if (text.trim() === "") throw new InvalidArgumentError("body", "the request body is empty; send a JSON object");
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (cause) {
-    throw new InvalidArgumentError("body", `the request body is not valid JSON (${(cause as Error).message}); send a JSON object`, {
-      cause,
-    });
-  }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new InvalidArgumentError(
-      "body",
-      `the request body must be a JSON object, got ${Array.isArray(value) ? "an array" : JSON.stringify(value)}`,
-    );
-  }
-  return value as JsonObject;
-}
-
-const describe = (value: unknown): string => {
-  const text = JSON.stringify(value) ?? String(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 };
 
@@ -170,7 +149,16 @@ function samplingParams(body: JsonObject, maxTokensDefault: number | undefined):
   }
   const stream = optionalBoolean(body, "stream") ?? false;
   const streamOptions = optionalObject(body, "stream_options");
-  if (streamOptions !== undefined) checkFields(streamOptions, ["include_usage", "include_obfuscation"], "stream_options.");
+  if (streamOptions !== undefined) {
+    checkFields(streamOptions, ["include_usage", "include_obfuscation"], "stream_options.");
+    if (!stream) throw new InvalidArgumentError("stream_options", "stream_options is only allowed when stream is true");
+    for (const name of ["include_usage", "include_obfuscation"]) {
+      const value = streamOptions[name];
+      if (present(value) && typeof value !== "boolean") {
+        throw new InvalidArgumentError(`stream_options.${name}`, `stream_options.${name} must be true or false, got ${describe(value)}`);
+      }
+    }
+  }
   const includeUsage = streamOptions?.include_usage === true;
   const seed = optionalNumber(body, "seed", -(2 ** 63), 2 ** 64, true);
   const maxTokens = optionalNumber(body, "max_completion_tokens", 1, 2 ** 31, true) ?? optionalNumber(body, "max_tokens", 1, 2 ** 31, true);
@@ -221,6 +209,14 @@ const CHAT_FIELDS = [
   "chat_template",
 ];
 const ROLES = ["system", "developer", "user", "assistant", "tool"];
+/** The keys OpenAI accepts in a message of each role (anything else is refused, as OpenAI does). */
+const MESSAGE_FIELDS: Record<string, readonly string[]> = {
+  system: ["role", "content", "name"],
+  developer: ["role", "content", "name"],
+  user: ["role", "content", "name"],
+  assistant: ["role", "content", "name", "tool_calls", "refusal", "function_call", "reasoning_content"],
+  tool: ["role", "content", "tool_call_id"],
+};
 
 function messageContent(content: Json | undefined, i: number): string | null {
   if (content === undefined || content === null) return null;
@@ -283,10 +279,29 @@ function chatMessages(body: JsonObject): ChatMessage[] {
         `messages[${i}].role must be one of ${ROLES.join(", ")}, got ${describe(role)}`,
       );
     }
+    checkFields(raw, MESSAGE_FIELDS[role], `messages[${i}].`);
     const message: ChatMessage = { ...raw, role: role === "developer" ? "system" : role, content: messageContent(raw.content, i) };
     const toolCalls = templateToolCalls(raw.tool_calls, i);
     if (toolCalls !== undefined) message.tool_calls = toolCalls;
-    if (message.content === null && toolCalls === undefined && role !== "assistant") message.content = "";
+    if (message.content === null && toolCalls === undefined) {
+      throw new InvalidArgumentError(
+        `messages[${i}].content`,
+        role === "assistant"
+          ? `messages[${i}] (assistant) needs content or tool_calls`
+          : `messages[${i}].content is required for role ${role}`,
+      );
+    }
+    if (role === "tool" && (typeof raw.tool_call_id !== "string" || raw.tool_call_id === "")) {
+      throw new InvalidArgumentError(
+        `messages[${i}].tool_call_id`,
+        `messages[${i}] has role tool and needs tool_call_id: the id of the assistant's tool call it answers`,
+      );
+    }
+    for (const name of ["name", "refusal", "reasoning_content"]) {
+      if (present(raw[name]) && typeof raw[name] !== "string") {
+        throw new InvalidArgumentError(`messages[${i}].${name}`, `messages[${i}].${name} must be a string, got ${describe(raw[name])}`);
+      }
+    }
     return message;
   });
 }
@@ -410,26 +425,35 @@ export function parseCompletionRequest(body: JsonObject): CompletionRequest {
 }
 
 export interface EmbeddingRequest {
-  readonly inputs: string[];
+  /** Each input as text or as token ids (taken as they are, OpenAI's token input). */
+  readonly inputs: (string | number[])[];
   readonly encodingFormat: "float" | "base64";
   readonly dimensions?: number;
 }
 
-export function parseEmbeddingRequest(body: JsonObject, decode: (ids: number[]) => string): EmbeddingRequest {
+/** `maxInputs`: the server's --max-embed-inputs; more inputs get a 400 naming it. */
+export function parseEmbeddingRequest(body: JsonObject, maxInputs: number): EmbeddingRequest {
   checkFields(body, ["input", "model", "encoding_format", "dimensions", "user"]);
   optionalString(body, "model");
+  optionalString(body, "user");
   const input = body.input;
   const tokenList = (v: unknown): v is number[] =>
     Array.isArray(v) && v.length > 0 && v.every((id) => typeof id === "number" && Number.isSafeInteger(id) && id >= 0);
-  let inputs: string[];
+  let inputs: (string | number[])[];
   if (typeof input === "string") inputs = [input];
-  else if (tokenList(input)) inputs = [decode(input)];
-  else if (Array.isArray(input) && input.length > 0 && input.length <= 2048 && input.every((v) => typeof v === "string" || tokenList(v))) {
-    inputs = input.map((v) => (typeof v === "string" ? v : decode(v as number[])));
+  else if (tokenList(input)) inputs = [input];
+  else if (Array.isArray(input) && input.length > 0 && input.every((v) => typeof v === "string" || tokenList(v))) {
+    if (input.length > maxInputs) {
+      throw new InvalidArgumentError(
+        "input",
+        `input holds ${input.length} items, more than this server takes in one request (--max-embed-inputs ${maxInputs}); split it into several requests`,
+      );
+    }
+    inputs = input as (string | number[])[];
   } else {
     throw new InvalidArgumentError(
       "input",
-      `input must be a string or a non-empty array of at most 2048 strings (or token id arrays), got ${describe(input)}`,
+      `input must be a string, an array of token ids, or a non-empty array of strings (or token id arrays), got ${describe(input)}`,
     );
   }
   const format = body.encoding_format ?? "float";

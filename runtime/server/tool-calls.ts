@@ -180,10 +180,13 @@ export function forcedToolCall(
   // recogniser, so they are held to "an object"; a single tool gets its full schema.
   const args = chosen.length === 1 ? chosen[0].parameters : { type: "object" };
   const argsKey = format === "llama3" ? "parameters" : "arguments";
+  // The parameters' own "#/$defs/..." references resolve against the wrapper's root: lift them there.
+  const defs = Object.fromEntries(["$defs", "definitions"].filter((k) => k in args).map((k) => [k, args[k]]));
   const schema = {
     type: "object",
     properties: { name: { enum: chosen.map((t) => t.name) }, [argsKey]: args },
     required: ["name", argsKey],
+    ...defs,
   };
   if (format === "hermes") return { schema, prefix: "<tool_call>\n", suffix: "\n</tool_call>" };
   if (format === "mistral") return { schema, prefix: "[TOOL_CALLS][", suffix: "]" };

@@ -1,12 +1,14 @@
 // The JSON recogniser (valid prefixes, schema keys/types, budget-aware closing) and JSON mode
 // on a real engine (stories260K): constrained output always parses and follows the schema.
 import { describe, expect, test } from "bun:test";
-import { closingLength, createJsonConstraint } from "../../runtime/server/json-constraint.ts";
-import { feedText, initialState, isComplete, schemaNode } from "../../runtime/server/json-machine.ts";
+import { createJsonConstraint } from "../../runtime/server/json-constraint.ts";
+import { closingLength, feedText, initialState, isComplete } from "../../runtime/server/json-machine.ts";
+import { compileSchema } from "../../runtime/server/json-schema.ts";
 import { haveFiles } from "../shared-data.ts";
 import { storiesEngine } from "./helpers.ts";
 
-const any = () => initialState({ kind: "any" });
+const any = () => initialState({ kind: "any", shortest: 1 });
+const schemaNode = (schema: Record<string, unknown>) => compileSchema(schema, { param: "schema" });
 const accepts = (text: string, state = any()) => feedText(state, text) !== null;
 const complete = (text: string, state = any()) => {
   const s = feedText(state, text);
@@ -85,11 +87,42 @@ describe("json machine", () => {
     expect(accepts("<tx", s)).toBe(false);
   });
 
+  test("number bounds, string lengths and closed objects are enforced character by character", () => {
+    const bounded = () => initialState(schemaNode({ type: "integer", minimum: 10, maximum: 20 }));
+    for (const ok of ["10", "15", "20"]) expect(complete(ok, bounded())).toBe(true);
+    for (const bad of ["3", "21", "9", "100", "-1", "1.5", "1e1"]) expect(complete(bad, bounded())).toBe(false);
+    expect(accepts("2", bounded())).toBe(true);
+    expect(accepts("3", bounded())).toBe(false);
+    expect(accepts("21", bounded())).toBe(false);
+    const real = () => initialState(schemaNode({ type: "number", exclusiveMinimum: -0.5, maximum: 0.25 }));
+    for (const ok of ["-0.4", "0", "0.25", "0.125", "-0.49"]) expect(complete(ok, real())).toBe(true);
+    for (const bad of ["-0.5", "0.26", "1", "-1"]) expect(complete(bad, real())).toBe(false);
+    expect(accepts("0.3", real())).toBe(false);
+    const text = () => initialState(schemaNode({ type: "string", minLength: 2, maxLength: 3 }));
+    expect(complete('"ab"', text())).toBe(true);
+    expect(complete('"a\\n"', text())).toBe(true);
+    expect(accepts('"a"', text())).toBe(false);
+    expect(accepts('"abcd', text())).toBe(false);
+    const closed = () => initialState(schemaNode({ type: "object", additionalProperties: false }));
+    expect(complete("{}", closed())).toBe(true);
+    expect(accepts('{"', closed())).toBe(false);
+  });
+
   test("the shortest completion is counted exactly", () => {
     const schema = { type: "object", properties: { a: { type: "string" }, b: { type: "number" } }, required: ["a", "b"] };
     expect(closingLength(initialState(schemaNode(schema)))).toBe('{"a":"","b":0}'.length);
     expect(closingLength(feedText(any(), '{"k":[1,{"z":"ab'))).toBe('"}]}'.length);
     expect(closingLength(feedText(any(), "tr"))).toBe(2);
+    const bounded = schemaNode({ type: "array", items: { type: "integer", minimum: 100 }, minItems: 2 });
+    expect(closingLength(initialState(bounded))).toBe("[100,100]".length);
+    expect(closingLength(feedText(initialState(bounded), "[1"))).toBe("00,100]".length);
+    const keys = schemaNode({
+      type: "object",
+      properties: { long: { type: "string", minLength: 3 }, b: { enum: ["xy", "z"] } },
+      required: ["long"],
+    });
+    expect(closingLength(initialState(keys))).toBe('{"long":"aaa"}'.length);
+    expect(closingLength(feedText(initialState(keys), '{"b":'))).toBe('"z","long":"aaa"}'.length);
   });
 });
 

@@ -11,6 +11,7 @@ import { Hono } from "hono";
 import OpenAI from "openai";
 import type { Engine } from "../../runtime/engine/types.ts";
 import { createApp } from "../../runtime/server/app.ts";
+import type { AppEnv } from "../../runtime/server/context.ts";
 import { listenBun, type Listener } from "../../runtime/server/entry-bun.ts";
 import { createRequestQueue } from "../../runtime/server/queue.ts";
 import type { CountingBackend } from "../counting-backend.ts";
@@ -190,9 +191,9 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
   beforeAll(async () => {
     ({ engine, counter } = await countingStoriesEngine());
     const app = createApp(engine, { queue, log: () => {} });
-    const front = new Hono().all("*", (c) => {
+    const front = new Hono<AppEnv>().all("*", (c) => {
       received.push(c.req.raw);
-      return app.fetch(c.req.raw);
+      return app.fetch(c.req.raw, c.env);
     });
     listener = await listenBun(front, { hostname: "127.0.0.1", port: 0 });
   });
@@ -224,6 +225,7 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
     const complete = async (prompt: number[]) => {
       const response = await fetch(`${listener.url}/v1/completions`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ prompt, max_tokens: 4, temperature: 0 }),
       });
       expect(response.status).toBe(200);
@@ -256,6 +258,7 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
     try {
       const response = await fetch(`${listener.url}/v1/completions`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         // logprobs: one chunk per token, even for a token whose text is held back.
         body: JSON.stringify({ prompt: "Once", max_tokens: 400, stream: true, temperature: 0, logprobs: 0 }),
         signal: controller.signal,
@@ -306,7 +309,11 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
       expect(typeof json.error.type).toBe("string");
       expect("param" in json.error && "code" in json.error).toBe(true);
     }
-    const ok = await fetch(`${listener.url}/v1/completions`, { method: "POST", body: JSON.stringify({ prompt: "Once", max_tokens: 3 }) });
+    const ok = await fetch(`${listener.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "Once", max_tokens: 3 }),
+    });
     expect(ok.status).toBe(200);
     expect((await ok.json()).choices[0].finish_reason).toBe("length");
   });
@@ -320,7 +327,12 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
         else controller.close();
       },
     });
-    const response = await fetch(`${listener.url}/v1/embeddings`, { method: "POST", body, signal: AbortSignal.timeout(20_000) });
+    const response = await fetch(`${listener.url}/v1/embeddings`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      signal: AbortSignal.timeout(20_000),
+    });
     expect(response.status).toBe(413);
     expect((await response.json()).error.code).toBe("request_too_large");
   });
@@ -332,6 +344,7 @@ describe.skipIf(!available)("a real Bun server on 127.0.0.1", () => {
     const stream = (i: number) =>
       fetch(`${listener.url}/v1/chat/completions`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ messages: user(`Story ${i}`), max_tokens: 6, stream: true, seed: i }),
         signal: AbortSignal.timeout(30_000),
       });

@@ -75,6 +75,7 @@ describe.skipIf(!available)("openai SDK against createApp", () => {
     const response = await app.fetch(
       new Request("http://x/v1/chat/completions", {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ messages: user("Hi"), max_tokens: 3, stream: true }),
       }),
     );

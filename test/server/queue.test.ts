@@ -70,6 +70,7 @@ describe.skipIf(!available)("SSE keep-alive", () => {
     const response = await app.fetch(
       new Request("http://x/v1/completions", {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ prompt: "Once", max_tokens: 3, stream: true }),
       }),
     );

@@ -106,6 +106,7 @@ describe.skipIf(!available)("crumb serve in a subprocess", () => {
       await waitHealthy(url);
       const response = await fetch(`${url}/v1/completions`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ prompt: "Once", max_tokens: 200, stream: true, temperature: 0 }),
       });
       const reader = response.body!.getReader();

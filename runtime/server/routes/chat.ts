@@ -6,11 +6,12 @@
  * finish_reason "tool_calls".
  */
 import type { Hono } from "hono";
-import type { ServerContext } from "../context.ts";
+import type { AppEnv, ServerContext } from "../context.ts";
 import { HttpError } from "../errors.ts";
 import { parseChatRequest } from "../schema.ts";
 import { sseResponse } from "../sse.ts";
 import { createToolStream, detectToolFormat, forcedToolCall, type ParsedToolCall, parseToolCalls, type ToolFormat } from "../tool-calls.ts";
+import { checkFits } from "../token-bounds.ts";
 import { chatLogprob, clientGone, newId, readJson, unixTime, usageBody } from "./common.ts";
 import { type GenerationSpec, prepareGeneration, type RunEvent } from "./generation.ts";
 
@@ -23,25 +24,32 @@ function toolCallsBody(calls: readonly ParsedToolCall[], withIndex: boolean) {
   }));
 }
 
-export function registerChat(app: Hono, ctx: ServerContext): void {
+export function registerChat(app: Hono<AppEnv>, ctx: ServerContext): void {
   app.post("/v1/chat/completions", async (c) => {
     const engine = ctx.engine();
-    const request = parseChatRequest(await readJson(c));
+    const request = parseChatRequest(readJson(c));
     const useTools = request.tools.length > 0 && request.toolChoice !== "none";
     const prompt = engine.applyChatTemplate(request.messages, {
       tools: useTools ? request.rawTools : undefined,
       chatTemplate: request.options.chatTemplate,
     });
+    checkFits(engine.tokenizer, prompt, engine.contextLength, "messages", "the context length");
     const ids = engine.tokenizer.encode(prompt, { addSpecialTokens: false });
     const format: ToolFormat | undefined = useTools ? detectToolFormat(prompt) : undefined;
     let constraint: GenerationSpec["constraint"];
+    let constraintParam: string | undefined;
     if (format !== undefined && (request.toolChoice === "required" || typeof request.toolChoice === "object")) {
       constraint = forcedToolCall(format, request.tools, request.toolChoice);
+      constraintParam = "tools";
     } else if (request.responseFormat.type === "json_object") constraint = { objectOnly: true };
     else if (request.responseFormat.type === "json_schema") constraint = { schema: request.responseFormat.schema };
 
     const gone = clientGone(c);
-    const prepared = prepareGeneration(ctx, { prompt: ids, options: request.options, constraint, promptTokens: ids.length }, gone.signal);
+    const prepared = prepareGeneration(
+      ctx,
+      { prompt: ids, options: request.options, constraint, constraintParam, promptTokens: ids.length },
+      gone.signal,
+    );
     const id = newId("chatcmpl");
     const created = unixTime();
     const model = engine.modelId;

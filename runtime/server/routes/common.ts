@@ -1,14 +1,16 @@
 /**
- * Pieces every OpenAI route shares: reading the JSON body, ids and timestamps, usage and
+ * Pieces every OpenAI route shares: parsing the JSON body, ids and timestamps, usage and
  * logprob objects in OpenAI's shapes, and a per-request signal that fires when the client
  * goes away (the request's own signal, or the response stream being cancelled).
  */
 import type { Context } from "hono";
 import type { TokenLogprob, Usage } from "../../engine/types.ts";
-import { type JsonObject, parseJsonBody } from "../schema.ts";
+import { bodyBytes, parseJsonBody } from "../read-body.ts";
+import type { JsonObject } from "../schema.ts";
 
-export async function readJson(c: Context): Promise<JsonObject> {
-  return parseJsonBody(new Uint8Array(await c.req.arrayBuffer()));
+/** The request body (already read under the size and time limits) parsed as a JSON object. */
+export function readJson(c: Context): JsonObject {
+  return parseJsonBody(bodyBytes(c));
 }
 
 export function newId(prefix: string): string {

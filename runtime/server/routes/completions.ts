@@ -4,21 +4,23 @@
  */
 import type { Hono } from "hono";
 import type { TokenLogprob } from "../../engine/types.ts";
-import type { ServerContext } from "../context.ts";
+import type { AppEnv, ServerContext } from "../context.ts";
 import { HttpError } from "../errors.ts";
 import { parseCompletionRequest } from "../schema.ts";
 import { sseResponse } from "../sse.ts";
+import { checkFits } from "../token-bounds.ts";
 import { clientGone, completionLogprobs, newId, readJson, unixTime, usageBody } from "./common.ts";
 import { type GenerationSpec, prepareGeneration, type RunEvent } from "./generation.ts";
 
-export function registerCompletions(app: Hono, ctx: ServerContext): void {
+export function registerCompletions(app: Hono<AppEnv>, ctx: ServerContext): void {
   app.post("/v1/completions", async (c) => {
     const engine = ctx.engine();
-    const request = parseCompletionRequest(await readJson(c));
+    const request = parseCompletionRequest(readJson(c));
     const { prompt } = request;
     let constraint: GenerationSpec["constraint"];
     if (request.responseFormat.type === "json_object") constraint = { objectOnly: true };
     else if (request.responseFormat.type === "json_schema") constraint = { schema: request.responseFormat.schema };
+    if (typeof prompt === "string") checkFits(engine.tokenizer, prompt, engine.contextLength, "prompt", "the context length");
     const promptTokens = typeof prompt === "string"
       ? Math.max(engine.tokenizer.encode(prompt, { addSpecialTokens: true }).length, 1)
       : prompt.length;
