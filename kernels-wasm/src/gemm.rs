@@ -339,46 +339,58 @@ unsafe fn scales(scale_ptr: *const u8, k: usize, h: usize, scale_type: u32, c: &
     }
 }
 
-/// Adds one block's terms for one token to acc (rows 0-3, 4-7 of each half), from per-set
-/// integer sums already converted to f32 and scaled by 8192 (s8[set][half][r]). The tables
-/// are signed (+-a sums, lut.rs): sum_i bit_i*a_i = (ts*L + sx)/2, hence the sx terms.
+/// A block's scales as f32, converted once for all the tokens of a tile: sc[set][half][r]
+/// (rows 0-3 / 4-7 of a half) and, for the bit-plane modes, the activation-sum coefficient
+/// c = d*(2^B-1)/2 + m (offset) or (sum_p s_p)/2 + m (per-plane). The tables are signed (+-a
+/// sums, lut.rs): sum_i bit_i*a_i = (ts*L + sx)/2, hence the sx terms.
+struct BlockScales {
+    sc: [[[v128; 2]; 2]; MAX_SETS],
+    c: [[v128; 2]; 2],
+}
+
 #[inline(always)]
-unsafe fn finalize<const B: usize>(
-    acc: &mut [[v128; 2]; 2],
-    s8: &[[[v128; 2]; 2]; MAX_SETS],
-    nsets: usize,
-    scale_ptr: *const u8,
-    meta: *const f32,
-    mode: u32,
-    scale_type: u32,
-    c: &Consts,
-) {
-    let ts8 = f32x4_splat(*meta * (0.5 / 8192.0));
-    let sx = f32x4_splat(*meta.add(1));
-    let half_sx = f32x4_mul(sx, f32x4_splat(0.5));
+unsafe fn block_scales<const B: usize>(scale_ptr: *const u8, nsets: usize, mode: u32, scale_type: u32, k: &Consts) -> BlockScales {
+    let mut out = BlockScales { sc: [[[f32x4_splat(0.0); 2]; 2]; MAX_SETS], c: [[f32x4_splat(0.0); 2]; 2] };
     for h in 0..2 {
-        let mut y = [f32x4_splat(0.0); 2];
         let mut sum = [f32x4_splat(0.0); 2];
         for set in 0..nsets {
-            let sc = scales(scale_ptr, set, h, scale_type, c);
+            let sc = scales(scale_ptr, set, h, scale_type, k);
+            out.sc[set][h] = sc;
             for r in 0..2 {
-                let x = f32x4_mul(s8[set][h][r], ts8);
-                let term = if mode == MODE_TERNARY { f32x4_mul(f32x4_add(x, half_sx), sc[r]) } else { f32x4_mul(x, sc[r]) };
-                y[r] = if set == 0 { term } else { f32x4_add(y[r], term) };
                 sum[r] = if set == 0 { sc[r] } else { f32x4_add(sum[r], sc[r]) };
             }
         }
         if mode != MODE_TERNARY {
-            // offset: c = d*(2^B - 1)/2 + m; per-plane: c = (sum_p s_p)/2 + m.
             let factor = if mode == MODE_OFFSET { ((1u32 << B) - 1) as f32 * 0.5 } else { 0.5 };
-            let m = scales(scale_ptr, nsets, h, scale_type, c);
+            let m = scales(scale_ptr, nsets, h, scale_type, k);
             for r in 0..2 {
-                let cr = f32x4_add(f32x4_mul(sum[r], f32x4_splat(factor)), m[r]);
-                y[r] = f32x4_add(y[r], f32x4_mul(cr, sx));
+                out.c[h][r] = f32x4_add(f32x4_mul(sum[r], f32x4_splat(factor)), m[r]);
             }
         }
+    }
+    out
+}
+
+/// Adds one block's terms for one token to acc (rows 0-3, 4-7 of each half), from per-set
+/// integer sums already converted to f32 and scaled by 8192 (s8[set][half][r]):
+/// y = sum_set (S8*ts8)*sc (ternary: ((S8*ts8) + sx/2)*alpha), then + c*sx, then acc += y.
+#[inline(always)]
+unsafe fn finalize(acc: &mut [[v128; 2]; 2], s8: &[[[v128; 2]; 2]; MAX_SETS], nsets: usize, bs: &BlockScales, meta: *const f32, mode: u32) {
+    let ts8 = f32x4_splat(*meta * (0.5 / 8192.0));
+    let sx = f32x4_splat(*meta.add(1));
+    let half_sx = f32x4_mul(sx, f32x4_splat(0.5));
+    for h in 0..2 {
         for r in 0..2 {
-            acc[h][r] = f32x4_add(acc[h][r], y[r]);
+            let mut y = f32x4_splat(0.0);
+            for set in 0..nsets {
+                let x = f32x4_mul(s8[set][h][r], ts8);
+                let term = if mode == MODE_TERNARY { f32x4_mul(f32x4_add(x, half_sx), bs.sc[set][h][r]) } else { f32x4_mul(x, bs.sc[set][h][r]) };
+                y = if set == 0 { term } else { f32x4_add(y, term) };
+            }
+            if mode != MODE_TERNARY {
+                y = f32x4_add(y, f32x4_mul(bs.c[h][r], sx));
+            }
+            acc[h][r] = f32x4_add(acc[h][r], y);
         }
     }
 }
@@ -444,6 +456,7 @@ macro_rules! tile_block_flavor {
                     }
                     begin += chunk;
                 }
+                let bs = block_scales::<B>(blk.add(index_bytes), nsets, MODE, scale_type, c);
                 for t in 0..T {
                     let mut f = [[[f32x4_splat(0.0); 2]; 2]; MAX_SETS];
                     for set in 0..nsets {
@@ -451,7 +464,7 @@ macro_rules! tile_block_flavor {
                             f[set][h] = [f32x4_convert_i32x4(s8[t][set][h][0]), f32x4_convert_i32x4(s8[t][set][h][1])];
                         }
                     }
-                    finalize::<B>(&mut acc[t], &f, nsets, blk.add(index_bytes), meta[t].add(2 * g), MODE, scale_type, c);
+                    finalize(&mut acc[t], &f, nsets, &bs, meta[t].add(2 * g), MODE);
                 }
             }
         }
