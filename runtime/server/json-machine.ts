@@ -187,9 +187,12 @@ function propertyNode(frame: Extract<Frame, { t: "object" }>, key: string): Sche
   return schemaNode(frame.node.properties.get(name), frame.node.root);
 }
 
+/** Number states that end a valid number. */
+const numberEnds = (s: Extract<Frame, { t: "number" }>["s"]) => s === "zero" || s === "int" || s === "frac" || s === "exp";
+
 /** Whether the frame is a complete value that a following character may end. */
 export function canEnd(frame: Frame): boolean {
-  if (frame.t === "number") return frame.s === "zero" || frame.s === "int" || frame.s === "frac" || frame.s === "exp";
+  if (frame.t === "number") return numberEnds(frame.s);
   if (frame.t === "literal") return frame.options.includes(frame.text);
   return false;
 }
@@ -278,7 +281,9 @@ function stepString(frame: Extract<Frame, { t: "string" }>, c: string): Step {
 
 function stepNumber(frame: Extract<Frame, { t: "number" }>, c: string): Step {
   if (frame.n >= MAX_NUMBER) return undefined;
-  const next = (s: Extract<Frame, { t: "number" }>["s"]): Step => [{ ...frame, s, n: frame.n + 1 }];
+  // The last character the cap allows must end the number: "1." or "1e" there could never be finished.
+  const next = (s: Extract<Frame, { t: "number" }>["s"]): Step =>
+    frame.n + 1 >= MAX_NUMBER && !numberEnds(s) ? undefined : [{ ...frame, s, n: frame.n + 1 }];
   const digit = isDigit(c);
   switch (frame.s) {
     case "sign":
