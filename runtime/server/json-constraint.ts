@@ -113,9 +113,9 @@ function cheapestChar(frame: Frame, below: State): string {
       if (frame.s === 2) return frame.count < frame.min ? "," : "]";
       return frame.s === 0 && frame.min === 0 ? "]" : firstChar(frame.items);
     case "string": {
-      if (frame.esc === 1) return "n";
-      if (frame.esc > 1) return "0";
-      if (frame.options === undefined || frame.options.includes(frame.text)) return '"';
+      if (frame.options === undefined) return frame.esc === 1 ? "n" : frame.esc > 1 ? "0" : '"';
+      // A string held to options (enum, closed keys) follows its target, escapes included.
+      if (frame.esc === 0 && frame.options.includes(frame.text)) return '"';
       const parent = below?.frame;
       const required = frame.key && parent?.t === "object" ? missingRequired(parent).map((k) => JSON.stringify(k).slice(1, -1)) : [];
       const target = shortestExtending(required, frame.text) ?? shortestExtending(frame.options, frame.text)!;

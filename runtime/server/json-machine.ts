@@ -91,7 +91,9 @@ export type Frame =
     t: "object";
     node: Extract<SchemaNode, { kind: "object" } | { kind: "any" }>;
     s: 0 | 1 | 2 | 3;
+    /** Names of the keys written so far (escapes decoded, as in `properties` and `required`). */
     seen: readonly string[];
+    /** The key just read, as written. */
     key: string;
     ws: number;
   }
@@ -176,15 +178,18 @@ export function missingRequired(frame: Extract<Frame, { t: "object" }>): string[
   return frame.node.kind === "object" ? frame.node.required.filter((k) => !frame.seen.includes(k)) : [];
 }
 
+/** A key's name from its text as written (escapes decoded), as `seen` and `required` hold names. */
+function keyName(written: string): string {
+  try {
+    return JSON.parse(`"${written}"`);
+  } catch {
+    return written; // not reached: the string frame accepts only valid JSON string text
+  }
+}
+
 function propertyNode(frame: Extract<Frame, { t: "object" }>, key: string): SchemaNode {
   if (frame.node.kind !== "object" || frame.node.properties === undefined) return { kind: "any" };
-  let name = key;
-  try {
-    name = JSON.parse(`"${key}"`);
-  } catch {
-    // Keys are matched raw against JSON.stringify'd names, so they always parse.
-  }
-  return schemaNode(frame.node.properties.get(name), frame.node.root);
+  return schemaNode(frame.node.properties.get(keyName(key)), frame.node.root);
 }
 
 /** Number states that end a valid number. */
@@ -223,7 +228,7 @@ function step(frame: Frame, c: string): Step {
       }
       if (frame.s === 1) {
         if (c !== ":") return undefined;
-        return [{ ...reset, s: 2, seen: [...frame.seen, frame.key] }, { t: "value", node: propertyNode(frame, frame.key), ws: 0 }];
+        return [{ ...reset, s: 2, seen: [...frame.seen, keyName(frame.key)] }, { t: "value", node: propertyNode(frame, frame.key), ws: 0 }];
       }
       if (c === "}" && missingRequired(frame).length === 0) return [];
       if (c === ",") {
