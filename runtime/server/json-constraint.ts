@@ -101,6 +101,12 @@ function shortestExtending(options: readonly string[], text: string): string | u
   return options.filter((o) => o.startsWith(text)).sort((a, b) => a.length - b.length)[0];
 }
 
+/** For a key: the required names its object still lacks, as written in JSON. */
+function missingKeys(frame: Extract<Frame, { t: "string" }>, below: State): string[] {
+  const parent = below?.frame;
+  return frame.key && parent?.t === "object" ? missingRequired(parent).map((k) => JSON.stringify(k).slice(1, -1)) : [];
+}
+
 function cheapestChar(frame: Frame, below: State): string {
   switch (frame.t) {
     case "value":
@@ -113,11 +119,15 @@ function cheapestChar(frame: Frame, below: State): string {
       if (frame.s === 2) return frame.count < frame.min ? "," : "]";
       return frame.s === 0 && frame.min === 0 ? "]" : firstChar(frame.items);
     case "string": {
-      if (frame.options === undefined) return frame.esc === 1 ? "n" : frame.esc > 1 ? "0" : '"';
+      const required = missingKeys(frame, below);
+      if (frame.options === undefined) {
+        if (frame.esc !== 0) return frame.esc === 1 ? "n" : "0";
+        // An open object's key spells a missing required name while it can still become one.
+        const target = shortestExtending(required, frame.text);
+        return target === undefined || target === frame.text ? '"' : target[frame.text.length];
+      }
       // A string held to options (enum, closed keys) follows its target, escapes included.
       if (frame.esc === 0 && frame.options.includes(frame.text)) return '"';
-      const parent = below?.frame;
-      const required = frame.key && parent?.t === "object" ? missingRequired(parent).map((k) => JSON.stringify(k).slice(1, -1)) : [];
       const target = shortestExtending(required, frame.text) ?? shortestExtending(frame.options, frame.text)!;
       return target[frame.text.length];
     }
@@ -213,7 +223,12 @@ function allowedTokens(vocab: Vocab, state: MachineState, remaining: number, eos
     }
   };
   const frame = state.frame;
-  if (frame.t === "string" && frame.options === undefined && frame.esc === 0 && frame.maxLength === Infinity) {
+  // Plain tokens change nothing in a free string, unless it is a key that may still become a
+  // required name (the shortest completion then depends on its text).
+  if (
+    frame.t === "string" && frame.options === undefined && frame.esc === 0 && frame.maxLength === Infinity &&
+    missingKeys(frame, state.below).length === 0
+  ) {
     const length = closingLength(state);
     for (const id of vocab.plain) after[id] = length;
     best = Math.min(best, length);

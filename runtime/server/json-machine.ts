@@ -99,7 +99,10 @@ export type Frame =
   }
   /** s: 0 after `[`, 2 after a value, 3 after `,`. */
   | { t: "array"; items: SchemaNode; min: number; max: number; s: 0 | 2 | 3; count: number; ws: number }
-  /** esc: 0 none, 1 after `\`, 2..5 hex digits still wanted + 1. With `options`, raw text must match one. */
+  /**
+   * esc: 0 none, 1 after `\`, 2..5 hex digits still wanted + 1. With `options`, raw text must
+   * match one. `text` (as written) is kept for such strings and for keys, "" for free values.
+   */
   | { t: "string"; options?: readonly string[]; key: boolean; text: string; esc: number; length: number; maxLength: number }
   | { t: "number"; integer: boolean; s: "sign" | "zero" | "int" | "dot" | "frac" | "e" | "esign" | "exp"; n: number }
   | { t: "literal"; options: readonly string[]; text: string };
@@ -267,8 +270,14 @@ function stepString(frame: Extract<Frame, { t: "string" }>, c: string): Step {
     if (!frame.options.some((o) => o.startsWith(text))) return undefined;
     return [{ ...frame, text, esc: frame.esc === 0 && c === "\\" ? 1 : 0 }];
   }
-  // Free strings keep no text (only constrained ones need it), so an ordinary character
-  // returns the very same frame: no allocation, and callers can share work per state.
+  const next = stepFreeString(frame, c);
+  // A key keeps its text even when free: an open object still checks its required names.
+  return frame.key && next !== undefined && next.length === 1 ? [{ ...next[0], text: frame.text + c }] : next;
+}
+
+function stepFreeString(frame: Extract<Frame, { t: "string" }>, c: string): Extract<Frame, { t: "string" }>[] | undefined {
+  // Free string values keep no text (only constrained ones and keys need it), so an ordinary
+  // character returns the very same frame: no allocation, and callers can share work per state.
   if (frame.esc === 1) {
     if (c === "u") return [{ ...frame, esc: 5 }];
     return '"\\/bfnrt'.includes(c) ? [{ ...frame, esc: 0, length: frame.length + 1 }] : undefined;
