@@ -105,12 +105,16 @@ describe("error ordering", () => {
     }
   });
 
-  test("gptq beats rtn and imatrix on the layer output error tr(E H Eᵀ)", () => {
+  test("gptq beats rtn and imatrix on the layer output error tr(E H Eᵀ), rtn by the measured margin", () => {
+    // gptq's error as a fraction of rtn's, measured: 0.102, 0.169, 0.199 at 2, 3, 4 bits.
+    // GPTQ's damping at 0.1 instead of 0.01 measures 0.124, 0.215, 0.262.
+    const BOUND = { 2: 0.115, 3: 0.19, 4: 0.225 } as const;
     for (const bits of [2, 3, 4] as const) {
       const m = input(bits);
       const e = (q: QuantizedMatrix) => hessianError(m.weights, reconstruct(q, ROWS, COLS), ROWS, COLS, STATS.hessian);
       const gptq = e(quantizeGptq(m));
-      expect(gptq).toBeLessThan(e(quantizeRtn(m)));
+      const ratio = gptq / e(quantizeRtn(m));
+      expect({ bits, ratio, ok: ratio < BOUND[bits] }).toEqual({ bits, ratio, ok: true });
       expect(gptq).toBeLessThan(e(quantizeImatrix(m)));
     }
   });

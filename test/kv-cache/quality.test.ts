@@ -14,12 +14,16 @@ const SMALL_WINDOWS: KvOptions = { kivi: { window: 8, group: 8 }, xquant: { wind
 const STREAM = randomTokens(110, 211, 3);
 const PREFILL = 40;
 
-// Measured (mean KL over 110 positions, these seeds): q8 ≈ 3e-5, q4 ≈ 9e-3, xquant 4-bit
-// ≈ 7e-3 to 1e-2, xquant-cl 3-bit ≈ 1.1e-2 to 1.6e-2. Random models have near-tied logits,
-// so top-1 flips more easily than on trained ones. Bounds leave about 3x margin.
+// Measured (mean KL over 110 positions, these seeds): q4 ≈ 9e-3, xquant 4-bit ≈ 7e-3 to
+// 1e-2, xquant-cl 3-bit ≈ 1.1e-2 to 1.6e-2; these bounds leave about 3x margin. Random models
+// have near-tied logits, so top-1 flips more easily than on trained ones.
+// f16 and q8 are held close to what they measure, so that losing one bit shows:
+//   f16: 7.6e-8 (MHA), 1.3e-7 (GQA), 8.1e-8 (qwen3); bound 4e-7.
+//   q8: 2.6e-5 (MHA), 3.7e-5 (GQA), 2.8e-5 (qwen3); bound 6e-5. With the codes kept to 7 bits
+//   (step doubled) it measures 1.0e-4, 1.1e-4 and 1.3e-4.
 const BOUNDS = {
-  f16: { meanKl: 1e-5, top1: 0.99 },
-  q8: { meanKl: 1e-3, top1: 0.95 },
+  f16: { meanKl: 4e-7, top1: 0.99 },
+  q8: { meanKl: 6e-5, top1: 0.95 },
   q4: { meanKl: 0.03, top1: 0.65 },
   xquant: { meanKl: 0.04, top1: 0.65 },
   "xquant-cl": { meanKl: 0.05, top1: 0.65 },
@@ -37,10 +41,11 @@ describe("compressed caches stay close to the f32 cache", () => {
     }, 60_000);
   }
 
-  test("q8 with the default windows is near-free: KL < 1e-3 at every position", async () => {
+  test("q8 with the default windows is near-free: KL < 1.5e-4 at every position", async () => {
+    // Measured: max 4.9e-5 (mean 1.6e-5); with 7-bit codes, max 2.3e-4.
     const reference = await streamLogits(await backendFor(MHA, "f32"), STREAM, PREFILL);
     const stats = compareStreams(reference, await streamLogits(await backendFor(MHA, "q8"), STREAM, PREFILL));
-    expect(stats.maxKl).toBeLessThan(1e-3);
+    expect(stats.maxKl).toBeLessThan(1.5e-4);
   });
 });
 

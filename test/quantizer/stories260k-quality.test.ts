@@ -38,11 +38,19 @@ describe.skipIf(!available)("stories260K", () => {
   afterAll(() => {
     source = undefined;
   });
+  // Mean KL as a fraction of rtn's, measured with these streams (rtn 1.680 at 2 bits, 0.353 at
+  // 3 bits): gptq 0.699 and 0.603, imatrix 0.9985 and 0.846. The 2-bit gptq bound sits just
+  // above its measure: GPTQ's damping at 0.1 instead of 0.01 measures 0.732 there (and 0.569,
+  // better, at 3 bits), which a looser bound such as 0.8 would let through. imatrix and rtn
+  // nearly tie at 2 bits, so there it only has to win.
+  const RATIO_BOUNDS = { 2: { gptq: 0.715, imatrix: 1 }, 3: { gptq: 0.65, imatrix: 0.9 } } as const;
   for (const bits of [2, 3] as const) {
-    test(`gptq and imatrix beat rtn on mean KL at ${bits} bits`, async () => {
+    test(`gptq and imatrix beat rtn on mean KL at ${bits} bits by the measured margins`, async () => {
       const rtn = await meanKl({ bits, method: "rtn" });
-      expect(await meanKl({ bits, method: "gptq" })).toBeLessThan(rtn);
-      expect(await meanKl({ bits, method: "imatrix" })).toBeLessThan(rtn);
+      for (const method of ["gptq", "imatrix"] as const) {
+        const ratio = (await meanKl({ bits, method })) / rtn;
+        expect({ method, ratio, ok: ratio < RATIO_BOUNDS[bits][method] }).toEqual({ method, ratio, ok: true });
+      }
     }, 60_000);
   }
 

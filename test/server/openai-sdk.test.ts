@@ -1,7 +1,7 @@
 // The app against the official openai SDK (requests go to app.fetch): chat and completions,
 // streamed and not, embeddings with the SDK's base64 default, models, typed errors,
-// tokenize/detokenize, JSON mode, forced tool calls, an aborted stream freeing its slot, and
-// /health while the model loads. Real weights: stories260K.
+// tokenize/detokenize, JSON mode, forced tool calls, tool_choice "none", an aborted stream
+// freeing its slot, and /health while the model loads. Real weights: stories260K.
 import { beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import type { Engine } from "../../runtime/engine/types.ts";
@@ -288,7 +288,53 @@ describe.skipIf(!available)("openai SDK against createApp", () => {
     expect(Object.keys(JSON.parse(calls[0].function!.arguments!)).sort()).toEqual(["city", "days"]);
   });
 
-  test("tool_choice none and plain text with tools stay content", async () => {
+  test('tool_choice "none": the tools are not rendered and a reply shaped like a call stays content', async () => {
+    // A JSON schema forces the reply into the shape the parser reads as a call when tools are on.
+    const callShaped = {
+      type: "object",
+      properties: { name: { enum: ["get_weather"] }, arguments: WEATHER_TOOL.function.parameters },
+      required: ["name", "arguments"],
+    };
+    const base = {
+      model: "m",
+      messages: user("Weather?"),
+      max_tokens: 60,
+      seed: 4,
+      response_format: { type: "json_schema" as const, json_schema: { name: "call", schema: callShaped } },
+    };
+    const withoutTools = await toolClient.chat.completions.create(base);
+    const none = await toolClient.chat.completions.create({ ...base, tools: [WEATHER_TOOL], tool_choice: "none" });
+    const choice = none.choices[0];
+    expect(choice.message.tool_calls).toBeUndefined();
+    expect(choice.finish_reason).not.toBe("tool_calls");
+    expect(JSON.parse(choice.message.content!).name).toBe("get_weather");
+    // crumb leaves the tools out of the prompt under "none": the same prompt as without tools,
+    // so the same seeded reply.
+    expect(none.usage!.prompt_tokens).toBe(withoutTools.usage!.prompt_tokens);
+    expect(choice.message.content).toBe(withoutTools.choices[0].message.content);
+
+    let content = "";
+    let finish: string | null = null;
+    const stream = await toolClient.chat.completions.create({ ...base, stream: true, tools: [WEATHER_TOOL], tool_choice: "none" });
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (c === undefined) continue;
+      expect(c.delta.tool_calls).toBeUndefined();
+      content += c.delta.content ?? "";
+      finish = c.finish_reason ?? finish;
+    }
+    expect(finish).toBe(choice.finish_reason);
+    expect(content).toBe(choice.message.content!);
+
+    // The same request with tool_choice "auto" renders the tools and reads the reply as a
+    // call: without "none" the checks above would fail.
+    const auto = await toolClient.chat.completions.create({ ...base, tools: [WEATHER_TOOL], tool_choice: "auto" });
+    expect(auto.usage!.prompt_tokens).toBeGreaterThan(withoutTools.usage!.prompt_tokens);
+    expect(auto.choices[0].finish_reason).toBe("tool_calls");
+    expect(auto.choices[0].message.tool_calls![0]).toMatchObject({ type: "function", function: { name: "get_weather" } });
+  });
+
+  test("plain text with tools offered (tool_choice auto) stays content", async () => {
     const reply = await toolClient.chat.completions.create({
       model: "m",
       messages: user("Hi"),

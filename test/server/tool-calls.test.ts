@@ -75,6 +75,56 @@ describe("tool-call parser", () => {
     expect(parseToolCalls('[{"name": "f", "arguments": {"a": true}}, {"name": "g", "arguments": {}}]', "mistral").calls).toEqual(expected);
   });
 
+  // Arguments whose strings hold quotes, backslashes, brackets and braces, nested objects and
+  // arrays: a parser that counted brackets without honouring escapes would end the call early.
+  const TRICKY = [
+    { text: 'she said "hi}"' },
+    { code: "if (a[0] == '}') { return \"]\"; }", path: "C:\\dir\\", empty: "", quote: '"' },
+    { filter: { and: [{ field: "a", op: "=", value: "[x]" }, { nested: { deep: { list: [1, [2, [3]], { "}": "{" }] } } }] } },
+    { escaped: "tab\tnewline\nunicode \u00e9 \u007d close", slash: "a\\\"b" },
+  ];
+  const compact = (args: unknown) => JSON.stringify(args);
+
+  test("hermes: escaped quotes, brackets in strings, nested objects, several calls", () => {
+    for (const args of TRICKY) {
+      for (const written of [JSON.stringify(args), JSON.stringify(args, null, 2)]) {
+        const text = `Sure.\n<tool_call>\n{"name": "say", "arguments": ${written}}\n</tool_call>\n<tool_call>\n{"name": "other", "arguments": ${written}}\n</tool_call>`;
+        expect({ written, parsed: parseToolCalls(text, "hermes") }).toEqual({
+          written,
+          parsed: { content: "Sure.", calls: [{ name: "say", arguments: compact(args) }, { name: "other", arguments: compact(args) }] },
+        });
+      }
+    }
+    // Written by hand: the escapes JSON.stringify never writes (\u007d is "}", \u005b is "[").
+    const raw = String.raw`<tool_call>{"name": "say", "arguments": {"text": "she said \"hi}\"", "u": "\u007d\u005b\\"}}</tool_call>`;
+    expect(parseToolCalls(raw, "hermes")).toEqual({ content: null, calls: [{ name: "say", arguments: compact({ text: 'she said "hi}"', u: "}[\\" }) }] });
+    // Every argument set in one reply, one block each.
+    const all = TRICKY.map((args, i) => `<tool_call>\n{"name": "t${i}", "arguments": ${JSON.stringify(args)}}\n</tool_call>`).join("\n");
+    expect(parseToolCalls(all, "hermes")).toEqual({ content: null, calls: TRICKY.map((args, i) => ({ name: `t${i}`, arguments: compact(args) })) });
+  });
+
+  test("llama3 and mistral: escaped quotes, brackets in strings, nested objects, several calls", () => {
+    for (const args of TRICKY) {
+      const written = JSON.stringify(args);
+      const expected = [{ name: "f", arguments: compact(args) }, { name: "g", arguments: compact(args) }];
+      const llama = `{"name": "f", "parameters": ${written}}; {"name": "g", "parameters": ${written}}`;
+      expect({ llama, parsed: parseToolCalls(llama, "llama3") }).toEqual({ llama, parsed: { content: null, calls: expected } });
+      expect(parseToolCalls(`<|python_tag|>${llama}`, "llama3")).toEqual({ content: null, calls: expected });
+      const mistral = `[TOOL_CALLS][{"name": "f", "arguments": ${written}}, {"name": "g", "arguments": ${written}}]`;
+      expect({ mistral, parsed: parseToolCalls(mistral, "mistral") }).toEqual({ mistral, parsed: { content: null, calls: expected } });
+    }
+  });
+
+  test("streaming: a call whose strings hold escaped quotes and braces is parsed at the end", () => {
+    const text = `Ok <tool_call>\n{"name": "say", "arguments": ${JSON.stringify(TRICKY[0])}}\n</tool_call>`;
+    // Split after every backslash and brace, where a wrong parser would lose its place.
+    const pieces = text.split(/(?<=[\\{}"])/);
+    expect(pieces.length).toBeGreaterThan(10);
+    const stream = createToolStream("hermes");
+    expect(pieces.map((p) => stream.push(p)).join("")).toBe("Ok ");
+    expect(stream.finish()).toEqual({ content: "", calls: [{ name: "say", arguments: compact(TRICKY[0]) }] });
+  });
+
   test("text that is not a call stays content", () => {
     for (
       const [text, format] of [
