@@ -122,7 +122,7 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
   const bits = choice<string>(bitsText, "--bits", ["2", "3", "4", "8", "ternary"]);
   const options = {
     bits: bits === undefined ? undefined : (bits === "ternary" ? "ternary" : Number(bits)) as Bits,
-    group: values.group === undefined ? undefined : Number(choice(String(values.group), "--group", ["32", "64", "128"])) as 32 | 64 | 128,
+    group: values.group === undefined ? undefined : Number(choice(String(values.group), "--group", ["32", "64", "128", "256"])) as 32 | 64 | 128 | 256,
     method: choice(values.method, "--method", METHOD_NAMES) as MethodName | undefined,
     embeddings: choice(values.embeddings, "--embeddings", ["q8", "f16", "f32"] as const),
     keep: ((values.keep ?? []) as string[]).map(parseKeepRule),

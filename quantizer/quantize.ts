@@ -141,7 +141,7 @@ function resolveRecipe(options: QuantizeOptions, source: ModelSource): Recipe {
     throw new InvalidArgumentError("bits", `--bits ${bits} is not supported; choose 2, 3, 4, 8 or ternary`);
   }
   const group = options.group ?? 32;
-  if (![32, 64, 128].includes(group)) throw new InvalidArgumentError("group", `--group ${group} is not supported; choose 32, 64 or 128`);
+  if (![32, 64, 128, 256].includes(group)) throw new InvalidArgumentError("group", `--group ${group} is not supported; choose 32, 64, 128 or 256`);
   const recipe: Recipe = {
     bits,
     group,

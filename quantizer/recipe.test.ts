@@ -15,7 +15,7 @@ test("width policy: a smaller dividing group, else q8, with a note", () => {
     action: { kind: "method", method: "gptq", bits: 2, group: 64 },
     note: "cols 192 not a multiple of 128: group 64",
   });
-  expect(planTensor("a.weight", [8, 172], recipe)).toEqual({ action: { kind: "q8", group: 128 }, note: "cols 172 not a multiple of 32/64/128: kept as q8" });
+  expect(planTensor("a.weight", [8, 172], recipe)).toEqual({ action: { kind: "q8", group: 128 }, note: "cols 172 not a multiple of 32/64/128/256: kept as q8" });
 });
 
 test("--keep: glob patterns, first match wins, bad specs are refused", () => {

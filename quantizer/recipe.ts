@@ -5,7 +5,7 @@
  * rules override, first match wins (`*` matches any run of characters, dots included).
  *
  * Width policy: a LUT encoding needs cols to be a multiple of its group. When it is not, the
- * tensor takes the largest smaller group (128 → 64 → 32) that divides cols, and when none
+ * tensor takes the largest smaller group (256 → 128 → 64 → 32) that divides cols, and when none
  * does it is kept in q8 (which pads its last group); the per-tensor progress line says so.
  * stories260K's down_proj (cols 172) is the case in point.
  *
@@ -56,7 +56,7 @@ export interface TensorPlan {
 }
 
 const KEEP_ACTIONS = ["f32", "f16", "q8", "q1", "q2", "q3", "q4", "t1", "t2"] as const;
-export const LUT_GROUP_SIZES: readonly LutGroup[] = [128, 64, 32];
+export const LUT_GROUP_SIZES: readonly LutGroup[] = [256, 128, 64, 32];
 
 /** The default method for a bit width: rtn for 2-4 (and 8: q8), absmean for ternary. */
 export function defaultMethod(bits: Bits): MethodName {
@@ -174,6 +174,6 @@ function widthPolicy(action: TensorAction, cols: number): TensorPlan {
   }
   return {
     action: { kind: "q8", group: action.group },
-    note: `cols ${cols} not a multiple of 32/64/128: kept as q8`,
+    note: `cols ${cols} not a multiple of 32/64/128/256: kept as q8`,
   };
 }

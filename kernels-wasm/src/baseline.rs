@@ -71,7 +71,7 @@ unsafe fn dequant_lut_row(
     let lone_at = pair_at + h;
     let pairs = planes / 2;
     let vectors = 2 * pairs + (planes & 1);
-    let mut codes = [0u8; 128];
+    let mut codes = [0u8; 256];
     for g in 0..groups {
         let g0 = (g / per_block) * per_block;
         let gn = if groups - g0 < per_block { groups - g0 } else { per_block };
@@ -149,7 +149,7 @@ pub unsafe extern "C" fn gemv_dequant_lut(
         MODE_TERNARY => planes == 2 || planes == 4,
         _ => false,
     };
-    if !planes_ok || (group != 32 && group != 64 && group != 128) || scale_type > SCALE_BF16 || begin > end || end > rows {
+    if !planes_ok || (group != 32 && group != 64 && group != 128 && group != 256) || scale_type > SCALE_BF16 || begin > end || end > rows {
         return -1;
     }
     for r in begin..end {

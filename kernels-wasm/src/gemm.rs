@@ -25,9 +25,10 @@
 //!   offset (w = d*q + m):              acc += ((S8*ts8)*d + (d*(2^B-1)/2 + m)*sx)
 //!   per-plane (w = sum_p s_p*bit_p + m): acc += (sum_p (S8_p*ts8)*s_p + ((sum_p s_p)/2 + m)*sx)
 //!   ternary (w = sum_k alpha_k*t_k):    acc += sum_k ((S8_k*ts8) + sx/2)*alpha_k
-//! i16 accumulation bound: |S| <= 127 * (2^B - 1) * G/4, within i16 for every case but 4
-//! planes at group 128 (60960), whose groups are summed in two halves of 64 columns and
-//! widened in between. Several tokens share each index vector load and nibble split (prefill
+//! i16 accumulation bound: a quad pair adds at most 254 * (sum of the set's plane weights) to
+//! a lane, so a chunk of at most 128 / 32 / 16 / 8 quad pairs (offset mode with 1 / 2 / 3 / 4
+//! planes; ternary 32, per-plane 128) stays within i16; longer groups are summed chunk by
+//! chunk and widened in between. Several tokens share each index vector load and nibble split (prefill
 //! tiles of up to 4).
 use crate::f16::{bf16x8_to_f32x4_pair, f16x8_to_f32x4_pair};
 use crate::simd::lookup16;
@@ -47,18 +48,23 @@ pub const FLAVOR_DOT: u32 = 1;
 const MAX_SETS: usize = 4;
 const TOKEN_TILE: usize = 4;
 
-const _: () = assert!(127 * 15 * (64 / 4) < 32768 && 127 * 7 * (128 / 4) < 32768);
-
-/// Quad pairs per i16 accumulation chunk: a whole group, except 4 planes at group 128 (see
-/// the module comment).
+/// Quad pairs per i16 accumulation chunk (see the module comment): the whole group when it
+/// fits, else the largest power of two under the bound.
 #[inline(always)]
 const fn chunk_pairs(planes: usize, mode: u32, group: usize) -> usize {
-    if planes == 4 && mode == MODE_OFFSET && group == 128 {
-        8
-    } else {
+    let limit = match mode {
+        MODE_OFFSET => [128, 32, 16, 8][planes - 1],
+        MODE_TERNARY => 32,
+        _ => 128,
+    };
+    if group / 8 < limit {
         group / 8
+    } else {
+        limit
     }
 }
+
+const _: () = assert!(254 * 1 * 128 < 32768 && 254 * 3 * 32 < 32768 && 254 * 7 * 16 < 32768 && 254 * 15 * 8 < 32768);
 
 /// Which widening instruction the LUT kernels use (both give the same results). Lives in
 /// linear memory, so one call configures every instance over the shared memory.
@@ -441,20 +447,32 @@ macro_rules! tile_block_flavor {
                 for t in 0..T {
                     tabs[t] = luts[t].add(g * 4 * group);
                 }
-                // S8 = 8192 * S as i32 per (token, set, half, rows 0-3 / 4-7), summed over chunks.
+                // S8 = 8192 * S as i32 per (token, set, half, rows 0-3 / 4-7), summed over chunks
+                // (one chunk, the usual case, takes the branch without the additions).
                 let mut s8 = [[[[i32x4_splat(0); 2]; 2]; MAX_SETS]; T];
-                let mut begin = 0;
-                while begin < group / 8 {
-                    let sums = $sums::<B, MODE, T>(blk, tabs, begin, chunk);
+                if chunk == group / 8 {
+                    let sums = $sums::<B, MODE, T>(blk, tabs, 0, chunk);
                     for t in 0..T {
                         for set in 0..nsets {
                             for h in 0..2 {
-                                let part = $convert(&sums[t][set][h], c);
-                                s8[t][set][h] = [i32x4_add(s8[t][set][h][0], part[0]), i32x4_add(s8[t][set][h][1], part[1])];
+                                s8[t][set][h] = $convert(&sums[t][set][h], c);
                             }
                         }
                     }
-                    begin += chunk;
+                } else {
+                    let mut begin = 0;
+                    while begin < group / 8 {
+                        let sums = $sums::<B, MODE, T>(blk, tabs, begin, chunk);
+                        for t in 0..T {
+                            for set in 0..nsets {
+                                for h in 0..2 {
+                                    let part = $convert(&sums[t][set][h], c);
+                                    s8[t][set][h] = [i32x4_add(s8[t][set][h][0], part[0]), i32x4_add(s8[t][set][h][1], part[1])];
+                                }
+                            }
+                        }
+                        begin += chunk;
+                    }
                 }
                 let bs = block_scales::<B>(blk.add(index_bytes), nsets, MODE, scale_type, c);
                 for t in 0..T {
@@ -622,7 +640,7 @@ pub unsafe extern "C" fn gemm_lut(
     if row_begin % ROW_TILE != 0 || row_begin > row_end || row_end > rows {
         return -1;
     }
-    if group != 32 && group != 64 && group != 128 {
+    if group != 32 && group != 64 && group != 128 && group != 256 {
         return -1;
     }
     let c = Call { w, lut, lut_stride, m, rows, row_begin, row_end, cols, group, out, out_stride, scale_type };
@@ -660,7 +678,7 @@ pub unsafe extern "C" fn lut_group_sums(
     cols: usize,
     out: *mut i32,
 ) -> i32 {
-    if group != 32 && group != 64 && group != 128 {
+    if group != 32 && group != 64 && group != 128 && group != 256 {
         return -1;
     }
     macro_rules! go {

@@ -84,14 +84,14 @@ unsafe fn build_group(a: *const f32, group: usize, tables: *mut u8, meta: *mut f
 }
 
 /// Builds the tables of one input vector `x` (cols f32) for weight group `group` at `lut`.
-/// Returns 0, or -1 when `group` is not 32, 64 or 128.
+/// Returns 0, or -1 when `group` is not 32, 64, 128 or 256.
 unsafe fn build_lut(x: *const f32, cols: usize, group: usize, lut: *mut u8) -> i32 {
-    if group != 32 && group != 64 && group != 128 {
+    if group != 32 && group != 64 && group != 128 && group != 256 {
         return -1;
     }
     let groups = (cols + group - 1) / group;
     let meta = lut.add(groups * 4 * group) as *mut f32;
-    let mut tail = [0.0f32; 128];
+    let mut tail = [0.0f32; 256];
     for g in 0..groups {
         let base = g * group;
         let a = if base + group <= cols {

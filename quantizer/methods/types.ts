@@ -11,7 +11,7 @@ import type { Encoding } from "../../runtime/format/encoding.ts";
 import { type BitplaneEncoding, offsetFromZero, packBitplane, packTernary, type TernaryEncoding } from "../../runtime/format/pack-lut.ts";
 import { packQ8, type Q8Encoding } from "../../runtime/format/pack-q8.ts";
 
-export type LutGroup = 32 | 64 | 128;
+export type LutGroup = 32 | 64 | 128 | 256;
 export type PlaneBits = 1 | 2 | 3 | 4;
 
 /** Calibration statistics of one linear layer's input (see calibrate.ts). */

@@ -44,19 +44,21 @@ export type Encoding =
   | {
     readonly kind: "bitplane";
     readonly bits: 1 | 2 | 3 | 4;
-    readonly group: 32 | 64 | 128;
+    readonly group: LutGroupSize;
     readonly scales: "zero-point" | "per-plane";
     readonly scaleType?: ScaleType;
   }
   /** weights in {-1, 0, +1} with one scale per group per trit-plane (BitNet absmean; PTQTP uses two). */
-  | { readonly kind: "ternary"; readonly group: 32 | 64 | 128; readonly planes: 1 | 2; readonly scaleType?: ScaleType };
+  | { readonly kind: "ternary"; readonly group: LutGroupSize; readonly planes: 1 | 2; readonly scaleType?: ScaleType };
 
 /** Storage of the LUT encodings' group scales (absent: f16). */
 export type ScaleType = "f16" | "bf16";
 export const SCALE_TYPES = ["f16", "bf16"] as const;
 
 export const ENCODING_KINDS = ["f32", "f16", "q8", "bitplane", "ternary"] as const;
-export const LUT_GROUPS = [32, 64, 128] as const;
+export const LUT_GROUPS = [32, 64, 128, 256] as const;
+/** Weights per group of the LUT encodings (256 matches ggml's TQ2_0/K-quant super-blocks). */
+export type LutGroupSize = typeof LUT_GROUPS[number];
 export const BITPLANE_BITS = [1, 2, 3, 4] as const;
 /** Rows per tile of the LUT layouts (two 8-row halves). */
 export const ROW_TILE = 16;
@@ -118,7 +120,7 @@ export function validateEncoding(e: unknown): Encoding {
         fail(`bitplane encoding ${show}: bits must be 1, 2, 3 or 4`);
       }
       if (!(LUT_GROUPS as readonly unknown[]).includes(o.group)) {
-        fail(`bitplane encoding ${show}: group must be 32, 64 or 128`);
+        fail(`bitplane encoding ${show}: group must be 32, 64, 128 or 256`);
       }
       if (o.scales !== "zero-point" && o.scales !== "per-plane") {
         fail(`bitplane encoding ${show}: scales must be "zero-point" or "per-plane"`);
@@ -126,17 +128,17 @@ export function validateEncoding(e: unknown): Encoding {
       return {
         kind: "bitplane",
         bits: o.bits as 1 | 2 | 3 | 4,
-        group: o.group as 32 | 64 | 128,
+        group: o.group as LutGroupSize,
         scales: o.scales,
         ...scaleTypeField(o.scaleType, show),
       };
     }
     case "ternary": {
       if (!(LUT_GROUPS as readonly unknown[]).includes(o.group)) {
-        fail(`ternary encoding ${show}: group must be 32, 64 or 128`);
+        fail(`ternary encoding ${show}: group must be 32, 64, 128 or 256`);
       }
       if (o.planes !== 1 && o.planes !== 2) fail(`ternary encoding ${show}: planes must be 1 or 2`);
-      return { kind: "ternary", group: o.group as 32 | 64 | 128, planes: o.planes, ...scaleTypeField(o.scaleType, show) };
+      return { kind: "ternary", group: o.group as LutGroupSize, planes: o.planes, ...scaleTypeField(o.scaleType, show) };
     }
     default:
       fail(`unknown tensor encoding kind ${JSON.stringify(o.kind)}; supported: ${ENCODING_KINDS.join(", ")}`);

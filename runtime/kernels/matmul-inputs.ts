@@ -109,7 +109,7 @@ export function withOutput(
 export function createLut(k: Kernels, cols: number, group: number, m = 1): LutBuffer {
   checkCount("createLut", "cols", cols);
   checkCount("createLut", "m", m);
-  if (group !== 32 && group !== 64 && group !== 128) throw new ShapeError("createLut", "group 32, 64 or 128", String(group));
+  if (group !== 32 && group !== 64 && group !== 128 && group !== 256) throw new ShapeError("createLut", "group 32, 64, 128 or 256", String(group));
   const stride = lutStride(cols, group);
   return { kind: "lut", cols, group, m, ptr: k.arena.alloc(stride * m, TENSOR_ALIGN), stride };
 }

@@ -37,6 +37,9 @@ for (const group of [32, 64, 128] as const) {
   for (const planes of [1, 2] as const) encodings.push({ kind: "ternary", group, planes });
 }
 encodings.push({ kind: "ternary", group: 64, planes: 1, scaleType: "bf16" }, { kind: "ternary", group: 128, planes: 2, scaleType: "bf16" });
+// Group 256 (ggml's super-block): chunked i16 accumulation for 3 and 4 planes, ternary.
+for (const bits of [2, 3, 4] as const) encodings.push({ kind: "bitplane", bits, group: 256, scales: "zero-point" });
+encodings.push({ kind: "bitplane", bits: 3, group: 256, scales: "per-plane" }, { kind: "ternary", group: 256, planes: 1 }, { kind: "ternary", group: 256, planes: 2 });
 
 /** The kernel flavours this binary runs (the baseline build has only the i16 one). */
 const FLAVORS = (["madd", "dot"] as const).filter((_, f) => k.exports.set_lut_flavor(f) === 0);
@@ -173,7 +176,7 @@ describe("LUT kernels: shapes and accuracy", () => {
   // halves): codes all 2^b-1 (or 0) under equal activations make every lookup the table's
   // limit 127 (or 0), the largest sums the accumulators ever see.
   test("zero-point at the table limit: sums stay exact for every bits/group, both flavours", () => {
-    for (const group of [32, 64, 128] as const) {
+    for (const group of [32, 64, 128, 256] as const) {
       for (const bits of [1, 2, 3, 4] as const) {
         const e = { kind: "bitplane", bits, group, scales: "zero-point" } as const;
         const [rows, cols] = [32, 2 * group];
