@@ -202,10 +202,15 @@ function propertyNode(frame: ObjectFrame, key: string): SchemaNode {
   return frame.node?.properties?.get(key) ?? ANY;
 }
 
+type NumberFrame = Extract<Frame, { t: "number" }>;
+
+/** Number states at which the text is a whole number (bounds aside). */
+const numberEnds = (s: NumberFrame["s"]) => s === "zero" || s === "int" || s === "frac" || s === "exp";
+
 /** Whether the frame is a complete value that a following character may end. */
 export function canEnd(frame: Frame): boolean {
   if (frame.t === "number") {
-    const complete = frame.s === "zero" || frame.s === "int" || frame.s === "frac" || frame.s === "exp";
+    const complete = numberEnds(frame.s);
     return complete && (frame.bounds === undefined || withinBounds(frame.text, frame.bounds));
   }
   if (frame.t === "literal") return frame.options.includes(frame.text);
@@ -326,13 +331,14 @@ function stepString(frame: StringFrame, c: string): Step {
   return frame.maxLength === Infinity && frame.minLength === 0 ? [frame] : [{ ...frame, length: frame.length + 1 }];
 }
 
-type NumberFrame = Extract<Frame, { t: "number" }>;
-
 function stepNumber(frame: NumberFrame, c: string): Step {
   if (frame.n >= MAX_NUMBER) return undefined;
   const bounds = frame.bounds;
   const next = (s: NumberFrame["s"]): Step => {
-    if (bounds === undefined) return [{ ...frame, s, n: frame.n + 1 }];
+    if (bounds === undefined) {
+      // The last character the cap allows must end the number: "1." or "1e" there could never be finished.
+      return frame.n + 1 >= MAX_NUMBER && !numberEnds(s) ? undefined : [{ ...frame, s, n: frame.n + 1 }];
+    }
     const text = frame.text + c;
     return reachable(text, bounds, frame.integer, MAX_NUMBER - text.length) ? [{ ...frame, s, n: frame.n + 1, text }] : undefined;
   };
@@ -470,7 +476,7 @@ function frameClosing(frame: Frame): number {
     }
     case "number": {
       if (frame.bounds !== undefined) return shortestCompletion(frame.text, frame.bounds, frame.integer, MAX_NUMBER - frame.text.length);
-      return frame.s === "zero" || frame.s === "int" || frame.s === "frac" || frame.s === "exp" ? 0 : 1;
+      return numberEnds(frame.s) ? 0 : 1;
     }
     case "literal": {
       let best = Infinity;
