@@ -22,7 +22,16 @@ import { CrumbError, InvalidArgumentError } from "../errors.ts";
 import { yieldToEventLoop } from "../engine/generate.ts";
 import type { CrumbTokenizer } from "../tokenizer/tokenizer.ts";
 import { fewestTokens, longestTokenChars } from "./token-bounds.ts";
-import { closingLength, feed, initialState, isComplete, type MachineState, type State } from "./json-machine.ts";
+import {
+  closingLength,
+  closingOffName,
+  feed,
+  initialState,
+  isComplete,
+  keyMayBeRequired,
+  type MachineState,
+  type State,
+} from "./json-machine.ts";
 import { compileSchema, type SchemaNode } from "./json-schema.ts";
 
 interface TrieNode {
@@ -243,24 +252,32 @@ function allowedTokens(vocab: Vocab, state: MachineState, remaining: number, eos
   const after = new Float64Array(vocab.size).fill(Infinity);
   const closing = new Map<State, number>();
   let best = Infinity;
-  const visit = (trieNode: TrieNode, s: MachineState, depth: number) => {
+  /** Prices the tokens under `trieNode` from `s`; with `along`, only while the state keeps to it. */
+  const visit = (trieNode: TrieNode, s: MachineState, depth: number, along?: (s: MachineState) => boolean) => {
     for (const [c, child] of trieNode.next) {
       const next = feed(s, c);
-      if (next === null) continue;
+      if (next === null || (along !== undefined && (next === undefined || !along(next)))) continue;
       if (child.ids.length > 0) {
         let length = closing.get(next);
         if (length === undefined) closing.set(next, length = closingLength(next));
         for (const id of child.ids) after[id] = length;
         best = Math.min(best, length);
       }
-      if (next !== undefined && depth < 256) visit(child, next, depth + 1);
+      if (next !== undefined && depth < 256) visit(child, next, depth + 1, along);
     }
   };
   const frame = state.frame;
   if (frame.t === "string" && frame.options === undefined && frame.esc === 0) {
     // Inside a free string a plain token only adds characters: its closing length follows from
     // its length alone, without walking the trie.
-    if (frame.maxLength === Infinity && frame.minLength === 0) {
+    if (keyMayBeRequired(state)) {
+      // Not so in a key that may still become a required name its object lacks: the tokens
+      // that take it off every such name cost the same, and those that stay on one are fed.
+      const length = closingOffName(state);
+      for (const id of vocab.plain) after[id] = length;
+      best = Math.min(best, length);
+      visit(vocab.trie, state, 0, keyMayBeRequired);
+    } else if (frame.maxLength === Infinity && frame.minLength === 0) {
       const length = closingLength(state);
       for (const id of vocab.plain) after[id] = length;
       best = Math.min(best, length);

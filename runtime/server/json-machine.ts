@@ -43,6 +43,7 @@ export type Frame =
   /**
    * esc: 0 none, 1 after `\`, 2..5 hex digits still wanted + 1. With `options` (sorted raw
    * texts) the text must stay a prefix of one in [lo, hi) not in `exclude` (keys already written).
+   * `text` (raw, as written) is kept for such strings and for every key; free values keep "".
    */
   | {
     t: "string";
@@ -202,10 +203,15 @@ function propertyNode(frame: ObjectFrame, key: string): SchemaNode {
   return frame.node?.properties?.get(key) ?? ANY;
 }
 
+type NumberFrame = Extract<Frame, { t: "number" }>;
+
+/** Number states at which the text is a whole number (bounds aside). */
+const numberEnds = (s: NumberFrame["s"]) => s === "zero" || s === "int" || s === "frac" || s === "exp";
+
 /** Whether the frame is a complete value that a following character may end. */
 export function canEnd(frame: Frame): boolean {
   if (frame.t === "number") {
-    const complete = frame.s === "zero" || frame.s === "int" || frame.s === "frac" || frame.s === "exp";
+    const complete = numberEnds(frame.s);
     return complete && (frame.bounds === undefined || withinBounds(frame.text, frame.bounds));
   }
   if (frame.t === "literal") return frame.options.includes(frame.text);
@@ -226,6 +232,30 @@ function isRequired(node: ObjectNode | undefined, key: string): boolean {
   let set = requiredSets.get(node);
   if (set === undefined) requiredSets.set(node, set = new Set(node.required));
   return set.has(key);
+}
+
+const sortedRequired = new WeakMap<ObjectNode, readonly string[]>();
+
+/** The first (sorted) required name the object still lacks that starts with `text` (raw, as written). */
+function missingExtending(frame: ObjectFrame, text: string): string | undefined {
+  const node = frame.node;
+  if (node === undefined || frame.missing === 0) return undefined;
+  let sorted = sortedRequired.get(node);
+  if (sorted === undefined) sortedRequired.set(node, sorted = [...node.required].sort());
+  const [lo, hi] = prefixRange(sorted, 0, sorted.length, text);
+  for (let i = lo; i < hi; i++) if (!frame.seen.has(sorted[i])) return sorted[i];
+  return undefined;
+}
+
+/**
+ * Whether the top of `state` is a free key (an open object's) that may still be spelled into a
+ * required name its object lacks: its shortest completion then depends on the text written.
+ */
+export function keyMayBeRequired(state: MachineState): boolean {
+  const frame = state.frame;
+  const parent = state.below?.frame;
+  return frame.t === "string" && frame.key && frame.options === undefined && parent?.t === "object" &&
+    missingExtending(parent, frame.text) !== undefined;
 }
 
 /** Required keys and their cost left once `key` is written. */
@@ -309,8 +339,14 @@ function stepString(frame: StringFrame, c: string): Step {
     const next: StringFrame = { ...frame, text, lo, hi, esc: frame.esc === 0 && c === "\\" ? 1 : 0 };
     return firstFree(next) === -1 ? undefined : [next];
   }
-  // Free strings keep no text (only constrained ones need it), so an ordinary character
-  // returns the very same frame: no allocation, and callers can share work per state.
+  const next = stepFreeString(frame, c);
+  // A key keeps its text even when free: an open object counts its required names by it.
+  return frame.key && next !== undefined && next.length === 1 ? [{ ...next[0], text: frame.text + c }] : next;
+}
+
+function stepFreeString(frame: StringFrame, c: string): StringFrame[] | undefined {
+  // Free string values keep no text (only constrained ones and keys need it), so an ordinary
+  // character returns the very same frame: no allocation, and callers can share work per state.
   if (frame.esc === 1) {
     if (c === "u") return [{ ...frame, esc: 5 }];
     return '"\\/bfnrt'.includes(c) ? [{ ...frame, esc: 0, length: frame.length + 1 }] : undefined;
@@ -326,13 +362,14 @@ function stepString(frame: StringFrame, c: string): Step {
   return frame.maxLength === Infinity && frame.minLength === 0 ? [frame] : [{ ...frame, length: frame.length + 1 }];
 }
 
-type NumberFrame = Extract<Frame, { t: "number" }>;
-
 function stepNumber(frame: NumberFrame, c: string): Step {
   if (frame.n >= MAX_NUMBER) return undefined;
   const bounds = frame.bounds;
   const next = (s: NumberFrame["s"]): Step => {
-    if (bounds === undefined) return [{ ...frame, s, n: frame.n + 1 }];
+    if (bounds === undefined) {
+      // The last character the cap allows must end the number: "1." or "1e" there could never be finished.
+      return frame.n + 1 >= MAX_NUMBER && !numberEnds(s) ? undefined : [{ ...frame, s, n: frame.n + 1 }];
+    }
     const text = frame.text + c;
     return reachable(text, bounds, frame.integer, MAX_NUMBER - text.length) ? [{ ...frame, s, n: frame.n + 1, text }] : undefined;
   };
@@ -362,7 +399,7 @@ function stepNumber(frame: NumberFrame, c: string): Step {
   }
 }
 
-/** Pops a finished frame: a finished key moves its object on to `:` (free keys carry no text). */
+/** Pops a finished frame: a finished key moves its object on to `:` with the key's text. */
 export function finish(below: State, done: Frame): State {
   if (below === undefined) return undefined;
   const parent = below.frame;
@@ -435,10 +472,33 @@ function objectClosing(frame: ObjectFrame): number {
   }
 }
 
+/** A free key closed as a name its object does not lack: `"`, `:`, the shortest value, the rest of the object. */
+function keyOffName(key: StringFrame, parent: ObjectFrame): number {
+  const escape = key.esc === 1 ? 1 : key.esc > 1 ? key.esc - 1 : 0;
+  return escape + 1 + 1 + ANY.shortest + afterValue(parent.missing, parent.missingCost);
+}
+
+/**
+ * For a free key that may still become a required name (keyMayBeRequired): the closing length
+ * after plain text that takes it off every such name. It is the same whatever that text is, so
+ * a caller can price those tokens at once and feed only the ones that stay on a name.
+ */
+export function closingOffName(state: MachineState): number {
+  return keyOffName(state.frame as StringFrame, state.below!.frame as ObjectFrame) + closingLength(state.below!.below);
+}
+
 /** A key being written and the object it belongs to, closed together (the key decides the value). */
 function keyClosing(key: StringFrame, parent: ObjectFrame): number {
-  const escape = key.esc === 1 ? 1 : key.esc > 1 ? key.esc - 1 : 0;
-  if (key.options === undefined) return escape + 1 + 1 + 1 + afterValue(parent.missing, parent.missingCost);
+  if (key.options === undefined) {
+    // Closed as some name the object does not lack, or spelled on into a required name it
+    // lacks, which then need not follow the value. Any such name will do: with one missing
+    // there is only one, and with more each costs the same (its `"name":value` comes off the
+    // missing cost whatever its length).
+    const name = missingExtending(parent, key.text);
+    if (name === undefined) return keyOffName(key, parent);
+    const spelled = name.length - key.text.length + 1 + 1 + propertyNode(parent, name).shortest + afterValue(...missingAfter(parent, name));
+    return Math.min(keyOffName(key, parent), spelled);
+  }
   let best = Infinity;
   for (let i = key.lo; i < key.hi; i++) {
     const name = key.options[i];
@@ -470,7 +530,7 @@ function frameClosing(frame: Frame): number {
     }
     case "number": {
       if (frame.bounds !== undefined) return shortestCompletion(frame.text, frame.bounds, frame.integer, MAX_NUMBER - frame.text.length);
-      return frame.s === "zero" || frame.s === "int" || frame.s === "frac" || frame.s === "exp" ? 0 : 1;
+      return numberEnds(frame.s) ? 0 : 1;
     }
     case "literal": {
       let best = Infinity;

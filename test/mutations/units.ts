@@ -62,10 +62,10 @@ export const mutations: Mutation[] = [
     filter: "any JSON value",
   },
   {
-    name: "json: keys recorded as written, not by name (a bug found and fixed in issue 12)",
-    file: "runtime/server/json-machine.ts",
-    find: "seen: [...frame.seen, keyName(frame.key)]",
-    replace: "seen: [...frame.seen, frame.key]",
+    name: "json: required names kept by name while keys are matched as written (a bug found and fixed in issue 12)",
+    file: "runtime/server/json-schema.ts",
+    find: "node.required = required.map(raw);",
+    replace: "node.required = required;",
     tests: [JSON_PREFIXES],
     filter: "need escapes",
   },
@@ -80,8 +80,8 @@ export const mutations: Mutation[] = [
   {
     name: "json: a comma allowed after the last property of a closed object",
     file: "runtime/server/json-machine.ts",
-    find: "return keys !== undefined && keys.length === 0 ? undefined : [{ ...reset, s: 3 }];",
-    replace: "return [{ ...reset, s: 3 }];",
+    find: 'if (c === ",") return keysLeft(frame) ? [{ ...reset, s: 3 }] : undefined;',
+    replace: 'if (c === ",") return [{ ...reset, s: 3 }];',
     tests: [JSON_PREFIXES],
   },
   {

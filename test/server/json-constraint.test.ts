@@ -123,6 +123,40 @@ describe("json machine", () => {
     });
     expect(closingLength(initialState(keys))).toBe('{"long":"aaa"}'.length);
     expect(closingLength(feedText(initialState(keys), '{"b":'))).toBe('"z","long":"aaa"}'.length);
+    // An open object: a key may be spelled on into the required name it lacks, and counts once written.
+    const open = () => initialState(schemaNode({ type: "object", required: ["ab"] }));
+    expect(closingLength(open())).toBe('{"ab":0}'.length);
+    expect(closingLength(feedText(open(), '{"a'))).toBe('b":0}'.length);
+    expect(closingLength(feedText(open(), '{"x'))).toBe('":0,"ab":0}'.length);
+    expect(closingLength(feedText(open(), '{"ab":[]'))).toBe("}".length);
+    expect(complete('{"x":1,"ab":[]}', open())).toBe(true);
+    expect(accepts('{"x":1}', open())).toBe(false);
+  });
+
+  test("within a tight budget, an open object's key is spelled into the required name it lacks", () => {
+    // One token per character, two longer ones, and an end-of-sequence token.
+    const texts = [...'{}[]":,0123456789abx', "ab", "ax", "<eos>"];
+    const eos = texts.length - 1;
+    const tokenizer = {
+      vocabSize: texts.length,
+      eosTokenIds: [eos],
+      specialTokenIds: new Set([eos]),
+      encode: (text: string) => [...text].map((c) => texts.indexOf(c)),
+      decode: (ids: readonly number[]) => ids.filter((id) => id !== eos).map((id) => texts[id]).join(""),
+      idToToken: (id: number) => texts[id],
+      tokenToId: (token: string) => texts.indexOf(token),
+    };
+    const allowedAfter = (text: string, budget: number) => {
+      const constrain = createJsonConstraint(tokenizer, { schema: { type: "object", required: ["ab"] }, budget, eosTokenIds: [eos] });
+      const allowed = constrain(text)!;
+      return texts.filter((_, id) => allowed(id));
+    };
+    // Six tokens left after `{"`: only `ab":0}` fits (5 more after "a", 4 after "ab"); "x" and
+    // "ax" leave the name and need `":0,"ab":0}` after them.
+    expect(allowedAfter('{"', 6)).toEqual(["a", "ab"]);
+    expect(allowedAfter('{"a', 5)).toEqual(["b"]);
+    // With room, any key may come first (the empty one too).
+    expect(allowedAfter('{"', 20)).toEqual(texts.slice(0, eos));
   });
 });
 
