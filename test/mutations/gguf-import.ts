@@ -43,10 +43,10 @@ export const mutations: Mutation[] = [
     tests: ["test/gguf/ggml-oracle.test.ts"],
   },
   {
-    name: "transcode: Q4_K zero point with the wrong sign",
+    name: "transcode: the 4-bit offset (Q4_0's -8d, Q4_1's m, Q4_K's -dmin*m) with the wrong sign",
     file: "quantizer/gguf-transcode.ts",
-    find: "const z = view.z === undefined ? keep(-b / a) : { h: view.z, same: true };",
-    replace: "const z = view.z === undefined ? keep(b / a) : { h: view.z, same: true };",
+    find: "    const m = keep(b);",
+    replace: "    const m = keep(-b);",
     tests: ["test/gguf/transcode.test.ts", "test/gguf/gguf-quantize.test.ts", "test/gguf/gguf-generate.test.ts"],
   },
   {
