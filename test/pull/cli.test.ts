@@ -67,12 +67,12 @@ describe("pull CLI", () => {
     const badId = await run(["not-a-repo-id"]);
     expect(badId.code).toBe(2);
     expect(badId.stdout).toBe("");
-    expect(badId.stderr).toMatch(/^pull: "not-a-repo-id" is not a Hugging Face repository id/);
+    expect(badId.stderr).toMatch(/^crumb pull: "not-a-repo-id" is not a Hugging Face repository id/);
     const missing = await run(["acme/other"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("acme/other");
     const usage = await run([]);
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toContain("usage: bun run pull <org/repo>");
+    expect(usage.stderr).toBe("crumb pull: expected one repository, got 0 (see crumb pull --help)\n");
   });
 });
