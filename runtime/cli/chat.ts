@@ -118,7 +118,8 @@ export async function runChat(argv: readonly string[], io: CliIo): Promise<numbe
     for await (const line of input.lines) {
       if (pending !== undefined) {
         if (line.trimEnd().endsWith('"""')) {
-          pending.push(line.trimEnd().slice(0, -3));
+          const last = line.trimEnd().slice(0, -3);
+          if (last !== "") pending.push(last);
           const text = pending.join("\n");
           pending = undefined;
           input.setPrompt(">>> ");

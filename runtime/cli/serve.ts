@@ -190,7 +190,6 @@ export async function runServe(argv: readonly string[], io: CliIo): Promise<numb
   const log = stderrLog(io, "crumb serve: ");
   for (const warning of config.warnings) log.line(warning);
   const chatTemplate = config.chatTemplate === undefined ? undefined : readFileSync(config.chatTemplate, "utf8");
-  let loadError: unknown;
   // Loading starts once the port is bound, so a port in use fails before any model work.
   let bound!: () => void;
   const loading = new Promise<void>((resolve) => (bound = resolve)).then(() => loadModelForCli(config.model, {
@@ -202,14 +201,16 @@ export async function runServe(argv: readonly string[], io: CliIo): Promise<numb
     kvBudget: config.kvBudget,
     chatTemplate,
   }, log)).then((loaded) => loaded.engine);
-  // The failure is reported once, below; this keeps it from counting as unhandled meanwhile.
-  loading.catch((error) => (loadError = error));
+  // The app reports a failure to load ("model failed to load: ..."), once; this keeps the
+  // rejection from counting as unhandled meanwhile.
+  loading.catch(() => {});
   const queue = createRequestQueue({ parallel: config.parallel, depth: config.queueDepth });
   const app = createApp(loading, {
     apiKey: config.apiKey,
     queue,
     pooling: config.pooling,
-    log: (line) => log.line(line),
+    // The app's lines (access log, "model failed to load") carry their own wording.
+    log: (line) => io.stderr(`${line}\n`),
     cors: config.cors,
     readTimeoutMs: config.readTimeoutSeconds * 1000,
     maxConnections: config.maxConnections,
@@ -219,7 +220,7 @@ export async function runServe(argv: readonly string[], io: CliIo): Promise<numb
   const listener = await listen(app, config.hostname, config.port, config.readTimeoutSeconds);
   log.line(`listening on ${listener.url} (GET /health answers 200 once the model is ready)${config.apiKey === undefined ? "" : ", API key required"}`);
   bound();
-  await new Promise<void>((resolve, reject) => {
+  const code = await new Promise<number>((resolve) => {
     let stopping = false;
     const shutdown = async (signal: string) => {
       if (stopping) return;
@@ -232,16 +233,16 @@ export async function runServe(argv: readonly string[], io: CliIo): Promise<numb
       await Promise.race([listener.stop(false), delay(1000, undefined, { signal: timer.signal }).catch(() => {})]);
       timer.abort();
       await listener.stop(true).catch(() => {});
-      resolve();
+      resolve(0);
     };
     process.on("SIGTERM", () => void shutdown("SIGTERM"));
     process.on("SIGINT", () => void shutdown("SIGINT"));
-    // A server that can never answer should not keep running: stop and report the error once.
+    // A server that can never answer should not keep running (the app has said why).
     loading.catch(() => {
       stopping = true;
-      listener.stop(true).finally(() => reject(loadError));
+      listener.stop(true).finally(() => resolve(1));
     });
   });
-  log.line("stopped");
-  return 0;
+  if (code === 0) log.line("stopped");
+  return code;
 }
