@@ -1,11 +1,13 @@
 // The README's library snippet, taken from README.md as written, run from another project
-// that has crumb in node_modules (`import { loadEngine } from "crumb"` through package.json
-// exports) under Bun and under Deno: it prints its reply and vector size and exits 0 within a
+// that has crumb installed in node_modules as npm installs it (a real directory: package.json,
+// the TypeScript for Bun, dist/ built by runtime/bin/build-js.ts for Deno, which refuses to strip
+// types under node_modules; its dependencies beside it), importing it by name through package.json
+// exports, under Bun and under Deno: it prints its reply and vector size and exits 0 within a
 // generous bound; without its dispose() call it still exits (idle workers hold nothing).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { haveFiles } from "../shared-data.ts";
 import { commandFor, packedStories, REPO, type Runtime } from "./helpers.ts";
 import { spawnSync } from "node:child_process";
@@ -30,8 +32,21 @@ beforeAll(async () => {
   if (!available) return;
   model = await packedStories(project, "smol.q4");
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "user-project", type: "module", dependencies: { crumb: "*" } }));
-  mkdirSync(join(project, "node_modules"));
-  symlinkSync(REPO, join(project, "node_modules", "crumb"), "dir");
+  const installed = join(project, "node_modules", "crumb");
+  mkdirSync(installed, { recursive: true });
+  copyFileSync(join(REPO, "package.json"), join(installed, "package.json"));
+  // Copies, not links: Bun and Deno resolve a link to its real path, outside node_modules.
+  for (const dir of ["runtime", "quantizer", "kernels-wasm/pkg"]) {
+    cpSync(join(REPO, dir), join(installed, dir), { recursive: true, filter: (path) => !path.endsWith(".test.ts") });
+  }
+  const build = spawnSync(commandFor("bun", [])[0], [join(REPO, "runtime/bin/build-js.ts"), "--outdir", join(installed, "dist")], { encoding: "utf8" });
+  if (build.status !== 0) throw new Error(`build-js failed: ${build.stderr}`);
+  const manifest = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+  for (const name of Object.keys(manifest.dependencies)) {
+    const target = join(project, "node_modules", name);
+    mkdirSync(dirname(target), { recursive: true });
+    symlinkSync(join(REPO, "node_modules", name), target, "dir");
+  }
 });
 afterAll(() => rmSync(project, { recursive: true, force: true }));
 

@@ -111,6 +111,14 @@ export const mutations: Mutation[] = [
     filter: "without dispose",
   },
   {
+    name: "package exports send Deno to the TypeScript, which it refuses to strip under node_modules",
+    file: "package.json",
+    find: "\"default\": \"./dist/runtime/mod.js\"",
+    replace: "\"default\": \"./runtime/mod.ts\"",
+    tests: [LIBRARY],
+    filter: "under deno",
+  },
+  {
     name: "no ready line after loading",
     file: "runtime/cli/load-model.ts",
     find: "`ready: ${engine.modelId}",
