@@ -126,6 +126,13 @@ export const mutations: Mutation[] = [
     tests: [CHAT, SERVE],
   },
   {
+    name: "no progress bar while loading on a terminal",
+    file: "runtime/cli/load-model.ts",
+    find: "if (!log.isTTY || p.bytesTotal === 0) return;",
+    replace: "return;",
+    tests: ["test/cli/load-model.test.ts"],
+  },
+  {
     name: "no warning for a context past the trained length",
     file: "runtime/cli/load-model.ts",
     find: "if (engine.contextLength > trained) {",
