@@ -1,16 +1,18 @@
-// `crumb chat` driven through piped stdin on a packed stories260K with a chat template: two
-// turns, the second rendered with the first question and answer before it (the output equals
-// the library's run of that whole conversation, and differs from the second question asked
-// alone); commands (/clear, /bye, """ blocks); -p asks once; the ChatML fallback announced.
+// `crumb chat` driven through piped stdin and through a pseudo-terminal (script(1)) on a packed
+// stories260K with a chat template: two turns, the second rendered with the first question and
+// answer before it (the output equals the library's run of that whole conversation, and differs
+// from the second question asked alone); commands (/clear, /bye, """ blocks); -p asks once; the
+// ChatML fallback announced.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadEngine } from "../../runtime/engine/load-engine.ts";
 import type { ChatMessage, Engine } from "../../runtime/engine/types.ts";
 import { haveFiles, modelPath } from "../shared-data.ts";
 import { QWEN_TEMPLATE_PATH } from "../server/helpers.ts";
-import { crumb, packedStories } from "./helpers.ts";
+import { BUN, CLI, crumb, packedStories } from "./helpers.ts";
 
 const available = haveFiles("stories260K/stories260K.bin", "stories260K/tok512.bin", QWEN_TEMPLATE_PATH);
 const TEMPLATE = modelPath(QWEN_TEMPLATE_PATH);
@@ -51,6 +53,27 @@ describe.skipIf(!available)("crumb chat", () => {
     // The history changes the answer: without the first turn the model says something else.
     expect(alone).not.toBe(a2);
     expect(r.stderr).toMatch(/ready: stories260K\.q4 \(llama\), wasm engine, 1 thread, kv f16 \(640 B\/token\), context 512, loaded in \d+ ms/);
+  }, 60_000);
+
+  test.skipIf(!existsSync("/usr/bin/script"))("through a pseudo-terminal: the >>> prompt, two turns with history, /bye", async () => {
+    const first = "Tell me about a dog.";
+    const second = "Where did it go?";
+    const command = [BUN, CLI, "chat", model, ...FLAGS].map((a) => `'${a}'`).join(" ");
+    const child = spawn("/usr/bin/script", ["-qfec", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stdin.write(`${first}\n${second}\n/bye\n`);
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(code).toBe(0);
+    // The terminal's carriage returns and readline's cursor moves aside, it is the chat as typed.
+    const screen = out.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "").replace(/\r\n/g, "\n").replace(/\r/g, "");
+    const a1 = await reply([{ role: "user", content: first }]);
+    const a2 = await reply([{ role: "user", content: first }, { role: "assistant", content: a1 }, { role: "user", content: second }]);
+    expect(screen).toContain(`>>> ${first}`);
+    expect(screen).toContain(`${a1}\n`);
+    expect(screen).toContain(`${a2}\n`);
+    expect(screen.indexOf(a2)).toBeGreaterThan(screen.indexOf(a1));
+    expect(screen).toContain("chatting with stories260K.q4; /bye leave");
   }, 60_000);
 
   test("/clear forgets, /bye leaves, a \"\"\" block is one message, --system comes first", async () => {
