@@ -3,13 +3,13 @@
 // load is reported once; a model without a chat template answers /v1/chat/completions with
 // ChatML (200), says so in /v1/models and in its start-up lines, with the ready line.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haveFiles } from "../shared-data.ts";
-import { commandFor, crumb, packedStories, REPO, type Runtime } from "./helpers.ts";
+import { BUN, commandFor, crumb, packedStories, REPO, type Runtime } from "./helpers.ts";
 
 const available = haveFiles("stories260K/stories260K.bin", "stories260K/tok512.bin");
 let dir = "";
@@ -44,6 +44,13 @@ describe.skipIf(!available)("crumb serve", () => {
       expect(oneLine(badHost.stderr)).toBe(true);
     }, 60_000);
   }
+
+  test("the API key is never printed: not by `bun run serve` (bunfig.toml keeps it quiet), not in errors", async () => {
+    const r = spawnSync(BUN, ["run", "serve", model, "--api-key", "sekrit-key", "--port", "-1"], { cwd: REPO, encoding: "utf8", timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('crumb serve: --port must be an integer from 0 to 65535, got "-1"\n');
+    expect(r.stdout + r.stderr).not.toContain("sekrit-key");
+  }, 30_000);
 
   test("a model that cannot load is reported once, after the listening line, and the server exits 1", async () => {
     const broken = join(dir, "broken.q4");

@@ -95,6 +95,14 @@ export const mutations: Mutation[] = [
     filter: "under bun",
   },
   {
+    name: "bun run echoes the command line, --api-key included",
+    file: "bunfig.toml",
+    find: "silent = true",
+    replace: "silent = false",
+    tests: [SERVE],
+    filter: "never printed",
+  },
+  {
     name: "a failed load is printed twice (the app's line and the CLI's)",
     file: "runtime/cli/serve.ts",
     find: "      listener.stop(true).finally(() => resolve(1));",
