@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { parseCommand } from "../../runtime/cli/command-line.ts";
 import { GENERATE_COMMAND } from "../../runtime/cli/generate.ts";
 import { UsageError } from "../../runtime/errors.ts";
-import { crumb, type Runtime } from "./helpers.ts";
+import { BUN, crumb, REPO, type Runtime } from "./helpers.ts";
 import manifest from "../../package.json" with { type: "json" };
 
 /**
@@ -64,6 +64,16 @@ for (const runtime of ["bun", "deno"] as Runtime[]) {
     }
   });
 }
+
+test("the test fixture tool (npm run fixture) parses like the commands", () => {
+  const fixture = (args: string[]) => Bun.spawnSync([BUN, `${REPO}test/fixtures/cli.ts`, ...args], { env: { ...process.env, NO_COLOR: "1" } });
+  const help = fixture(["--help"]);
+  expect(help.exitCode).toBe(0);
+  expect(help.stdout.toString()).toContain("--seed <n>");
+  const bad = fixture(["--arch", "gpt_neox", "-o", "/tmp/x"]);
+  expect(bad.exitCode).toBe(2);
+  expect(bad.stderr.toString()).toBe('crumb fixture: --arch must be one of llama, mistral, qwen2, qwen3, got "gpt_neox"\n');
+});
 
 describe("the parser", () => {
   const parse = (argv: string[]) => parseCommand(GENERATE_COMMAND, argv);
