@@ -1,7 +1,7 @@
 /**
  * Streaming chat with the official openai SDK against a running crumb server.
  *
- *   bun run serve <model>                       # in one terminal
+ *   npx crumb serve <model>                       # in one terminal
  *   bun examples/chat-openai.ts "Tell me a story about a robot"
  *
  * CRUMB_URL (default http://127.0.0.1:8080/v1) and CRUMB_API_KEY (if the server has --api-key)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The crumb HTTP API with nothing but curl. Start a server first: bun run serve <model>
+# The crumb HTTP API with nothing but curl. Start a server first: npx crumb serve <model>
 # Usage: examples/curl.sh [base-url]   (default http://127.0.0.1:8080; CRUMB_API_KEY if --api-key is set)
 # Every body is sent as application/json: a server without --api-key refuses others (415).
 set -euo pipefail

@@ -2,7 +2,7 @@
  * An IoT gateway pattern: embed a batch of sensor notes once, then answer "which past event
  * is most like this one?" by cosine similarity, all against a crumb server on the device.
  *
- *   bun run serve <model> --pooling mean        # on the gateway
+ *   npx crumb serve <model> --pooling mean        # on the gateway
  *   bun examples/iot-embeddings.ts "pump 3 vibrating and hot"
  *
  * The server returns unit-length vectors, so cosine similarity is a dot product. The openai

@@ -110,8 +110,8 @@ export class TokenizerError extends CrumbError {
 /** Bad command-line or API input: names the value and the accepted range. */
 export class InvalidArgumentError extends CrumbError {
   readonly argument: string;
-  constructor(argument: string, message: string, options: CrumbErrorOptions = {}) {
-    super("invalid_argument", message, options);
+  constructor(argument: string, message: string, options: CrumbErrorOptions & { code?: string } = {}) {
+    super(options.code ?? "invalid_argument", message, options);
     this.argument = argument;
   }
 }
@@ -120,5 +120,27 @@ export class InvalidArgumentError extends CrumbError {
 export class CancelledError extends CrumbError {
   constructor(message: string, options: CrumbErrorOptions = {}) {
     super("cancelled", message, options);
+  }
+}
+
+/**
+ * A command line the CLI cannot run: an unknown flag, a bad or out-of-range value, a missing
+ * argument. CLIs exit 2 for it (1 for every other error); the message names the flag and what
+ * it accepts.
+ */
+export class UsageError extends InvalidArgumentError {
+  constructor(argument: string, message: string, options: CrumbErrorOptions = {}) {
+    super(argument, message, { ...options, code: "usage_error" });
+  }
+}
+
+/** A server that cannot listen: the port is taken, the host does not resolve or is not this machine's. */
+export class ListenError extends CrumbError {
+  readonly host: string;
+  readonly port: number;
+  constructor(host: string, port: number, message: string, options: CrumbErrorOptions = {}) {
+    super("listen_failed", message, options);
+    this.host = host;
+    this.port = port;
   }
 }

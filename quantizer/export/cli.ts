@@ -1,6 +1,5 @@
-#!/usr/bin/env bun
 /**
- * `bun run export <model.q4 | hf-dir | model.gguf | model.bin> -o model.gguf [--type T]
+ * `crumb export <model.q4 | hf-dir | model.gguf | model.bin> -o model.gguf [--type T]
  * [--output-type T] [--embedding-type T] [--tokenizer <file>] [--name <name>] [--quiet]`:
  * writes a GGUF llama.cpp loads (gguf-export.ts). One line per tensor on stderr says what it
  * became (exact, grid kept, requantised, with the error); stdout gets the output path. The
@@ -10,33 +9,36 @@
 import { existsSync, rmSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import process from "node:process";
-import { CrumbError, InvalidArgumentError } from "../../runtime/errors.ts";
-import { HelpRequested, parseCommandLine } from "../../runtime/cli/args.ts";
+import { InvalidArgumentError, UsageError } from "../../runtime/errors.ts";
+import { type CommandSpec, parseCommand } from "../../runtime/cli/command-line.ts";
+import { choiceValue, pathValue } from "../../runtime/cli/flag-values.ts";
+import { userPath } from "../../runtime/cli/user-path.ts";
 import { importModel } from "../import/index.ts";
 import { formatBytes } from "../progress.ts";
 import { exportGguf, GGUF_EXPORT_TYPES, type GgufExportType } from "./gguf-export.ts";
 import { temporaryPath } from "./gguf-stream.ts";
 
-export const EXPORT_USAGE =
-  "usage: bun run export <model.q4 | hf-dir | model.gguf | model.bin> -o <model.gguf> [--type <T>] [--output-type <T>] " +
-  "[--embedding-type <T>] [--tokenizer <file>] [--name <name>] [--quiet]\n" +
-  `  T: ${GGUF_EXPORT_TYPES.join(", ")}\n` +
-  "  --type T            every matrix in T, the head in Q6_K (Q8_0 / float types: the same T), as llama-quantize does\n" +
-  "  (no --type)         each tensor keeps what it stores where GGUF holds it: f16 F16, q8 groups Q8_0, q1-q4 zero-point\n" +
-  "                      groups Q4_1, ternary Q4_0, f32 checkpoints F16, others Q8_0; the head Q6_K when matrices are below 6 bits\n" +
-  "  --output-type T     the output head (or the tied embedding); --embedding-type T untied token embeddings\n" +
-  "  --tokenizer FILE    for a llama2.c .bin (or to replace the model's tokenizer)";
+const typeFlag = { parse: choiceValue(GGUF_EXPORT_TYPES, { caseless: true }) };
+
+export const EXPORT_COMMAND: CommandSpec = {
+  name: "export",
+  summary: "write a GGUF that llama.cpp loads, keeping crumb's quantisation where GGUF can hold it",
+  arguments: [{ name: "model", description: "model.q4, a Hugging Face directory, a .gguf or a llama2.c .bin (with --tokenizer)" }],
+  flags: [
+    { flags: "-o, --output <file>", description: "the GGUF to write", parse: pathValue },
+    { flags: "--type <T>", description: `every matrix in T, the head in Q6_K (Q8_0 and float types: T), as llama-quantize does; T: ${GGUF_EXPORT_TYPES.join(", ")}`, defaultLabel: "what each tensor stores, where GGUF holds it", ...typeFlag },
+    { flags: "--output-type <T>", description: "the output head (or the tied embedding)", ...typeFlag },
+    { flags: "--embedding-type <T>", description: "untied token embeddings", ...typeFlag },
+    { flags: "--tokenizer <file>", description: "for a llama2.c .bin (or to replace the model's tokenizer)", parse: pathValue },
+    { flags: "--name <name>", description: "general.name in the GGUF", defaultLabel: "the file name" },
+    { flags: "-q, --quiet", description: "no per-tensor lines on stderr" },
+  ],
+  examples: ["crumb export smol.q4 -o smol-q4.gguf", "crumb export smol.q4 -o smol-q8.gguf --type Q8_0"],
+};
 
 export interface ExportCliIo {
   readonly stdout: { write(text: string): unknown };
   readonly stderr: { write(text: string): unknown };
-}
-
-function typeOption(value: unknown, flag: string): GgufExportType | undefined {
-  if (value === undefined) return undefined;
-  const found = GGUF_EXPORT_TYPES.find((t) => t.toLowerCase() === String(value).toLowerCase());
-  if (found === undefined) throw new InvalidArgumentError(flag, `${flag} ${value} is not a type crumb writes; choose one of ${GGUF_EXPORT_TYPES.join(", ")}`);
-  return found;
 }
 
 function checkOutput(path: string): void {
@@ -45,27 +47,19 @@ function checkOutput(path: string): void {
   if (existsSync(path) && statSync(path).isDirectory()) throw new InvalidArgumentError("-o", `output ${path} is a directory; give a file name such as model.gguf`);
 }
 
-export async function runExport(argv: string[], io: ExportCliIo): Promise<void> {
-  const { values, positionals } = parseCommandLine(argv, {
-    output: { type: "string", short: "o" },
-    type: { type: "string" },
-    "output-type": { type: "string" },
-    "embedding-type": { type: "string" },
-    tokenizer: { type: "string" },
-    name: { type: "string" },
-    quiet: { type: "boolean", short: "q", default: false },
-  }, EXPORT_USAGE);
-  if (positionals.length !== 1) throw new InvalidArgumentError("argv", `expected one model to export, got ${positionals.length}\n${EXPORT_USAGE}`);
+export async function runExport(argv: readonly string[], io: ExportCliIo): Promise<void> {
+  const { options: values, args: positionals } = parseCommand(EXPORT_COMMAND, argv);
+  if (positionals.length !== 1) throw new UsageError("argv", `expected one model to export, got ${positionals.length} (see crumb export --help)`);
   const output = values.output as string | undefined;
-  if (output === undefined) throw new InvalidArgumentError("-o", `-o <model.gguf> is required\n${EXPORT_USAGE}`);
+  if (output === undefined) throw new UsageError("--output", "-o <model.gguf> is required (see crumb export --help)");
   checkOutput(output);
   const options = {
-    type: typeOption(values.type, "--type"),
-    outputType: typeOption(values["output-type"], "--output-type"),
-    embeddingType: typeOption(values["embedding-type"], "--embedding-type"),
+    type: values.type as GgufExportType | undefined,
+    outputType: values.outputType as GgufExportType | undefined,
+    embeddingType: values.embeddingType as GgufExportType | undefined,
     name: values.name as string | undefined,
   };
-  const source = await importModel(positionals[0]!, { tokenizer: values.tokenizer as string | undefined });
+  const source = await importModel(userPath(positionals[0]), { tokenizer: values.tokenizer as string | undefined });
   const log = (line: string) => void (values.quiet ? undefined : io.stderr.write(`${line}\n`));
   const started = performance.now();
   const tensors = exportGguf(source, output, { ...options, log });
@@ -75,27 +69,18 @@ export async function runExport(argv: string[], io: ExportCliIo): Promise<void> 
   io.stdout.write(`${output}\n`);
 }
 
-async function main(): Promise<number> {
-  const argv = process.argv.slice(2);
+/** `crumb export` with its Ctrl-C handling (the temporary file is removed); resolves with the exit code. */
+export async function exportMain(argv: readonly string[]): Promise<number> {
   const flag = argv.findIndex((a) => a === "-o" || a === "--output");
   const output = flag >= 0 ? argv[flag + 1] : undefined;
   process.once("SIGINT", () => {
-    if (output !== undefined) rmSync(temporaryPath(output), { force: true });
+    if (output !== undefined) rmSync(temporaryPath(userPath(output)), { force: true });
     process.stderr.write("\ninterrupted: no output file was written\n");
     process.exit(130);
   });
-  try {
-    await runExport(argv, { stdout: process.stdout, stderr: process.stderr });
-    return 0;
-  } catch (error) {
-    if (error instanceof HelpRequested) {
-      process.stdout.write(`${error.usage}\n`);
-      return 0;
-    }
-    if (!(error instanceof CrumbError)) throw error;
-    process.stderr.write(`crumb export: ${error.message}\n`);
-    return error instanceof InvalidArgumentError && (error.argument === "argv" || error.argument.startsWith("-")) ? 2 : 1;
-  }
+  await runExport(argv, { stdout: process.stdout, stderr: process.stderr });
+  return 0;
 }
 
-if (import.meta.main) process.exitCode = await main();
+// Run directly, it is `crumb export` (not awaited: the dispatcher imports this module back).
+if (import.meta.main) void import("../../runtime/cli/main.ts").then(({ runCliMain }) => runCliMain(["export", ...process.argv.slice(2)]));

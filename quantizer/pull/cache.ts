@@ -13,7 +13,9 @@ import type { RepoId } from "./names.ts";
 export function cacheRoot(env: Record<string, string | undefined> = process.env): string {
   const configured = env.CRUMB_CACHE;
   if (configured !== undefined && configured.trim() !== "") return path.resolve(configured);
-  return path.join(os.homedir(), ".cache", "crumb", "models");
+  // HOME (USERPROFILE on Windows) first: os.homedir() needs --allow-sys under Deno.
+  const home = env.HOME?.trim() || env.USERPROFILE?.trim() || os.homedir();
+  return path.join(home, ".cache", "crumb", "models");
 }
 
 export function repoDir(root: string, repo: RepoId): string {

@@ -1,6 +1,6 @@
 /**
- * Builds crumb as one executable per platform with `bun build --compile`: the CLI (serve,
- * generate), the kernel binary embedded as an asset, and the worker-pool script as a second
+ * Builds crumb as one executable per platform with `bun build --compile`: the `crumb` command
+ * (every command but bench), the kernel binary embedded as an asset, and the worker-pool script as a second
  * entry point so workers start inside the executable.
  *   bun runtime/bin/build.ts [--target linux-x64|linux-arm64]... [--outdir dist]
  */

@@ -1,104 +1,134 @@
 /**
- * `crumb generate <model> [--tokenizer F] [-p PROMPT] [-n N] [--temperature T] [--seed S]
- * [--top-k K] [--top-p P] [--min-p P] [--ctx N] [--threads N] [--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget BYTES] [--session FILE]`: prints only the
- * generated text on stdout (streamed, never broken UTF-8) and its statistics on stderr.
- * Packed crumb files run on the WASM engine, and so does a .gguf (packed in memory as
- * `quantize` would pack it; the encodings chosen are printed on stderr); other source
- * checkpoints (HF directory, llama2.c .bin) run on the fp32 reference engine.
+ * `crumb generate <model> [-p PROMPT | -f FILE | < stdin] [flags]`: continues a raw prompt and
+ * prints only the generated text on stdout (streamed, never broken UTF-8), its statistics on
+ * stderr, also when Ctrl-C stops it early. Packed crumb files and .gguf files run on the WASM
+ * engine; other source checkpoints (HF directory, llama2.c .bin) on the fp32 reference engine.
  */
-import { existsSync } from "node:fs";
-import { pathProblem } from "../format/path-problem.ts";
-import { InvalidArgumentError } from "../errors.ts";
-import { loadEngine } from "../engine/load-engine.ts";
-import { KV_TYPES, type KvType } from "../engine/wasm-backend.ts";
-import { parseBytes } from "../engine/kv-cache/auto.ts";
+import { existsSync, readFileSync } from "node:fs";
+import { UsageError } from "../errors.ts";
+import type { Engine, GenerateOptions } from "../engine/types.ts";
+import type { KvType } from "../engine/wasm-backend.ts";
 import { defaultThreads } from "../kernels/pool.ts";
-import { numberOption, parseCommandLine } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./command-line.ts";
+import { integerValue, pathValue } from "./flag-values.ts";
+import type { CliIo } from "./io.ts";
+import { type CliLog, loadModelForCli } from "./load-model.ts";
+import { engineFlags, MODEL_FLAG, modelArgument, SAMPLING_FLAGS, samplingOptions, TOKENIZER_FLAG } from "./model-flags.ts";
+import { pathProblem } from "../format/path-problem.ts";
 
-export const GENERATE_USAGE =
-  "usage: bun run generate <model.q4 | model dir | model.gguf | model.bin> [--tokenizer <file>] [-p <prompt>] [-n <max tokens>] " +
-  "[--temperature <t>] [--seed <s>] [--top-k <k>] [--top-p <p>] [--min-p <p>] [--ctx <positions>] [--threads <n>] " +
-  "[--kv f32|f16|q8|q4|xquant|xquant-cl|auto] [--kv-budget <bytes, e.g. 64MB>] [--session <file>]";
+export const GENERATE_COMMAND: CommandSpec = {
+  name: "generate",
+  summary: "continue a raw prompt (no chat template): text on stdout, statistics on stderr",
+  arguments: [{ name: "model", description: "model.q4 (crumb quantize), model.gguf, a Hugging Face directory or a llama2.c .bin" }],
+  flags: [
+    MODEL_FLAG,
+    { flags: "-p, --prompt <text>", description: "the prompt", defaultLabel: "stdin when it is piped, else empty (start of text)" },
+    { flags: "-f, --file <path>", description: "read the prompt from a file", parse: pathValue },
+    { flags: "-n, --n-predict <n>", description: "new tokens at most (-1: until the context is full)", default: 256, aliases: ["--max-tokens"], parse: integerValue({ min: -1, max: 1 << 24 }) },
+    ...SAMPLING_FLAGS,
+    ...engineFlags("f16"),
+    TOKENIZER_FLAG,
+    { flags: "--session <file>", description: "restore the conversation saved there (if it exists) and save it again afterwards", parse: pathValue },
+  ],
+  examples: [
+    'crumb generate smol.q4 -p "The capital of France is" -n 32',
+    "crumb generate stories260K.bin --tokenizer tok512.bin -n 180 --temp 0",
+    "echo 'Once upon a time' | crumb generate model.gguf",
+  ],
+};
 
-export interface CliIo {
-  stdout(text: string): void;
-  stderr(text: string): void;
+export function stderrLog(io: CliIo, prefix: string): CliLog {
+  return { line: (text) => io.stderr(`${prefix}${text}\n`), raw: (text) => io.stderr(text), isTTY: io.stderrIsTTY };
 }
 
-export async function runGenerate(argv: string[], io: CliIo): Promise<void> {
-  const { values, positionals } = parseCommandLine(argv, {
-    tokenizer: { type: "string" },
-    prompt: { type: "string", short: "p", default: "" },
-    "max-tokens": { type: "string", short: "n", default: "256" },
-    temperature: { type: "string", short: "t", default: "0.8" },
-    seed: { type: "string", short: "s" },
-    "top-k": { type: "string", default: "40" },
-    "top-p": { type: "string", default: "0.95" },
-    "min-p": { type: "string", default: "0.05" },
-    ctx: { type: "string" },
-    threads: { type: "string" },
-    kv: { type: "string", default: "f16" },
-    "kv-budget": { type: "string" },
-    session: { type: "string" },
-  }, GENERATE_USAGE);
-  if (positionals.length !== 1) {
-    throw new InvalidArgumentError("model", `give exactly one model path, got ${positionals.length}\n${GENERATE_USAGE}`);
+/** The prompt from -p, -f or piped stdin (usage error when more than one is given). */
+export async function promptFrom(options: Record<string, unknown>, io: CliIo, command: string): Promise<string | undefined> {
+  if (options.prompt !== undefined && options.file !== undefined) {
+    throw new UsageError("--file", `give the prompt once, with -p or -f, not both (see crumb ${command} --help)`);
   }
-  const modelPath = positionals[0];
-  const problem = pathProblem(modelPath);
-  if (problem !== undefined) {
-    throw new InvalidArgumentError("model", `model path "${modelPath}" ${problem}\n${GENERATE_USAGE}`);
+  if (options.file !== undefined) {
+    const file = String(options.file);
+    const problem = pathProblem(file);
+    if (problem !== undefined) throw new UsageError("--file", `prompt file ${file} ${problem}`);
+    return readFileSync(file, "utf8");
   }
-  const maxTokens = numberOption(values["max-tokens"], "-n", { min: 0, integer: true })!;
-  const sampling = {
-    temperature: numberOption(values.temperature, "--temperature", { min: 0, max: 100 }),
-    seed: numberOption(values.seed, "--seed", { min: 0, max: 2 ** 32 - 1, integer: true }),
-    topK: numberOption(values["top-k"], "--top-k", { min: 0, integer: true }),
-    topP: numberOption(values["top-p"], "--top-p", { min: 0, max: 1 }),
-    minP: numberOption(values["min-p"], "--min-p", { min: 0, max: 1 }),
-  };
-  const contextLength = numberOption(values.ctx, "--ctx", { min: 1, integer: true });
-  const threads = numberOption(values.threads, "--threads", { min: 1, max: 256, integer: true }) ?? defaultThreads();
-  const kv = String(values.kv);
-  if (!(KV_TYPES as readonly string[]).includes(kv)) {
-    throw new InvalidArgumentError("kv", `--kv must be one of ${KV_TYPES.join(", ")}, got "${kv}"`);
-  }
+  if (options.prompt !== undefined) return String(options.prompt);
+  return undefined;
+}
 
-  const loadStart = performance.now();
-  const engine = await loadEngine(modelPath, {
-    tokenizer: values.tokenizer as string | undefined,
-    contextLength,
-    threads,
-    kv: kv as KvType,
-    kvBudget: values["kv-budget"] === undefined ? undefined : parseBytes(String(values["kv-budget"])),
-    onNote: (note) => io.stderr(`[crumb] ${note}\n`),
-  });
-  const session = values.session as string | undefined;
-  const restored = session !== undefined && existsSync(session) ? await engine.restoreSession(session) : 0;
-  const loadMs = performance.now() - loadStart;
+/** Statistics of a generation so far, for stderr. */
+export function statisticsLine(s: { tokens: number; promptTokens: number; seconds: number; firstTokenMs: number; interrupted: boolean }): string {
+  const decodeSeconds = s.seconds - s.firstTokenMs / 1000;
+  const rate = s.tokens > 1 && decodeSeconds > 0 ? (s.tokens - 1) / decodeSeconds : 0;
+  return `${s.interrupted ? "interrupted: " : ""}${s.tokens} tokens in ${s.seconds.toFixed(2)} s: ${rate.toFixed(1)} tokens/s decode; ` +
+    `prompt ${s.promptTokens} tokens, first token after ${s.firstTokenMs.toFixed(0)} ms`;
+}
 
+/** Streams one generation to `write`; returns its statistics. Stops early when `signal` aborts. */
+export async function streamGeneration(
+  engine: Engine,
+  prompt: Parameters<Engine["generate"]>[0],
+  options: GenerateOptions,
+  write: (text: string) => void,
+): Promise<{ tokens: number; promptTokens: number; seconds: number; firstTokenMs: number; interrupted: boolean; text: string }> {
   const start = performance.now();
   let firstTokenMs = 0;
+  let tokens = 0;
   let promptTokens = 0;
-  let count = 0;
-  for await (const event of engine.generate(String(values.prompt), { ...sampling, maxTokens })) {
+  let interrupted = false;
+  let text = "";
+  for await (const event of engine.generate(prompt, options)) {
     if (event.type === "done") {
       promptTokens = event.usage.promptTokens;
-      count = event.usage.completionTokens;
+      tokens = event.usage.completionTokens;
+      interrupted = event.finishReason === "abort";
       break;
     }
     if (event.type === "token" && firstTokenMs === 0) firstTokenMs = performance.now() - start;
-    io.stdout(event.text);
+    text += event.text;
+    write(event.text);
   }
-  const seconds = (performance.now() - start) / 1000;
-  const decodeSeconds = seconds - firstTokenMs / 1000;
-  io.stderr(
-    `\n[crumb] ${count} tokens in ${seconds.toFixed(2)} s: ${(count > 1 ? (count - 1) / decodeSeconds : 0).toFixed(1)} tokens/s decode; ` +
-      `prompt ${promptTokens} tokens, first token after ${firstTokenMs.toFixed(0)} ms; load ${loadMs.toFixed(0)} ms (${engine.backendName})\n`,
-  );
-  if (session !== undefined) {
-    const bytes = await engine.saveSession(session);
-    io.stderr(`[crumb] session ${session}: restored ${restored} tokens, saved ${bytes} bytes\n`);
+  return { tokens, promptTokens, seconds: (performance.now() - start) / 1000, firstTokenMs, interrupted, text };
+}
+
+/** Runs `crumb generate`; resolves with 130 when Ctrl-C stopped it, else 0. */
+export async function runGenerate(argv: readonly string[], io: CliIo): Promise<number> {
+  const { options, args, warnings } = parseCommand(GENERATE_COMMAND, argv);
+  const log = stderrLog(io, "crumb generate: ");
+  for (const warning of warnings) log.line(warning);
+  const modelPath = modelArgument(args[0], options.model, "generate");
+  if (modelPath === undefined) throw new UsageError("model", "give a model: crumb generate <model> (see crumb generate --help)");
+  let prompt = await promptFrom(options, io, "generate");
+  if (prompt === undefined && !io.stdinIsTTY) prompt = await io.readStdin();
+  const predict = options.nPredict as number;
+
+  const { engine, loadMs } = await loadModelForCli(modelPath, {
+    chat: false,
+    tokenizer: options.tokenizer as string | undefined,
+    contextLength: options.ctxSize as number | undefined,
+    threads: (options.threads as number | undefined) ?? defaultThreads(),
+    kv: options.kv as KvType,
+    kvBudget: options.kvBudget as number | undefined,
+  }, log);
+  try {
+    const session = options.session as string | undefined;
+    const restored = session !== undefined && existsSync(session) ? await engine.restoreSession(session) : 0;
+    const interrupt = new AbortController();
+    const stopListening = io.onInterrupt(() => interrupt.abort());
+    const stats = await streamGeneration(
+      engine,
+      prompt ?? "",
+      { ...samplingOptions(options), maxTokens: predict < 0 ? undefined : predict, signal: interrupt.signal },
+      (text) => io.stdout(text),
+    ).finally(stopListening);
+    io.stderr(`\n`);
+    log.line(`${statisticsLine(stats)}; load ${loadMs.toFixed(0)} ms (${engine.backendName})`);
+    if (session !== undefined && !stats.interrupted) {
+      const bytes = await engine.saveSession(session);
+      log.line(`session ${session}: restored ${restored} tokens, saved ${bytes} bytes`);
+    }
+    return stats.interrupted ? 130 : 0;
+  } finally {
+    await engine.dispose();
   }
-  await engine.dispose();
 }

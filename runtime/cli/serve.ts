@@ -1,33 +1,61 @@
 /**
- * `crumb serve [model] [--tokenizer F] [--chat-template F] [--host 127.0.0.1] [--port 8080] [--api-key K]
- * [--cors origins] [--threads N] [--kv auto|f16|q8|q4|xquant|xquant-cl|f32] [--kv-budget B] [--ctx N] [--parallel 1]
- * [--queue 16] [--pooling mean|last] [--read-timeout 30] [--max-connections 64] [--max-embed-inputs 256]
- * [--max-embed-tokens 32768]`:
- * loads the model in the background (/health answers 503 until it is ready), serves the
- * OpenAI-compatible API on Bun or Deno, and on SIGTERM/SIGINT stops taking requests, lets
- * running ones finish (cancelling them after a grace period) and exits cleanly.
+ * `crumb serve [model] [flags]`: binds the port first (a port in use or a bad host is one line
+ * and exit 1), then loads the model in the background with a progress bar (/health answers 503
+ * until it is ready), prints one `ready` line, and serves the OpenAI-compatible API on Bun or
+ * Deno. SIGTERM/SIGINT stop taking requests, let running ones finish (cancelling them after a
+ * grace period) and exit cleanly. Logs go to stderr; the API key is never printed.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { lookup } from "node:dns/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
-import { isGgufFile, isPackedFile, loadEngine } from "../engine/load-engine.ts";
-import { KV_TYPES, type KvType } from "../engine/wasm-backend.ts";
-import { parseBytes } from "../engine/kv-cache/auto.ts";
+import { isPackedFile } from "../engine/load-engine.ts";
+import type { KvType } from "../engine/wasm-backend.ts";
 import { defaultThreads } from "../kernels/pool.ts";
 import type { Pooling } from "../engine/types.ts";
-import { CrumbError, InvalidArgumentError } from "../errors.ts";
+import { InvalidArgumentError, ListenError, UsageError } from "../errors.ts";
 import { pathProblem } from "../format/path-problem.ts";
 import { createApp } from "../server/app.ts";
 import type { Listener } from "../server/entry-bun.ts";
 import { createRequestQueue } from "../server/queue.ts";
-import { numberOption, parseCommandLine } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./command-line.ts";
+import { choiceValue, integerValue, numberValue } from "./flag-values.ts";
+import { stderrLog } from "./generate.ts";
+import type { CliIo } from "./io.ts";
+import { checkModelPath, loadModelForCli } from "./load-model.ts";
+import { CHAT_TEMPLATE_FLAG, engineFlags, MODEL_FLAG, modelArgument, TOKENIZER_FLAG } from "./model-flags.ts";
 
-export const SERVE_USAGE =
-  "usage: bun run serve <model.q4 | model dir | model.gguf | model.bin> [--tokenizer <file>] [--chat-template <file.jinja>] [--host 127.0.0.1] [--port 8080] [--api-key <key>] " +
-  "[--cors <origin,...>] [--threads <n>] [--kv auto|f16|q8|q4|xquant|xquant-cl|f32] [--kv-budget <bytes>] [--ctx <positions>] [--parallel 1] [--queue 16] " +
-  "[--pooling mean|last] [--grace <seconds>] [--read-timeout <seconds>] [--max-connections 64] [--max-embed-inputs 256] [--max-embed-tokens 32768]";
-
+export const SERVE_COMMAND: CommandSpec = {
+  name: "serve",
+  summary: "serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/embeddings, ...)",
+  arguments: [{ name: "model", description: "model.q4, model.gguf, a Hugging Face directory or a llama2.c .bin", required: false }],
+  flags: [
+    MODEL_FLAG,
+    { flags: "--host <address>", description: "address to listen on (0.0.0.0: every interface)", default: "127.0.0.1" },
+    { flags: "--port <n>", description: "port to listen on (0: any free one)", default: 8080, parse: integerValue({ min: 0, max: 65535 }) },
+    { flags: "--api-key <key>", description: "require this Bearer key (better: the CRUMB_API_KEY environment variable, which no process list shows)" },
+    { flags: "--cors <origins>", description: "origins allowed by CORS, comma-separated, or *", defaultLabel: "none without --api-key, any with one" },
+    CHAT_TEMPLATE_FLAG,
+    TOKENIZER_FLAG,
+    ...engineFlags("auto"),
+    { flags: "--parallel <n>", description: "requests generating at once", default: 1, parse: integerValue({ min: 1, max: 64 }) },
+    { flags: "--queue <n>", description: "requests waiting at most (then 503)", default: 16, parse: integerValue({ min: 0, max: 100_000 }) },
+    { flags: "--pooling <mode>", description: "embedding pooling: mean or last", defaultLabel: "the model's own, else mean", parse: choiceValue(["mean", "last"]) },
+    { flags: "--grace <seconds>", description: "how long SIGTERM lets running requests finish", default: 10, parse: numberValue({ min: 0, max: 3600 }) },
+    // Bun's idle timeout, which enforces it for headers, counts whole seconds up to 255.
+    { flags: "--read-timeout <seconds>", description: "time a request's headers and body may take to arrive (408 after)", default: 30, parse: numberValue({ min: 1, max: 255 }) },
+    { flags: "--max-connections <n>", description: "requests open at once (then 503)", default: 64, parse: integerValue({ min: 1, max: 100_000 }) },
+    { flags: "--max-embed-inputs <n>", description: "embedding inputs per request", default: 256, parse: integerValue({ min: 1, max: 1_000_000 }) },
+    { flags: "--max-embed-tokens <n>", description: "embedding tokens per request", default: 32768, parse: integerValue({ min: 1, max: 1 << 30 }) },
+  ],
+  examples: [
+    "crumb serve smol.q4",
+    "CRUMB_API_KEY=secret crumb serve smol.q4 --host 0.0.0.0 --port 8080 -c 2048",
+    `curl localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{"messages":[{"role":"user","content":"Hi"}]}'`,
+  ],
+  notes: "Without a model it serves CRUMB_MODEL, else the newest model in the local cache (crumb pull).",
+};
 
 export interface ServeConfig {
   readonly model: string;
@@ -57,7 +85,7 @@ export interface ServeConfig {
 
 /**
  * The most recent model in the local cache ($CRUMB_CACHE, else ~/.cache/crumb/models, where
- * `bun run pull` stores {org}--{name}/{commit}/ snapshots): the newest snapshot directory
+ * `crumb pull` stores {org}--{name}/{commit}/ snapshots): the newest snapshot directory
  * with a config.json, or packed crumb file, at most two levels down.
  */
 function newestCachedModel(env: Record<string, string | undefined>): string | undefined {
@@ -81,73 +109,38 @@ function newestCachedModel(env: Record<string, string | undefined>): string | un
   return candidates[0]?.path;
 }
 
-const NO_MODEL =
-  "no model given, CRUMB_MODEL is not set and the local cache holds none. Get one:\n" +
-  "  bun run pull HuggingFaceTB/SmolLM2-135M-Instruct        # prints the directory it downloaded to\n" +
-  "  bun run quantize <that directory> --bits 4 -o model.q4\n" +
-  "  bun run serve model.q4\n" +
-  "(serve also runs a .gguf directly, packed in memory, and a Hugging Face directory or a llama2.c .bin on the slower fp32 reference engine)";
+const NO_MODEL = "no model given, CRUMB_MODEL is not set and the local cache holds none; get one: " +
+  "crumb pull HuggingFaceTB/SmolLM2-135M-Instruct (prints the directory), crumb quantize <that directory> --bits 4 -o model.q4, crumb serve model.q4";
 
-export function parseServeArgs(argv: string[], env: Record<string, string | undefined> = process.env): ServeConfig {
-  const { values, positionals } = parseCommandLine(argv, {
-    tokenizer: { type: "string" },
-    "chat-template": { type: "string" },
-    host: { type: "string", default: "127.0.0.1" },
-    port: { type: "string", default: "8080" },
-    "api-key": { type: "string" },
-    threads: { type: "string" },
-    kv: { type: "string", default: "auto" },
-    "kv-budget": { type: "string" },
-    ctx: { type: "string" },
-    parallel: { type: "string", default: "1" },
-    queue: { type: "string", default: "16" },
-    pooling: { type: "string" },
-    grace: { type: "string", default: "10" },
-    cors: { type: "string" },
-    "read-timeout": { type: "string", default: "30" },
-    "max-connections": { type: "string", default: "64" },
-    "max-embed-inputs": { type: "string", default: "256" },
-    "max-embed-tokens": { type: "string", default: "32768" },
-  }, SERVE_USAGE);
-  if (positionals.length > 1) throw new InvalidArgumentError("model", `give one model path, got ${positionals.length}\n${SERVE_USAGE}`);
-  const model = positionals[0] ?? env.CRUMB_MODEL ?? newestCachedModel(env);
-  if (model === undefined || model === "") throw new InvalidArgumentError("model", NO_MODEL);
-  const modelProblem = pathProblem(model);
-  if (modelProblem !== undefined) throw new InvalidArgumentError("model", `model path "${model}" ${modelProblem}\n${SERVE_USAGE}`);
-  const template = values["chat-template"] as string | undefined;
+export function parseServeArgs(argv: readonly string[], env: Record<string, string | undefined> = process.env): ServeConfig & { warnings: readonly string[] } {
+  const { options, args, warnings } = parseCommand(SERVE_COMMAND, argv);
+  const model = modelArgument(args[0], options.model, "serve") ?? (env.CRUMB_MODEL || undefined) ?? newestCachedModel(env);
+  if (model === undefined) throw new InvalidArgumentError("model", NO_MODEL);
+  checkModelPath(model);
+  const template = options.chatTemplate as string | undefined;
   const templateProblem = template === undefined ? undefined : pathProblem(template);
-  if (templateProblem !== undefined) {
-    throw new InvalidArgumentError("--chat-template", `chat template file "${template}" ${templateProblem}`);
-  }
-  const kv = String(values.kv);
-  if (!(KV_TYPES as readonly string[]).includes(kv)) {
-    throw new InvalidArgumentError("--kv", `--kv must be one of ${KV_TYPES.join(", ")}, got "${kv}"`);
-  }
-  const pooling = values.pooling === undefined ? undefined : String(values.pooling);
-  if (pooling !== undefined && pooling !== "mean" && pooling !== "last") {
-    throw new InvalidArgumentError("--pooling", `--pooling must be mean or last, got "${pooling}"`);
-  }
+  if (templateProblem !== undefined) throw new UsageError("--chat-template", `chat template file ${template} ${templateProblem}`);
   return {
     model,
-    tokenizer: values.tokenizer as string | undefined,
-    chatTemplate: values["chat-template"] as string | undefined,
-    hostname: String(values.host),
-    port: numberOption(values.port, "--port", { min: 0, max: 65535, integer: true })!,
-    apiKey: (values["api-key"] as string | undefined) ?? env.CRUMB_API_KEY,
-    threads: numberOption(values.threads, "--threads", { min: 1, max: 256, integer: true }),
-    kv,
-    kvBudget: values["kv-budget"] === undefined ? undefined : parseBytes(String(values["kv-budget"])),
-    contextLength: numberOption(values.ctx, "--ctx", { min: 1, integer: true }),
-    parallel: numberOption(values.parallel, "--parallel", { min: 1, max: 64, integer: true })!,
-    queueDepth: numberOption(values.queue, "--queue", { min: 0, max: 100_000, integer: true })!,
-    pooling: pooling as Pooling | undefined,
-    graceSeconds: numberOption(values.grace, "--grace", { min: 0, max: 3600 })!,
-    cors: corsOrigins(values.cors as string | undefined),
-    // Bun's idle timeout, which enforces it for headers, counts whole seconds up to 255.
-    readTimeoutSeconds: numberOption(values["read-timeout"], "--read-timeout", { min: 1, max: 255 })!,
-    maxConnections: numberOption(values["max-connections"], "--max-connections", { min: 1, max: 100_000, integer: true })!,
-    maxEmbedInputs: numberOption(values["max-embed-inputs"], "--max-embed-inputs", { min: 1, max: 1_000_000, integer: true })!,
-    maxEmbedTokens: numberOption(values["max-embed-tokens"], "--max-embed-tokens", { min: 1, max: 1 << 30, integer: true })!,
+    tokenizer: options.tokenizer as string | undefined,
+    chatTemplate: template,
+    hostname: String(options.host),
+    port: options.port as number,
+    apiKey: (options.apiKey as string | undefined) ?? (env.CRUMB_API_KEY || undefined),
+    threads: options.threads as number | undefined,
+    kv: options.kv as string,
+    kvBudget: options.kvBudget as number | undefined,
+    contextLength: options.ctxSize as number | undefined,
+    parallel: options.parallel as number,
+    queueDepth: options.queue as number,
+    pooling: options.pooling as Pooling | undefined,
+    graceSeconds: options.grace as number,
+    cors: corsOrigins(options.cors as string | undefined),
+    readTimeoutSeconds: options.readTimeout as number,
+    maxConnections: options.maxConnections as number,
+    maxEmbedInputs: options.maxEmbedInputs as number,
+    maxEmbedTokens: options.maxEmbedTokens as number,
+    warnings,
   };
 }
 
@@ -157,44 +150,67 @@ function corsOrigins(value: string | undefined): string[] | undefined {
   const origins = value.split(",").map((o) => o.trim()).filter((o) => o !== "");
   for (const origin of origins) {
     if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
-      throw new InvalidArgumentError("--cors", `--cors takes origins such as https://app.example.com or *, separated by commas; got "${origin}"`);
+      throw new UsageError("--cors", `--cors takes origins such as https://app.example.com or *, separated by commas; got "${origin}"`);
     }
   }
-  if (origins.length === 0) throw new InvalidArgumentError("--cors", "--cors needs at least one origin (or *)");
+  if (origins.length === 0) throw new UsageError("--cors", "--cors needs at least one origin (or *)");
   return origins;
 }
 
+/** Binds the port, turning the runtimes' errors into one ListenError line. */
 async function listen(app: ReturnType<typeof createApp>, hostname: string, port: number, readTimeoutSeconds: number): Promise<Listener> {
-  if ("Deno" in globalThis) return (await import("../server/entry-deno.ts")).listenDeno(app, { hostname, port });
-  return (await import("../server/entry-bun.ts")).listenBun(app, { hostname, port, readTimeoutSeconds });
+  const where = `${hostname}:${port}`;
+  try {
+    // Bun reports a host that does not resolve as a port in use: look it up first.
+    await lookup(hostname);
+  } catch (cause) {
+    throw new ListenError(hostname, port, `cannot listen on ${where}: host ${hostname} does not resolve; use an address of this machine such as 127.0.0.1 or 0.0.0.0 (--host)`, { cause });
+  }
+  try {
+    if ("Deno" in globalThis) return await (await import("../server/entry-deno.ts")).listenDeno(app, { hostname, port });
+    return await (await import("../server/entry-bun.ts")).listenBun(app, { hostname, port, readTimeoutSeconds });
+  } catch (cause) {
+    const code = (cause as { code?: string }).code;
+    if (code === "EADDRINUSE") {
+      throw new ListenError(hostname, port, `cannot listen on ${where}: the port is in use; stop the other server or choose another with --port (0 picks a free one)`, { cause });
+    }
+    if (code === "EADDRNOTAVAIL") {
+      throw new ListenError(hostname, port, `cannot listen on ${where}: ${hostname} is not an address of this machine; use 127.0.0.1 or 0.0.0.0 (--host)`, { cause });
+    }
+    if (code === "EACCES") {
+      throw new ListenError(hostname, port, `cannot listen on ${where}: permission denied (ports below 1024 need privileges); choose a port above 1023 with --port`, { cause });
+    }
+    throw new ListenError(hostname, port, `cannot listen on ${where}: ${(cause as Error).message}`, { cause });
+  }
 }
 
 /** Serves until SIGTERM/SIGINT; resolves after a clean shutdown. */
-export async function runServe(
-  argv: string[],
-  io = { stdout: (t: string) => void process.stdout.write(t), stderr: (t: string) => void process.stderr.write(t) },
-): Promise<void> {
+export async function runServe(argv: readonly string[], io: CliIo): Promise<number> {
   const config = parseServeArgs(argv);
-  const log = (line: string) => io.stderr(line + "\n");
-  const packed = isPackedFile(config.model) || isGgufFile(config.model);
-  if (!packed && (config.threads !== undefined || config.kv !== "auto")) {
-    log(`crumb serve: --threads and --kv apply to packed models and .gguf files on the WASM engine; ${config.model} runs on the fp32 reference engine`);
-  }
-  const engine = loadEngine(config.model, {
+  const log = stderrLog(io, "crumb serve: ");
+  for (const warning of config.warnings) log.line(warning);
+  const chatTemplate = config.chatTemplate === undefined ? undefined : readFileSync(config.chatTemplate, "utf8");
+  // Loading starts once the port is bound, so a port in use fails before any model work.
+  let bound!: () => void;
+  const loading = new Promise<void>((resolve) => (bound = resolve)).then(() => loadModelForCli(config.model, {
+    chat: true,
     tokenizer: config.tokenizer,
     contextLength: config.contextLength,
     threads: config.threads ?? defaultThreads(),
     kv: config.kv as KvType,
     kvBudget: config.kvBudget,
-    chatTemplate: config.chatTemplate === undefined ? undefined : readFileSync(config.chatTemplate, "utf8"),
-    onNote: (note) => log(`crumb serve: ${note}`),
-  });
+    chatTemplate,
+  }, log)).then((loaded) => loaded.engine);
+  // The app reports a failure to load ("model failed to load: ..."), once; this keeps the
+  // rejection from counting as unhandled meanwhile.
+  loading.catch(() => {});
   const queue = createRequestQueue({ parallel: config.parallel, depth: config.queueDepth });
-  const app = createApp(engine, {
+  const app = createApp(loading, {
     apiKey: config.apiKey,
     queue,
     pooling: config.pooling,
-    log,
+    // The app's lines (access log, "model failed to load") carry their own wording.
+    log: (line) => io.stderr(`${line}\n`),
     cors: config.cors,
     readTimeoutMs: config.readTimeoutSeconds * 1000,
     maxConnections: config.maxConnections,
@@ -202,13 +218,14 @@ export async function runServe(
     maxEmbedTokens: config.maxEmbedTokens,
   });
   const listener = await listen(app, config.hostname, config.port, config.readTimeoutSeconds);
-  io.stdout(`crumb serve: listening on ${listener.url} (loading ${config.model}; GET /health answers 200 when ready)\n`);
-  await new Promise<void>((resolve, reject) => {
+  log.line(`listening on ${listener.url} (GET /health answers 200 once the model is ready)${config.apiKey === undefined ? "" : ", API key required"}`);
+  bound();
+  const code = await new Promise<number>((resolve) => {
     let stopping = false;
     const shutdown = async (signal: string) => {
       if (stopping) return;
       stopping = true;
-      log(`crumb serve: ${signal}: finishing ${queue.running} running request(s), refusing new ones (grace ${config.graceSeconds} s)`);
+      log.line(`${signal}: finishing ${queue.running} running request(s), refusing new ones (grace ${config.graceSeconds} s)`);
       queue.close();
       await queue.drain(config.graceSeconds * 1000);
       // Give cancelled streams a moment to send their last frame, then close everything.
@@ -216,30 +233,16 @@ export async function runServe(
       await Promise.race([listener.stop(false), delay(1000, undefined, { signal: timer.signal }).catch(() => {})]);
       timer.abort();
       await listener.stop(true).catch(() => {});
-      resolve();
+      resolve(0);
     };
     process.on("SIGTERM", () => void shutdown("SIGTERM"));
     process.on("SIGINT", () => void shutdown("SIGINT"));
-    engine.then(
-      (loaded) => log(`crumb serve: model ${loaded.modelId} ready, context ${loaded.contextLength}`),
-      // A server that can never answer should not keep running: stop and report the error.
-      (error) => {
-        stopping = true;
-        listener.stop(true).finally(() => reject(error));
-      },
-    );
+    // A server that can never answer should not keep running (the app has said why).
+    loading.catch(() => {
+      stopping = true;
+      listener.stop(true).finally(() => resolve(1));
+    });
   });
-  log("crumb serve: stopped");
-}
-
-/** For the entry files: runs serve and turns errors into one line and an exit code. */
-export async function runServeMain(argv: string[]): Promise<void> {
-  try {
-    await runServe(argv);
-    process.exit(0);
-  } catch (error) {
-    if (!(error instanceof CrumbError)) throw error;
-    process.stderr.write(`crumb serve: ${error.message}\n`);
-    process.exit(1);
-  }
+  if (code === 0) log.line("stopped");
+  return code;
 }

@@ -12,7 +12,7 @@ import type { ModelArgs } from "../models/registry.ts";
 import type { ForwardOptions } from "../ops/types.ts";
 import type { KvCache } from "./kv-cache/types.ts";
 import { modelKey, restoreSession, saveSession } from "./kv-cache/session-file.ts";
-import { renderChat, selectChatTemplate } from "../tokenizer/chat-template.ts";
+import { CHATML_TEMPLATE, renderChat, selectChatTemplate } from "../tokenizer/chat-template.ts";
 import { createTokenizer } from "../tokenizer/tokenizer.ts";
 import { createReferenceEngine } from "./reference-engine.ts";
 import { type CachedSequence, PREFILL_SLICE_TOKENS, type SequenceBackend, startGeneration, yieldToEventLoop } from "./generate.ts";
@@ -89,9 +89,12 @@ export function createEngineOn(backend: ModelBackend, source: ModelMetadata, opt
     return backend.cache;
   };
 
+  // A model that ships no chat template gets ChatML, as llama-server does; the engine says so.
+  const chatTemplateFallback = Object.keys(source.chatTemplates).length === 0 ? "chatml" as const : undefined;
+  const chatTemplates = chatTemplateFallback === undefined ? source.chatTemplates : { default: CHATML_TEMPLATE };
   const applyChatTemplate: Engine["applyChatTemplate"] = (messages, chatOptions = {}) => {
     const tools = chatOptions.tools;
-    const template = selectChatTemplate(source.chatTemplates, chatOptions.chatTemplate, tools !== undefined && tools.length > 0);
+    const template = selectChatTemplate(chatTemplates, chatOptions.chatTemplate, tools !== undefined && tools.length > 0);
     return renderChat(template, {
       messages,
       addGenerationPrompt: true,
@@ -127,6 +130,7 @@ export function createEngineOn(backend: ModelBackend, source: ModelMetadata, opt
     tokenizer,
     contextLength: backend.contextLength,
     applyChatTemplate,
+    chatTemplateFallback,
 
     generate(prompt, generateOptions = {}) {
       const ids = promptIds(prompt, generateOptions);

@@ -67,6 +67,8 @@ export interface Engine {
   readonly args: ModelArgs;
   readonly tokenizer: CrumbTokenizer;
   readonly contextLength: number;
+  /** "chatml" when the model ships no chat template and ChatML stands in for it. */
+  readonly chatTemplateFallback?: "chatml";
   /** Renders messages with the model's chat template (generation prompt appended). */
   applyChatTemplate(messages: readonly ChatMessage[], options?: { tools?: readonly unknown[]; chatTemplate?: string }): string;
   /** Text prompts are tokenized with special tokens (BOS); messages go through the chat template. */

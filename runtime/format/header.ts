@@ -105,15 +105,15 @@ export function describeBadMagic(magic: Uint8Array): string {
       `(line endings or the high bit were rewritten); copy it again in binary mode`;
   }
   if (ascii.startsWith("GGUF")) {
-    return "this is a GGUF file, not a crumb checkpoint; convert it with `bun run quantize <file.gguf> -o <out>`";
+    return "this is a GGUF file, not a crumb checkpoint; convert it with `crumb quantize <file.gguf> -o <out>`";
   }
   if (magic[0] === 0x50 && magic[1] === 0x4b) {
-    return "this is a zip archive (a PyTorch .bin/.pt?), not a crumb checkpoint; convert the model with `bun run quantize`";
+    return "this is a zip archive (a PyTorch .bin/.pt?), not a crumb checkpoint; convert the model with `crumb quantize`";
   }
   if (magic[0] === 0x7b || (magic.length >= 8 && magic[7] === 0 && magic[6] === 0 && magic[5] === 0)) {
-    return "this looks like a safetensors or JSON file, not a crumb checkpoint; convert the model with `bun run quantize`";
+    return "this looks like a safetensors or JSON file, not a crumb checkpoint; convert the model with `crumb quantize`";
   }
-  return `not a crumb checkpoint: magic [${hex}], expected [89 43 52 55 4d 42 0d 0a]; produce one with \`bun run quantize\``;
+  return `not a crumb checkpoint: magic [${hex}], expected [89 43 52 55 4d 42 0d 0a]; produce one with \`crumb quantize\``;
 }
 
 function readU64(view: DataView, at: number, field: string, file?: string): number {

@@ -152,7 +152,7 @@ export function decodeTable(bytes: Uint8Array, ctx: TableContext): TensorRecord[
     if ((ctx.version ?? FORMAT_VERSION) < 2 && (encoding!.kind === "bitplane" || encoding!.kind === "ternary")) {
       throw new FormatError(
         `tensor "${name}" is packed in the version-1 LUT layout (written by crumb 0.1), which this crumb no longer runs; ` +
-          `re-quantize the model from its source checkpoint (bun run quantize <source> -o <file>)`,
+          `re-quantize the model from its source checkpoint (crumb quantize <source> -o <file>)`,
         { file, tensor: name, offset: tableOffset + encodingAt },
       );
     }

@@ -32,6 +32,7 @@ import {
   writeTask,
 } from "./task-queue.ts";
 import { SpinPolicy } from "./spin-policy.ts";
+import { spawnWorker } from "./spawn-worker.ts";
 import { type Kernels, loadKernels, STACK_BYTES } from "./wasm.ts";
 
 /** Control slot per worker: int32 words, then f64 arguments from byte ARGS_OFFSET. */
@@ -175,7 +176,7 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
   const workers: Worker0[] = [];
   const ready: Promise<void>[] = [];
   for (let w = 0; w < nWorkers; w++) {
-    const worker = new Worker(workerUrl.href, { type: "module" }) as unknown as Worker0;
+    const worker: Worker0 = spawnWorker(workerUrl);
     workers.push(worker);
     ready.push(
       new Promise((resolve, reject) => {

@@ -56,7 +56,5 @@ export function listenBun(app: Hono<AppEnv>, options: { hostname: string; port: 
   });
 }
 
-if (import.meta.main) {
-  const { runServeMain } = await import("../cli/serve.ts");
-  await runServeMain(process.argv.slice(2));
-}
+// Run directly, it is `crumb serve` (not awaited: the dispatcher imports this module back).
+if (import.meta.main) void import("../cli/main.ts").then(({ runCliMain }) => runCliMain(["serve", ...process.argv.slice(2)]));

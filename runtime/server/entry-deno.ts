@@ -35,7 +35,5 @@ export function listenDeno(app: Hono<AppEnv>, options: { hostname: string; port:
   });
 }
 
-if (import.meta.main) {
-  const { runServeMain } = await import("../cli/serve.ts");
-  await runServeMain(Deno.args);
-}
+// Run directly, it is `crumb serve` (not awaited: the dispatcher imports this module back).
+if (import.meta.main) void import("../cli/main.ts").then(({ runCliMain }) => runCliMain(["serve", ...Deno.args]));

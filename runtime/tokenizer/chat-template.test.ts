@@ -207,7 +207,7 @@ describe("errors and helpers", () => {
 
   test("selectChatTemplate without templates says what to do", () => {
     expect(() => selectChatTemplate({})).toThrow(TokenizerError);
-    expect(() => selectChatTemplate({})).toThrow(/has no chat template; use \/v1\/completions/);
+    expect(() => selectChatTemplate({})).toThrow(/has no chat template; pass one with --chat-template/);
   });
 
 });

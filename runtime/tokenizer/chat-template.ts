@@ -125,6 +125,17 @@ export function renderChat(template: string, options: RenderChatOptions): string
 }
 
 /**
+ * ChatML (`<|im_start|>role\ncontent<|im_end|>`), the format llama-server falls back to for a
+ * model that ships no chat template; crumb does the same and says so. `CHATML_STOP` ends a
+ * turn for models whose vocabulary has no `<|im_end|>` token.
+ */
+export const CHATML_TEMPLATE = "{%- for message in messages -%}" +
+  "{{- '<|im_start|>' + message['role'] + '\n' + (message['content'] if message['content'] is string else '') + '<|im_end|>\n' -}}" +
+  "{%- endfor -%}" +
+  "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}";
+export const CHATML_STOP = "<|im_end|>";
+
+/**
  * Picks the template to use: the one named, else "tool_use" when tools are given and the
  * model has one, else "default".
  */
@@ -144,7 +155,7 @@ export function selectChatTemplate(templates: Readonly<Record<string, string>>, 
   if (templates.default !== undefined) return templates.default;
   throw new TokenizerError(
     names.length === 0
-      ? "the model has no chat template; use /v1/completions with a raw prompt, or pass a chat template"
-      : `the model has no default chat template (it has: ${names.join(", ")}); name one, or pass a chat template`,
+      ? "the model has no chat template; pass one with --chat-template <file.jinja>, or use /v1/completions with a raw prompt"
+      : `the model has no default chat template (it has: ${names.join(", ")}); name one, or pass one with --chat-template <file.jinja>`,
   );
 }

@@ -39,7 +39,7 @@ describe("CLIs on a Q4_K_M GGUF", () => {
   test("generate: runs the GGUF on the WASM engine and names the encodings", () => {
     const r = run([join(REPO, "runtime/cli.ts"), "generate", gguf, "-p", "the cat", "-n", "4", "--temperature", "0", "--threads", "1"]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain(`[crumb] ${gguf}: matrices packed in memory as 4 q8g32, 5 q4g32zp`);
+    expect(r.stderr).toContain(`crumb generate: ${gguf}: matrices packed in memory as 4 q8g32, 5 q4g32zp`);
     expect(r.stderr).toMatch(/4 tokens in .* \(wasm engine, 1 thread, kv f16\)/);
   });
 });

@@ -50,7 +50,26 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
   });
 }
 
+/** `deno task pull` as deno.json defines it (its permissions), from the repository. */
+function runDenoTask(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const repo = fileURLToPath(new URL("../../", import.meta.url));
+  return new Promise((resolve) => {
+    execFile(
+      path.join(repo, "node_modules/.bin/deno"),
+      ["task", "--quiet", "pull", ...args],
+      { cwd: repo, env: { PATH: process.env.PATH ?? "", HOME: cache, HF_ENDPOINT: hub.endpoint, NO_COLOR: "1" }, timeout: 30_000 },
+      (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number((error as { code?: number }).code ?? 1), stdout, stderr }),
+    );
+  });
+}
+
 describe("pull CLI", () => {
+  test("deno task pull works with the task's permissions (no os.homedir(), which needs --allow-sys)", async () => {
+    const result = await runDenoTask(["acme/cli-model", "--quiet"]);
+    expect(result.stderr).toBe("");
+    expect(result).toEqual({ code: 0, stdout: `${path.join(cache, ".cache", "crumb", "models", "acme--cli-model", COMMIT)}\n`, stderr: "" });
+  }, 30_000);
+
   test("prints only the snapshot directory on stdout and one line per file on stderr", async () => {
     const result = await run(["acme/cli-model"]);
     expect(result.code).toBe(0);
@@ -67,12 +86,12 @@ describe("pull CLI", () => {
     const badId = await run(["not-a-repo-id"]);
     expect(badId.code).toBe(2);
     expect(badId.stdout).toBe("");
-    expect(badId.stderr).toMatch(/^pull: "not-a-repo-id" is not a Hugging Face repository id/);
+    expect(badId.stderr).toMatch(/^crumb pull: "not-a-repo-id" is not a Hugging Face repository id/);
     const missing = await run(["acme/other"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("acme/other");
     const usage = await run([]);
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toContain("usage: bun run pull <org/repo>");
+    expect(usage.stderr).toBe("crumb pull: expected one repository, got 0 (see crumb pull --help)\n");
   });
 });

@@ -39,7 +39,9 @@ describe.skipIf(!available)("quantize CLI", () => {
     const b = join(dir, "b.q2");
     const args = [STORIES, "--tokenizer", TOK, "--bits", "2", "--method", "gptq", "--calib", CALIB, "--eval-tokens", "96"];
     const first = run([...args, "-o", a]);
-    expect(first.stderr).toBe("");
+    // A 2-bit stories260K agrees with fp32 on fewer than half the tokens: quantize says so.
+    expect(first.stderr).toMatch(/^crumb quantize: warning: the stored quality report says this file is poor \(top-1 agreement with fp32 \d+%, perplexity ratio \d+\.\d+\); quantise again with more bits/);
+    expect(first.stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(first.code).toBe(0);
     expect(first.stdout).toContain("model.layers.0.self_attn.q_proj.weight");
     expect(first.stdout).toMatch(/q2g32zp\s+gptq\s+16\.0 KiB ->\s+1\.5 KiB/);
@@ -69,16 +71,16 @@ describe.skipIf(!available)("quantize CLI", () => {
     const out = join(dir, "x.q2");
     const cases: [string[], RegExp, number][] = [
       [[join(dir, "missing.bin"), "-o", out], /does not exist/, 1],
-      [[STORIES, "--tokenizer", TOK, "-o", out, "--bits", "5"], /--bits 5 is not supported/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--bits", "5"], /--bits must be one of 2, 3, 4, 8, ternary, got "5"/, 2],
       [[STORIES, "--tokenizer", TOK, "-o", out, "--bits", "ternary", "--method", "gptq"], /--bits ternary needs --method absmean or ptqtp/, 1],
       [[STORIES, "--tokenizer", TOK, "-o", out, "--keep", "*.down_proj.weight=q5"], /--keep .* must be <tensor-pattern>=<encoding>/, 1],
       [[STORIES, "--tokenizer", TOK, "-o", join(dir, "no-such-dir", "x.q2")], /output directory .* does not exist/, 1],
       [[STORIES, "--tokenizer", TOK, "-o", dir], /is a directory/, 1],
       [[STORIES, "-o", out], /carries no tokenizer; pass --tokenizer/, 1],
-      [[STORIES, "--tokenizer", TOK, "-o", out, "--frobnicate"], /usage: bun run quantize/, 2],
-      [[STORIES, "--tokenizer", TOK, "-o", out, "--no-refit"], /--no-refit .* needs --method gptq, got --method \(default\)/, 1],
-      [[STORIES, "--tokenizer", TOK, "-o", out, "--method", "gptq", "--gptq-rounds", "0"], /--gptq-rounds must be an integer from 1 to 8, got "0"/, 1],
-      [[STORIES, "--tokenizer", TOK, "-o", out, "--gptq-rounds", "1"], /--gptq-rounds .* needs --method gptq without --no-refit/, 1],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--frobnicate"], /^crumb quantize: unknown option --frobnicate \(see crumb quantize --help\)\n$/, 2],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--no-refit"], /--no-refit .* needs --method gptq, got --method \(default\)/, 2],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--method", "gptq", "--gptq-rounds", "0"], /--gptq-rounds must be an integer from 1 to 8, got "0"/, 2],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--gptq-rounds", "1"], /--gptq-rounds .* needs --method gptq without --no-refit/, 2],
     ];
     for (const [args, message, code] of cases) {
       const r = run(args);

@@ -14,6 +14,7 @@ import { createToolStream, detectToolFormat, forcedToolCall, type ParsedToolCall
 import { checkFits } from "../token-bounds.ts";
 import { chatLogprob, clientGone, newId, readJson, unixTime, usageBody } from "./common.ts";
 import { type GenerationSpec, prepareGeneration, type RunEvent } from "./generation.ts";
+import { CHATML_STOP } from "../../tokenizer/chat-template.ts";
 
 function toolCallsBody(calls: readonly ParsedToolCall[], withIndex: boolean) {
   return calls.map((call, index) => ({
@@ -45,9 +46,13 @@ export function registerChat(app: Hono<AppEnv>, ctx: ServerContext): void {
     else if (request.responseFormat.type === "json_schema") constraint = { schema: request.responseFormat.schema };
 
     const gone = clientGone(c);
+    // Under the ChatML fallback a model may spell <|im_end|> as text: it ends the turn too.
+    const options = engine.chatTemplateFallback === "chatml"
+      ? { ...request.options, stop: [...(request.options.stop ?? []), CHATML_STOP] }
+      : request.options;
     const prepared = prepareGeneration(
       ctx,
-      { prompt: ids, options: request.options, constraint, constraintParam, promptTokens: ids.length },
+      { prompt: ids, options, constraint, constraintParam, promptTokens: ids.length },
       gone.signal,
     );
     const id = newId("chatcmpl");

@@ -27,7 +27,12 @@ export function registerMisc(app: Hono<AppEnv>, ctx: ServerContext): void {
       object: "model",
       created: started,
       owned_by: "crumb",
-      meta: { context_length: engine.contextLength, vocab_size: engine.tokenizer.vocabSize },
+      meta: {
+        context_length: engine.contextLength,
+        vocab_size: engine.tokenizer.vocabSize,
+        // Which chat template /v1/chat/completions renders with: the model's own, or ChatML standing in.
+        chat_template: engine.chatTemplateFallback === "chatml" ? "chatml (fallback: the model ships none)" : "model",
+      },
     };
   };
 
