@@ -16,14 +16,36 @@ const llama = (name: string, hidden: number, intermediate: number, layers: numbe
   spec: { arch: "llama", hidden, intermediate, layers, heads, kvHeads, vocab, maxPositions: 4096 },
 });
 
+/** Llama 3.x RoPE: theta 500000 with the llama3 frequency scaling of Llama-3.2's config. */
+const LLAMA3_ROPE = {
+  ropeTheta: 500000,
+  ropeScaling: { rope_type: "llama3", factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+};
+
+/** A tied-embedding shape (the head is the embedding table), head_dim 64 as in both real models. */
+const tied = (name: string, spec: Omit<RandomModelSpec, "tieEmbeddings" | "headDim" | "maxPositions">): BenchShape => ({
+  name,
+  spec: { ...spec, headDim: 64, tieEmbeddings: true, maxPositions: 4096 },
+});
+
 export const SHAPES: Readonly<Record<string, BenchShape>> = {
   "134M": llama("134M", 768, 2048, 12, 12, 12),
   "1.1B": llama("1.1B", 2048, 5632, 22, 32, 4),
+  /** Qwen2.5-0.5B: q/k/v biases, 151936-token vocabulary, tied embeddings (config.json of the HF repo). */
+  "qwen2.5-0.5B": tied("qwen2.5-0.5B", { arch: "qwen2", hidden: 896, intermediate: 4864, layers: 24, heads: 14, kvHeads: 2, vocab: 151936, ropeTheta: 1000000 }),
+  /** Llama-3.2-1B: 128256-token vocabulary, tied embeddings, llama3 RoPE scaling. */
+  "llama3.2-1B": tied("llama3.2-1B", { arch: "llama", hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256, ...LLAMA3_ROPE }),
   /**
    * For the harness test: every dimension still tiles ggml's 256-weight super-blocks; the
    * vocab keeps the first 512 Llama 2 tokens (specials, bytes, first merges).
    */
   tiny: llama("tiny", 256, 512, 2, 4, 2, 512),
+  /**
+   * The two real shapes' kinds at test size, tied. tiny-qwen2's hidden 384 is not a multiple of
+   * 256, as Qwen2.5-0.5B's 896 is not: its GGUF gets the same fallbacks (Q4_0 matrices, Q8_0 head).
+   */
+  "tiny-qwen2": tied("tiny-qwen2", { arch: "qwen2", hidden: 384, intermediate: 512, layers: 2, heads: 6, kvHeads: 2, vocab: 512, ropeTheta: 1000000 }),
+  "tiny-llama3": tied("tiny-llama3", { arch: "llama", hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, vocab: 512, ...LLAMA3_ROPE }),
 };
 
 export const ENCODING_NAMES = ["q2", "q3", "q4", "ternary"] as const;
