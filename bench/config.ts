@@ -5,6 +5,8 @@
 import type { Encoding } from "../runtime/format/encoding.ts";
 import type { RandomModelSpec } from "../test/fixtures/random-model.ts";
 import type { GgufExportType } from "../quantizer/export/gguf-export.ts";
+import type { MethodName } from "../quantizer/methods/index.ts";
+import { type Bits, defaultHead, type HeadSpec } from "../quantizer/recipe.ts";
 
 export interface BenchShape {
   readonly name: string;
@@ -53,7 +55,7 @@ export type EncodingName = typeof ENCODING_NAMES[number];
 
 const bitplane = (bits: 2 | 3 | 4): Encoding => ({ kind: "bitplane", bits, group: 64, scales: "zero-point" });
 
-/** Every 2-D weight except the token embeddings (lm_head included, as llama.cpp's files do). */
+/** The decoder layers' 2-D weights. */
 export const ENCODINGS: Readonly<Record<EncodingName, Encoding>> = {
   q2: bitplane(2),
   q3: bitplane(3),
@@ -61,14 +63,42 @@ export const ENCODINGS: Readonly<Record<EncodingName, Encoding>> = {
   ternary: { kind: "ternary", group: 64, planes: 1 },
 };
 
+/** The encoding of a `--head` spec (recipe.ts) as the quantizer packs it. */
+function headEncoding(h: HeadSpec): Encoding {
+  if (h.format === "f32" || h.format === "f16") return { kind: h.format };
+  if (h.format === "q8") return { kind: "q8", group: h.group ?? 32 };
+  return { kind: "bitplane", bits: h.format === "q4" ? 4 : 3, group: h.group ?? 32, scales: "zero-point" };
+}
+
+/** The quantizer method whose file each encoding stands for: the best of its width on stories260K. */
+const BEST_METHOD: Readonly<Record<EncodingName, [Bits, MethodName]>> = { q2: [2, "gptq"], q3: [3, "gptq"], q4: [4, "gptq"], ternary: ["ternary", "ptqtp"] };
+
 /**
- * Token embeddings: int8 per 32 weights with an f16 scale in both engines (crumb q8 g32 and
- * ggml Q8_0 are the same format), as quantised checkpoints usually keep them at 8 bits.
+ * crumb's output head (lm_head, or the tied embedding table, stored once): the quantizer's
+ * default head for a body of that width made with its best method (recipe.ts defaultHead;
+ * bench/results/quality.md, "Output head"): q4 g64 for q2 (a gptq file's), q8 g128 for the
+ * others. A 2-bit rtn file would get q8 g128. llama.cpp's files carry llama-quantize's head
+ * (Q6_K, or Q8_0 where the row does not fill Q6_K blocks: quantizer/export/type-plan.ts).
+ */
+export const HEAD_ENCODINGS: Readonly<Record<EncodingName, Encoding>> = Object.fromEntries(
+  ENCODING_NAMES.map((e) => [e, headEncoding(defaultHead(...BEST_METHOD[e]))]),
+) as Record<EncodingName, Encoding>;
+
+/**
+ * Untied token embeddings (looked up by row): int8 per 32 weights with an f16 scale in both
+ * engines (crumb q8 g32 and ggml Q8_0 are the same format), as quantised checkpoints usually
+ * keep them at 8 bits (llama-quantize would keep a Q2_K file's at Q2_K; only get_rows reads it).
  */
 export const EMBEDDING_ENCODING: Encoding = { kind: "q8", group: 32 };
 export const EMBEDDING_GGUF_TYPE: GgufExportType = "Q8_0";
 
-/** The llama.cpp type each crumb encoding is compared with (nearest bits per weight). */
+/**
+ * The llama.cpp type each crumb encoding is compared with (nearest bits per weight), for every
+ * layer matrix: what `llama-quantize --pure --output-tensor-type q6_k` writes (llama-quantize's
+ * own Q2_K mix would raise attn_v, attn_output and ffn_down to Q3_K/Q4_K, types crumb's exporter
+ * does not write). Rows that do not fill the type's blocks fall back as llama-quantize's do
+ * (Qwen2.5-0.5B's 896 columns: Q2_K → Q4_0).
+ */
 export const LLAMACPP_TYPE: Readonly<Record<EncodingName, GgufExportType>> = {
   q2: "Q2_K",
   q3: "Q2_K",

@@ -13,9 +13,12 @@
  * not depend on the values); every pool result is checked bit-identical to the one-thread GEMV.
  * The quality side of the choice (KL on stories260K) is bench/quality.ts.
  * Flags: --shapes qwen2.5-0.5B,llama3.2-1B --candidates q8g32,q4g64zp,... --threads 1,2
- * --rounds 9 --calls 5 --json --quick (small shapes, for the tests).
+ * --rounds 9 --calls 5 --json --quick (small shapes, for the tests) --out DIR (writes
+ * heads.json and heads.md there; bench/quality.ts reads bench/results/heads.json).
  */
+import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
+import { join } from "node:path";
 import { InvalidArgumentError, KernelError } from "../runtime/errors.ts";
 import { type Encoding, encodingName, matrixLayout } from "../runtime/format/encoding.ts";
 import {
@@ -32,6 +35,7 @@ import {
 import { CHUNKS_PER_THREAD, createPool, disposePool, type Pool, rowTasks } from "../runtime/kernels/pool.ts";
 import { loadKernels, type Kernels } from "../runtime/kernels/wasm.ts";
 import { SHAPES } from "./config.ts";
+import { machineDescription } from "./report.ts";
 import { randomPackedMatrix } from "./kernels-measure.ts";
 
 const zp = (bits: 2 | 3 | 4, group: 32 | 64 | 128): Encoding => ({ kind: "bitplane", bits, group, scales: "zero-point" });
@@ -56,7 +60,7 @@ export interface HeadRow {
   readonly cols: number;
   readonly encoding: string;
   readonly threads: number;
-  readonly weight_mb: number;
+  readonly weight_bytes: number;
   /** Median over rounds of each round's median decode step (input preparation + GEMV), ms. */
   readonly ms: number;
   /** Packed bytes / ms. */
@@ -72,13 +76,14 @@ interface Options {
   rounds: number;
   calls: number;
   json: boolean;
+  out: string | undefined;
 }
 
 const USAGE = `usage: bun bench/heads.ts [--shapes ${REAL_SHAPES.join(",")}] [--candidates ${HEAD_CANDIDATES.map(encodingName).join(",")}]
-  [--threads 1,2] [--rounds 9] [--calls 5 (steps per candidate per round)] [--json] [--quick (tiny shapes, 2 rounds)]`;
+  [--threads 1,2] [--rounds 9] [--calls 5 (steps per candidate per round)] [--json] [--quick (tiny shapes, 2 rounds)] [--out DIR]`;
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { shapes: REAL_SHAPES, candidates: [...HEAD_CANDIDATES], threads: [1, 2], rounds: 9, calls: 5, json: false };
+  const o: Options = { shapes: REAL_SHAPES, candidates: [...HEAD_CANDIDATES], threads: [1, 2], rounds: 9, calls: 5, json: false, out: undefined };
   const count = (flag: string, v: string): number => {
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(flag, `${flag} ${v}: expected a positive integer`);
@@ -111,6 +116,7 @@ function parseArgs(argv: readonly string[]): Options {
     } else if (flag === "--threads") o.threads = list.map((s) => count(flag, s));
     else if (flag === "--rounds") o.rounds = count(flag, v);
     else if (flag === "--calls") o.calls = count(flag, v);
+    else if (flag === "--out") o.out = v;
     else throw new InvalidArgumentError(flag, `unknown argument "${flag}"`);
   }
   return o;
@@ -198,7 +204,7 @@ function measureShape(k: Kernels, pool: Pool, shape: string, o: Options, log: (m
         const ms = median(times[i]);
         const row: HeadRow = {
           shape, rows, cols, encoding: encodingName(h.matrix.encoding), threads,
-          weight_mb: Math.round(bytes / 1e5) / 10,
+          weight_bytes: bytes,
           ms: Math.round(ms * 1000) / 1000,
           gbs: Math.round((bytes / ms / 1e6) * 100) / 100,
           vs_q8g32: Math.round(median(times[i].map((t, r) => t / times[0][r])) * 1000) / 1000,
@@ -213,11 +219,19 @@ function measureShape(k: Kernels, pool: Pool, shape: string, o: Options, log: (m
   }
 }
 
+/** What --json prints and --out writes (heads.json). */
+export interface HeadsReport {
+  readonly rows: HeadRow[];
+  readonly note: string;
+  readonly machine: string;
+  readonly date: string;
+}
+
 export function headsMarkdown(rows: readonly HeadRow[]): string {
   const lines = [
     "| shape | head | encoding | MB | threads | ms / token | GB/s | time vs q8g32 |",
     "|---|---|---|---|---|---|---|---|",
-    ...rows.map((r) => `| ${r.shape} | ${r.rows}x${r.cols} | ${r.encoding} | ${r.weight_mb} | ${r.threads} | ${r.ms.toFixed(2)} | ${r.gbs.toFixed(1)} | ${r.vs_q8g32.toFixed(2)}x |`),
+    ...rows.map((r) => `| ${r.shape} | ${r.rows}x${r.cols} | ${r.encoding} | ${(r.weight_bytes / 1e6).toFixed(1)} | ${r.threads} | ${r.ms.toFixed(2)} | ${r.gbs.toFixed(1)} | ${r.vs_q8g32.toFixed(2)}x |`),
   ];
   return lines.join("\n") + "\n";
 }
@@ -248,7 +262,13 @@ async function main(): Promise<void> {
   }
   const note = `\`bun bench/heads.ts ${argv.join(" ")}\``.replace(" `", "`") + `: ${o.rounds} rounds of ${o.calls} steps; load average ${before.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after`;
   log(note);
-  process.stdout.write(o.json ? JSON.stringify({ rows, note }) + "\n" : `${headsMarkdown(rows)}\n${note}\n`);
+  const report: HeadsReport = { rows, note, machine: machineDescription(), date: new Date().toISOString() };
+  if (o.out !== undefined) {
+    mkdirSync(o.out, { recursive: true });
+    writeFileSync(join(o.out, "heads.json"), JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(join(o.out, "heads.md"), `# Output-head decode step per encoding\n\n${headsMarkdown(rows)}\n${note} on ${report.machine}, ${report.date.slice(0, 10)}.\n`);
+  }
+  process.stdout.write(o.json ? JSON.stringify(report) + "\n" : `${headsMarkdown(rows)}\n${note}\n`);
 }
 
 if (import.meta.main) {

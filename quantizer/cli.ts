@@ -3,6 +3,7 @@
  * `bun run quantize <hf-dir | file.gguf | model.bin> -o model.q2 [--tokenizer tokenizer.bin]
  *  [--bits 2|3|4|8|ternary] [--group 32|64|128] [--method rtn|imatrix|gptq|hlq|absmean|ptqtp]
  *  [--calib <text file>] [--eval <text file>] [--keep <pattern>=<encoding>]... [--embeddings q8|f16|f32]
+ *  [--head q4g64|q4|q3|q8|f16|f32 (group suffix g32/g64/g128 optional)]
  *  [--no-refit] [--gptq-rounds N] [--no-report] [--json]`
  * and `bun run quantize --report <model.q2> --reference <source> [--json]`.
  * Progress goes to stdout (stderr with --json, whose stdout is one JSON object). The output
@@ -21,13 +22,13 @@ import { importModel } from "./import/index.ts";
 import { METHOD_NAMES, type MethodName } from "./methods/index.ts";
 import { createProgress, formatBytes, type ProgressStream } from "./progress.ts";
 import { quantizeTempPaths, quantizeToFile } from "./output-file.ts";
-import { type Bits, parseKeepRule } from "./recipe.ts";
+import { type Bits, parseHead, parseKeepRule } from "./recipe.ts";
 import { formatReport, type QualityReport } from "./report.ts";
 
 export const QUANTIZE_USAGE =
   "usage: bun run quantize <hf-dir | file.gguf | model.bin> -o <model.q2> [--tokenizer <tokenizer.bin>] [--bits 2|3|4|8|ternary] " +
   "[--group 32|64|128] [--method " + METHOD_NAMES.join("|") + "] [--calib <text file>] [--eval <text file>] " +
-  "[--keep <tensor-pattern>=<f32|f16|q8|q1-q4|t1|t2>]... [--embeddings q8|f16|f32] [--eval-tokens N] [--no-refit] [--gptq-rounds N] [--no-report] [--json]\n" +
+  "[--keep <tensor-pattern>=<f32|f16|q8|q1-q4|t1|t2>]... [--embeddings q8|f16|f32] [--head <q4g64|q8|f16|...>] [--eval-tokens N] [--no-refit] [--gptq-rounds N] [--no-report] [--json]\n" +
   "       bun run quantize --report <model.q2> --reference <source> [--tokenizer <tokenizer.bin>] [--eval <text file>] [--json]";
 
 export interface QuantizeCliIo {
@@ -81,6 +82,7 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
     "eval-tokens": { type: "string" },
     keep: { type: "string", multiple: true },
     embeddings: { type: "string" },
+    head: { type: "string" },
     "no-report": { type: "boolean" },
     "no-refit": { type: "boolean" },
     "gptq-rounds": { type: "string" },
@@ -125,6 +127,7 @@ export async function runQuantize(argv: string[], io: QuantizeCliIo): Promise<vo
     group: values.group === undefined ? undefined : Number(choice(String(values.group), "--group", ["32", "64", "128"])) as 32 | 64 | 128,
     method: choice(values.method, "--method", METHOD_NAMES) as MethodName | undefined,
     embeddings: choice(values.embeddings, "--embeddings", ["q8", "f16", "f32"] as const),
+    head: values.head === undefined ? undefined : parseHead(String(values.head)),
     keep: ((values.keep ?? []) as string[]).map(parseKeepRule),
     calibration: values.calib === undefined ? undefined : readText(String(values.calib), "--calib"),
     evaluation,
