@@ -33,7 +33,7 @@ import {
   quantizeQ8Input,
 } from "../runtime/kernels/matmul.ts";
 import { CHUNKS_PER_THREAD, createPool, disposePool, type Pool, rowTasks } from "../runtime/kernels/pool.ts";
-import { loadKernels, type Kernels } from "../runtime/kernels/wasm.ts";
+import { type Kernels, loadKernels } from "../runtime/kernels/wasm.ts";
 import { SHAPES } from "./config.ts";
 import { machineDescription } from "./report.ts";
 import { randomPackedMatrix } from "./kernels-measure.ts";
@@ -83,7 +83,15 @@ const USAGE = `usage: bun bench/heads.ts [--shapes ${REAL_SHAPES.join(",")}] [--
   [--threads 1,2] [--rounds 9] [--calls 5 (steps per candidate per round)] [--json] [--quick (tiny shapes, 2 rounds)] [--out DIR]`;
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { shapes: REAL_SHAPES, candidates: [...HEAD_CANDIDATES], threads: [1, 2], rounds: 9, calls: 5, json: false, out: undefined };
+  const o: Options = {
+    shapes: REAL_SHAPES,
+    candidates: [...HEAD_CANDIDATES],
+    threads: [1, 2],
+    rounds: 9,
+    calls: 5,
+    json: false,
+    out: undefined,
+  };
   const count = (flag: string, v: string): number => {
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(flag, `${flag} ${v}: expected a positive integer`);
@@ -109,7 +117,9 @@ function parseArgs(argv: readonly string[]): Options {
     } else if (flag === "--candidates") {
       o.candidates = list.map((name) => {
         const e = HEAD_CANDIDATES.find((c) => encodingName(c) === name);
-        if (e === undefined) throw new InvalidArgumentError(flag, `unknown candidate "${name}"; choose from ${HEAD_CANDIDATES.map(encodingName).join(", ")}`);
+        if (e === undefined) {
+          throw new InvalidArgumentError(flag, `unknown candidate "${name}"; choose from ${HEAD_CANDIDATES.map(encodingName).join(", ")}`);
+        }
         return e;
       });
       if (!o.candidates.some((e) => encodingName(e) === "q8g32")) o.candidates.unshift(HEAD_CANDIDATES[0]);
@@ -179,7 +189,13 @@ function measureShape(k: Kernels, pool: Pool, shape: string, o: Options, log: (m
         step(k, pool, h, t);
         const got = new Float32Array(k.memory.buffer, h.out, rows);
         const bad = got.findIndex((v, i) => !Object.is(v, want[i]));
-        if (bad >= 0) throw new KernelError(`${encodingName(h.matrix.encoding)} ${rows}x${cols} at ${t} threads: output ${bad} is ${got[bad]}, the one-thread GEMV gives ${want[bad]}`);
+        if (bad >= 0) {
+          throw new KernelError(
+            `${encodingName(h.matrix.encoding)} ${rows}x${cols} at ${t} threads: output ${bad} is ${got[bad]}, the one-thread GEMV gives ${
+              want[bad]
+            }`,
+          );
+        }
       }
     }
     const rowsOut: HeadRow[] = [];
@@ -203,13 +219,21 @@ function measureShape(k: Kernels, pool: Pool, shape: string, o: Options, log: (m
         const bytes = matrixLayout(h.matrix.encoding, rows, cols).byteLength;
         const ms = median(times[i]);
         const row: HeadRow = {
-          shape, rows, cols, encoding: encodingName(h.matrix.encoding), threads,
+          shape,
+          rows,
+          cols,
+          encoding: encodingName(h.matrix.encoding),
+          threads,
           weight_bytes: bytes,
           ms: Math.round(ms * 1000) / 1000,
           gbs: Math.round((bytes / ms / 1e6) * 100) / 100,
           vs_q8g32: Math.round(median(times[i].map((t, r) => t / times[0][r])) * 1000) / 1000,
         };
-        log(`${shape} t${threads} ${row.encoding.padEnd(8)} ${row.ms.toFixed(2)} ms ${row.gbs.toFixed(1)} GB/s ${row.vs_q8g32.toFixed(2)}x q8g32`);
+        log(
+          `${shape} t${threads} ${row.encoding.padEnd(8)} ${row.ms.toFixed(2)} ms ${row.gbs.toFixed(1)} GB/s ${
+            row.vs_q8g32.toFixed(2)
+          }x q8g32`,
+        );
         rowsOut.push(row);
       });
     }
@@ -231,7 +255,11 @@ export function headsMarkdown(rows: readonly HeadRow[]): string {
   const lines = [
     "| shape | head | encoding | MB | threads | ms / token | GB/s | time vs q8g32 |",
     "|---|---|---|---|---|---|---|---|",
-    ...rows.map((r) => `| ${r.shape} | ${r.rows}x${r.cols} | ${r.encoding} | ${(r.weight_bytes / 1e6).toFixed(1)} | ${r.threads} | ${r.ms.toFixed(2)} | ${r.gbs.toFixed(1)} | ${r.vs_q8g32.toFixed(2)}x |`),
+    ...rows.map((r) =>
+      `| ${r.shape} | ${r.rows}x${r.cols} | ${r.encoding} | ${(r.weight_bytes / 1e6).toFixed(1)} | ${r.threads} | ${r.ms.toFixed(2)} | ${
+        r.gbs.toFixed(1)
+      } | ${r.vs_q8g32.toFixed(2)}x |`
+    ),
   ];
   return lines.join("\n") + "\n";
 }
@@ -260,13 +288,17 @@ async function main(): Promise<void> {
   } finally {
     await disposePool(pool);
   }
-  const note = `\`bun bench/heads.ts ${argv.join(" ")}\``.replace(" `", "`") + `: ${o.rounds} rounds of ${o.calls} steps; load average ${before.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after`;
+  const note = `\`bun bench/heads.ts ${argv.join(" ")}\``.replace(" `", "`") +
+    `: ${o.rounds} rounds of ${o.calls} steps; load average ${before.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after`;
   log(note);
   const report: HeadsReport = { rows, note, machine: machineDescription(), date: new Date().toISOString() };
   if (o.out !== undefined) {
     mkdirSync(o.out, { recursive: true });
     writeFileSync(join(o.out, "heads.json"), JSON.stringify(report, null, 2) + "\n");
-    writeFileSync(join(o.out, "heads.md"), `# Output-head decode step per encoding\n\n${headsMarkdown(rows)}\n${note} on ${report.machine}, ${report.date.slice(0, 10)}.\n`);
+    writeFileSync(
+      join(o.out, "heads.md"),
+      `# Output-head decode step per encoding\n\n${headsMarkdown(rows)}\n${note} on ${report.machine}, ${report.date.slice(0, 10)}.\n`,
+    );
   }
   process.stdout.write(o.json ? JSON.stringify(report) + "\n" : `${headsMarkdown(rows)}\n${note}\n`);
 }

@@ -53,7 +53,12 @@ interface Body {
   readonly decides?: { readonly bits: Bits; readonly method: MethodName };
 }
 
-const bodyAt = (bits: Bits, method: MethodName, label: string): Body => ({ key: `${method}${bits}`, label, options: { bits, method }, decides: { bits, method } });
+const bodyAt = (bits: Bits, method: MethodName, label: string): Body => ({
+  key: `${method}${bits}`,
+  label,
+  options: { bits, method },
+  decides: { bits, method },
+});
 
 const BODIES: readonly Body[] = [
   { key: "fp32", label: "fp32 body, rtn head (head-only cost)", options: { keep: LAYERS_F32 } },
@@ -124,14 +129,19 @@ export async function measureHeads(source: ModelSource, log: (line: string) => v
     default: headName(defaultHead(b.decides!.bits, b.decides!.method)),
   }));
 
-  const cell = (body: string, spec: string) => spec === "f32" ? kl.get(`${body}/f32`)!.toFixed(4) : `${cost(body, spec) >= 0 ? "+" : ""}${cost(body, spec).toFixed(4)} (${(100 * share(body, spec)).toFixed(1)}%)`;
+  const cell = (body: string, spec: string) =>
+    spec === "f32"
+      ? kl.get(`${body}/f32`)!.toFixed(4)
+      : `${cost(body, spec) >= 0 ? "+" : ""}${cost(body, spec).toFixed(4)} (${(100 * share(body, spec)).toFixed(1)}%)`;
   const headKl = (body: string, spec: string) => kl.get(`${body}/${spec}`)!.toFixed(5);
   const lines = [
     "| head | bytes/weight | Qwen2.5-0.5B head, ms/token (1 / 2 threads) | Llama-3.2-1B head, ms/token (1 / 2 threads) | time vs q8g32 | head-only KL, rtn | head-only KL, gptq-calibrated | " +
     BODIES.slice(2).map((b) => b.label).join(" | ") + " |",
     `|${"---|".repeat(7 + BODIES.length - 2)}`,
     ...HEAD_SPECS.map((spec) =>
-      `| ${spec} | ${bytesPerWeight(spec).toFixed(3)} | ${ms(spec, "qwen2.5-0.5B")} | ${ms(spec, "llama3.2-1B")} | ${relative(spec)?.toFixed(2) ?? "-"}${relative(spec) === undefined ? "" : "x"} | ` +
+      `| ${spec} | ${bytesPerWeight(spec).toFixed(3)} | ${ms(spec, "qwen2.5-0.5B")} | ${ms(spec, "llama3.2-1B")} | ${
+        relative(spec)?.toFixed(2) ?? "-"
+      }${relative(spec) === undefined ? "" : "x"} | ` +
       `${headKl("fp32", spec)} | ${headKl("fp32-gptq", spec)} | ${BODIES.slice(2).map((b) => cell(b.key, spec)).join(" | ")} |`
     ),
   ];
@@ -139,7 +149,10 @@ export async function measureHeads(source: ModelSource, log: (line: string) => v
   // Stored once (the tied table in the head's encoding) against an untied copy: lm_head in the
   // head's encoding, the embedding table kept q8 for the lookups.
   const embed = source.tensors.get("model.embed_tokens.weight")!;
-  const untied: ModelSource = { ...source, tensors: new Map([...source.tensors, ["lm_head.weight", { ...embed, name: "lm_head.weight" }]]) };
+  const untied: ModelSource = {
+    ...source,
+    tensors: new Map([...source.tensors, ["lm_head.weight", { ...embed, name: "lm_head.weight" }]]),
+  };
   const copies: string[] = [];
   for (const body of BODIES.filter((b) => b.key === "fp32-gptq" || b.key === "gptq2")) {
     for (const spec of ["q4g64", "q4g32"]) {
@@ -148,26 +161,43 @@ export async function measureHeads(source: ModelSource, log: (line: string) => v
       log(`untied copy ${spec}, ${body.label}: KL ${r.report.kl_mean!.toFixed(5)}`);
     }
   }
-  const mb = (e: Parameters<typeof matrixLayout>[0], rows: number, cols: number) => (matrixLayout(e, rows, cols).byteLength / 1e6).toFixed(1);
+  const mb = (e: Parameters<typeof matrixLayout>[0], rows: number, cols: number) =>
+    (matrixLayout(e, rows, cols).byteLength / 1e6).toFixed(1);
   const q4g64 = { kind: "bitplane", bits: 4, group: 64, scales: "zero-point" } as const;
   const q8 = { kind: "q8", group: 32 } as const;
   const memory = [["Qwen2.5-0.5B", 151936, 896], ["Llama-3.2-1B", 128256, 2048]].map(([name, rows, cols]) =>
-    `${name}: ${mb(q4g64, rows as number, cols as number)} MB once, ${mb(q4g64, rows as number, cols as number)} + ${mb(q8, rows as number, cols as number)} MB as a copy`
+    `${name}: ${mb(q4g64, rows as number, cols as number)} MB once, ${mb(q4g64, rows as number, cols as number)} + ${
+      mb(q8, rows as number, cols as number)
+    } MB as a copy`
   );
 
   // A q8 default names no group (the recipe's): q8 against the rule's q8g128 is a disagreement too.
-  const rule = picks.map((p) => `${p.label}: ${p.pick ?? "none"}${p.pick === p.default ? "" : ` (defaultHead says ${p.default}: they disagree)`}`).join("; ");
+  const rule = picks.map((p) =>
+    `${p.label}: ${p.pick ?? "none"}${p.pick === p.default ? "" : ` (defaultHead says ${p.default}: they disagree)`}`
+  ).join("; ");
   const pct = (body: string, spec: string) => `${(100 * share(body, spec)).toFixed(1)}%`;
   const span = (values: number[], digits = 2) => `${Math.min(...values).toFixed(digits)}-${Math.max(...values).toFixed(digits)}`;
   const ratios = (spec: string) => span(rowsOf(spec).map((r) => r.vs_q8g32));
   const q8Shares = BODIES.slice(2).map((b) => Math.abs(share(b.key, "q8g128")));
   const copyGain = copies.map((line) => line.split("|").slice(3, 5).map(Number)).map(([once, copy]) => once - copy);
-  const findings = `Findings. An 8-bit head is free at every width: q8g128's cost stays within ${(100 * Math.max(...q8Shares)).toFixed(1)}% of any body's KL
-(head-only KL ${headKl("fp32", "q8g128")}), and it takes ${ratios("q8g128")}x q8g32's time (a scale per 128 weights instead of 32). A 4-bit head
-costs ${headKl("fp32", "q4g64")} (q4g64) on its own when rounded, ${headKl("fp32-gptq", "q4g64")} when calibrated (q4g32: ${headKl("fp32-gptq", "q4g32")}); next to the
-2-bit gptq body that is ${pct("gptq2", "q4g64")} (q4g64) and ${pct("gptq2", "q4g32")} (q4g32): negligible, at ${ratios("q4g64")}x q8g32's time for q4g64.
-Uncalibrated it is not (2-bit rtn: ${pct("rtn2", "q4g64")}), nor is imatrix's q4g64 (${pct("imatrix2", "q4g64")}; q4g32 ${pct("imatrix2", "q4g32")}), nor any q4
-head next to the smaller KLs of 3 and 4 bits or ternary (${pct("gptq3", "q4g64")}, ${pct("gptq4", "q4g64")}, ${pct("ptqtpternary", "q4g64")}). A 3-bit head
+  const findings = `Findings. An 8-bit head is free at every width: q8g128's cost stays within ${
+    (100 * Math.max(...q8Shares)).toFixed(1)
+  }% of any body's KL
+(head-only KL ${headKl("fp32", "q8g128")}), and it takes ${
+    ratios("q8g128")
+  }x q8g32's time (a scale per 128 weights instead of 32). A 4-bit head
+costs ${headKl("fp32", "q4g64")} (q4g64) on its own when rounded, ${headKl("fp32-gptq", "q4g64")} when calibrated (q4g32: ${
+    headKl("fp32-gptq", "q4g32")
+  }); next to the
+2-bit gptq body that is ${pct("gptq2", "q4g64")} (q4g64) and ${pct("gptq2", "q4g32")} (q4g32): negligible, at ${
+    ratios("q4g64")
+  }x q8g32's time for q4g64.
+Uncalibrated it is not (2-bit rtn: ${pct("rtn2", "q4g64")}), nor is imatrix's q4g64 (${pct("imatrix2", "q4g64")}; q4g32 ${
+    pct("imatrix2", "q4g32")
+  }), nor any q4
+head next to the smaller KLs of 3 and 4 bits or ternary (${pct("gptq3", "q4g64")}, ${pct("gptq4", "q4g64")}, ${
+    pct("ptqtpternary", "q4g64")
+  }). A 3-bit head
 is never the choice: about as fast as q4g64 on these heads (the LUT kernel's work grows with planes
 times groups, not with bytes) at several times its KL. Hence recipe.ts's defaultHead: q4g64 for a
 2-bit gptq body, q4g32 for 2-bit imatrix, q8g128 for everything else; \`--bits 8\` keeps its head q8

@@ -92,8 +92,11 @@ test("GGUF sources: blocks kept where a crumb encoding of the asked width holds 
 
 test("GGUF heads: q8-shaped blocks stay q8 without --head; --head q4 keeps Q4 blocks, re-quantises the rest", () => {
   const bits2: Recipe = { bits: 2, group: 32, method: "gptq", keep: [] };
-  expect(planTensor("lm_head.weight", [64, 256], bits2, "Q8_0")).toMatchObject({ action: { kind: "transcode", target: 8 }, note: "Q8_0 head kept at q8 width (no --head)" });
-  expect(planTensor(EMBED, [64, 256], { ...bits2, fromSource: true }, "Q6_K", true)).toMatchObject({ action: { kind: "q8", group: 32 } });
+  expect(planTensor("lm_head.weight", [64, 256], bits2, "Q8_0")).toMatchObject({ action: { kind: "transcode", target: 8 }, note: "Q8_0 head kept as q8 (no --head)" });
+  expect(planTensor(EMBED, [64, 256], { ...bits2, fromSource: true }, "Q6_K", true)).toEqual({
+    action: { kind: "q8", group: 32 },
+    note: "Q6_K head at q8: widths follow the GGUF (no --head)",
+  });
   expect(planTensor("lm_head.weight", [64, 256], bits2, "Q6_K")).toEqual({ action: q4g64 });
   const q4 = { ...bits2, head: parseHead("q4g64") };
   expect(planTensor("lm_head.weight", [64, 256], q4, "Q8_0")).toEqual({ action: q4g64 });

@@ -220,7 +220,8 @@ function headPlan(name: string, shape: readonly number[], recipe: Recipe, dtype:
       return { ...embeddingPlan(recipe.embeddings, recipe, dtype, targets), note: `tied head: --embeddings ${recipe.embeddings} (no --head)` };
     }
     if (recipe.fromSource || targets.includes(8)) {
-      return { ...embeddingPlan("q8", recipe, dtype, targets), note: `${dtype} head kept at q8 width (no --head)` };
+      const why = targets.includes(8) ? `${dtype} head kept as q8` : `${dtype} head at q8: widths follow the GGUF`;
+      return { ...embeddingPlan("q8", recipe, dtype, targets), note: `${why} (no --head)` };
     }
   }
   const head = recipe.head ?? defaultHead(recipe.bits, recipe.method);

@@ -7,7 +7,8 @@
  * vocabulary (128256x2048 for Llama-3.2-1B) is 16 times a decoder layer's largest matrix: at
  * once, GPTQ's working set would pass the 4 GiB of WASM memory.
  */
-import { KernelError } from "../../runtime/errors.ts";
+import { ShapeError } from "../../runtime/errors.ts";
+import { encodingName } from "../../runtime/format/encoding.ts";
 import type { MatrixInput, QuantizedMatrix } from "./types.ts";
 
 /** Weights per block: 16384 rows of 2048 (GPTQ peaks near 700 MB on one, measured). */
@@ -28,7 +29,8 @@ export function quantizeInRowChunks(
   }
   const first = parts[0];
   if (first.encoding.kind !== "bitplane" || !parts.every((p) => JSON.stringify(p.encoding) === JSON.stringify(first.encoding))) {
-    throw new KernelError(`quantizeInRowChunks: blocks came back as ${parts.map((p) => p.encoding.kind).join(", ")}; only bit-plane results of one encoding can be joined`);
+    const names = parts.map((p) => encodingName(p.encoding)).join(", ");
+    throw new ShapeError("quantizeInRowChunks", "bit-plane blocks of one encoding (only those can be joined)", names);
   }
   const join = (pick: (q: QuantizedMatrix & { encoding: { kind: "bitplane" } }) => Float32Array | Uint8Array | undefined) => {
     const arrays = parts.map((p) => pick(p as QuantizedMatrix & { encoding: { kind: "bitplane" } }));

@@ -28,7 +28,9 @@ test("--quick --json: every candidate on both tiny heads at 1 and 2 threads; --o
   }
   expect(report.rows.map((r) => ({ shape: r.shape, rows: r.rows, cols: r.cols, encoding: r.encoding, threads: r.threads }))).toEqual(want);
   for (const r of report.rows) {
-    for (const key of ["weight_bytes", "ms", "gbs", "vs_q8g32"] as const) expect({ key, ok: Number.isFinite(r[key]) && r[key] > 0 }).toEqual({ key, ok: true });
+    for (const key of ["weight_bytes", "ms", "gbs", "vs_q8g32"] as const) {
+      expect({ key, ok: Number.isFinite(r[key]) && r[key] > 0 }).toEqual({ key, ok: true });
+    }
     if (r.encoding === "q8g32") expect(r.vs_q8g32).toBe(1);
   }
   expect((JSON.parse(readFileSync(join(dir, "heads.json"), "utf8")) as HeadsReport).rows).toEqual(report.rows);

@@ -17,7 +17,9 @@ test("every output-head mutation applies to exactly one place and names existing
     const text = readFileSync(ROOT + m.file, "utf8");
     expect({ name: m.name, occurrences: text.split(m.find).length - 1 }).toEqual({ name: m.name, occurrences: 1 });
     expect(m.replace).not.toBe(m.find);
-    for (const file of m.tests) expect({ name: m.name, file, exists: existsSync(ROOT + file) }).toEqual({ name: m.name, file, exists: true });
+    for (const file of m.tests) {
+      expect({ name: m.name, file, exists: existsSync(ROOT + file) }).toEqual({ name: m.name, file, exists: true });
+    }
   }
   expect(new Set(mutations.map((m) => m.name)).size).toBe(mutations.length);
 });

@@ -19,7 +19,17 @@ import { createReferenceWeights, referenceOps } from "../../runtime/ops/referenc
 import { createRandomModel } from "../fixtures/random-model.ts";
 
 const EMBED = "model.embed_tokens.weight";
-const spec = (tied: boolean) => ({ arch: "llama", hidden: 64, intermediate: 96, layers: 2, heads: 4, kvHeads: 2, vocab: 80, maxPositions: 64, tieEmbeddings: tied });
+const spec = (tied: boolean) => ({
+  arch: "llama",
+  hidden: 64,
+  intermediate: 96,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  vocab: 80,
+  maxPositions: 64,
+  tieEmbeddings: tied,
+});
 
 /** The head's input statistics recorded while the whole fp32 model computes every position's logits. */
 function wholeModelHeadStats(source: ModelSource, tokens: number[], head: string, window = 32): LayerStats {
@@ -35,7 +45,13 @@ function wholeModelHeadStats(source: ModelSource, tokens: number[], head: string
 }
 
 async function streamedHeadStats(source: ModelSource, tokens: number[], engine: "reference" | "wasm"): Promise<LayerStats> {
-  const calibrator = await createStreamingCalibrator(source, tokens, { wanted: () => false, hessian: true, window: 32, engine, threads: 2 });
+  const calibrator = await createStreamingCalibrator(source, tokens, {
+    wanted: () => false,
+    hessian: true,
+    window: 32,
+    engine,
+    threads: 2,
+  });
   const read = (name: string) => source.tensors.get(name)!.read();
   try {
     expect(() => calibrator.headStats(read)).toThrow(/head statistics need all 2 layers/);
@@ -76,7 +92,14 @@ describe("head statistics", () => {
 describe("the head in quantizeModel", () => {
   test("a calibrated head is GPTQ on the final norm's statistics, stored once for a tied model, and recorded", async () => {
     const source = createRandomModel(spec(true));
-    const options = { bits: 2, method: "gptq", calibrationTokens: 64, calibrationInputs: "fp32", calibrationEngine: "reference", report: false } as const;
+    const options = {
+      bits: 2,
+      method: "gptq",
+      calibrationTokens: 64,
+      calibrationInputs: "fp32",
+      calibrationEngine: "reference",
+      report: false,
+    } as const;
     const r = await quantizeModel(source, options);
     expect(r.tensors.some((t) => t.name === "lm_head.weight")).toBe(false);
     const table = r.tensors.find((t) => t.name === EMBED)!;
