@@ -78,7 +78,9 @@ const BEST_METHOD: Readonly<Record<EncodingName, [Bits, MethodName]>> = { q2: [2
  * default head for a body of that width made with its best method (recipe.ts defaultHead;
  * bench/results/quality.md, "Output head"): q4 g64 for q2 (a gptq file's), q8 g128 for the
  * others. A 2-bit rtn file would get q8 g128. llama.cpp's files carry llama-quantize's head
- * (Q6_K, or Q8_0 where the row does not fill Q6_K blocks: quantizer/export/type-plan.ts).
+ * (src/llama-quant.cpp, llama_tensor_get_type_impl: the output tensor, or token_embd when the
+ * file has no output.weight (has_tied_embeddings), becomes Q6_K unless the file type is Q8_0 or
+ * the row does not fill the file type's blocks, then Q8_0; quantizer/export/type-plan.ts).
  */
 export const HEAD_ENCODINGS: Readonly<Record<EncodingName, Encoding>> = Object.fromEntries(
   ENCODING_NAMES.map((e) => [e, headEncoding(defaultHead(...BEST_METHOD[e]))]),
