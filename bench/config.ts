@@ -5,6 +5,8 @@
 import type { Encoding } from "../runtime/format/encoding.ts";
 import type { RandomModelSpec } from "../test/fixtures/random-model.ts";
 import type { GgufExportType } from "../quantizer/export/gguf-export.ts";
+import type { MethodName } from "../quantizer/methods/index.ts";
+import { type Bits, defaultHead, type HeadSpec } from "../quantizer/recipe.ts";
 
 export interface BenchShape {
   readonly name: string;
@@ -16,14 +18,36 @@ const llama = (name: string, hidden: number, intermediate: number, layers: numbe
   spec: { arch: "llama", hidden, intermediate, layers, heads, kvHeads, vocab, maxPositions: 4096 },
 });
 
+/** Llama 3.x RoPE: theta 500000 with the llama3 frequency scaling of Llama-3.2's config. */
+const LLAMA3_ROPE = {
+  ropeTheta: 500000,
+  ropeScaling: { rope_type: "llama3", factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+};
+
+/** A tied-embedding shape (the head is the embedding table), head_dim 64 as in both real models. */
+const tied = (name: string, spec: Omit<RandomModelSpec, "tieEmbeddings" | "headDim" | "maxPositions">): BenchShape => ({
+  name,
+  spec: { ...spec, headDim: 64, tieEmbeddings: true, maxPositions: 4096 },
+});
+
 export const SHAPES: Readonly<Record<string, BenchShape>> = {
   "134M": llama("134M", 768, 2048, 12, 12, 12),
   "1.1B": llama("1.1B", 2048, 5632, 22, 32, 4),
+  /** Qwen2.5-0.5B: q/k/v biases, 151936-token vocabulary, tied embeddings (config.json of the HF repo). */
+  "qwen2.5-0.5B": tied("qwen2.5-0.5B", { arch: "qwen2", hidden: 896, intermediate: 4864, layers: 24, heads: 14, kvHeads: 2, vocab: 151936, ropeTheta: 1000000 }),
+  /** Llama-3.2-1B: 128256-token vocabulary, tied embeddings, llama3 RoPE scaling. */
+  "llama3.2-1B": tied("llama3.2-1B", { arch: "llama", hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256, ...LLAMA3_ROPE }),
   /**
    * For the harness test: every dimension still tiles ggml's 256-weight super-blocks; the
    * vocab keeps the first 512 Llama 2 tokens (specials, bytes, first merges).
    */
   tiny: llama("tiny", 256, 512, 2, 4, 2, 512),
+  /**
+   * The two real shapes' kinds at test size, tied. tiny-qwen2's hidden 384 is not a multiple of
+   * 256, as Qwen2.5-0.5B's 896 is not: its GGUF gets the same fallbacks (Q4_0 matrices, Q8_0 head).
+   */
+  "tiny-qwen2": tied("tiny-qwen2", { arch: "qwen2", hidden: 384, intermediate: 512, layers: 2, heads: 6, kvHeads: 2, vocab: 512, ropeTheta: 1000000 }),
+  "tiny-llama3": tied("tiny-llama3", { arch: "llama", hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, vocab: 512, ...LLAMA3_ROPE }),
 };
 
 export const ENCODING_NAMES = ["q2", "q3", "q4", "ternary"] as const;
@@ -31,7 +55,7 @@ export type EncodingName = typeof ENCODING_NAMES[number];
 
 const bitplane = (bits: 2 | 3 | 4): Encoding => ({ kind: "bitplane", bits, group: 64, scales: "zero-point" });
 
-/** Every 2-D weight except the token embeddings (lm_head included, as llama.cpp's files do). */
+/** The decoder layers' 2-D weights. */
 export const ENCODINGS: Readonly<Record<EncodingName, Encoding>> = {
   q2: bitplane(2),
   q3: bitplane(3),
@@ -39,14 +63,44 @@ export const ENCODINGS: Readonly<Record<EncodingName, Encoding>> = {
   ternary: { kind: "ternary", group: 64, planes: 1 },
 };
 
+/** The encoding of a `--head` spec (recipe.ts) as the quantizer packs it. */
+function headEncoding(h: HeadSpec): Encoding {
+  if (h.format === "f32" || h.format === "f16") return { kind: h.format };
+  if (h.format === "q8") return { kind: "q8", group: h.group ?? 32 };
+  return { kind: "bitplane", bits: h.format === "q4" ? 4 : 3, group: h.group ?? 32, scales: "zero-point" };
+}
+
+/** The quantizer method whose file each encoding stands for: the best of its width on stories260K. */
+const BEST_METHOD: Readonly<Record<EncodingName, [Bits, MethodName]>> = { q2: [2, "gptq"], q3: [3, "gptq"], q4: [4, "gptq"], ternary: ["ternary", "ptqtp"] };
+
 /**
- * Token embeddings: int8 per 32 weights with an f16 scale in both engines (crumb q8 g32 and
- * ggml Q8_0 are the same format), as quantised checkpoints usually keep them at 8 bits.
+ * crumb's output head (lm_head, or the tied embedding table, stored once): the quantizer's
+ * default head for a body of that width made with its best method (recipe.ts defaultHead;
+ * bench/results/quality.md, "Output head"): q4 g64 for q2 (a gptq file's), q8 g128 for the
+ * others. A 2-bit rtn file would get q8 g128. llama.cpp's files carry llama-quantize's head
+ * (src/llama-quant.cpp, llama_tensor_get_type_impl: the output tensor, or token_embd when the
+ * file has no output.weight (has_tied_embeddings), becomes Q6_K unless the file type is Q8_0 or
+ * the row does not fill the file type's blocks, then Q8_0; quantizer/export/type-plan.ts).
+ */
+export const HEAD_ENCODINGS: Readonly<Record<EncodingName, Encoding>> = Object.fromEntries(
+  ENCODING_NAMES.map((e) => [e, headEncoding(defaultHead(...BEST_METHOD[e]))]),
+) as Record<EncodingName, Encoding>;
+
+/**
+ * Untied token embeddings (looked up by row): int8 per 32 weights with an f16 scale in both
+ * engines (crumb q8 g32 and ggml Q8_0 are the same format), as quantised checkpoints usually
+ * keep them at 8 bits (llama-quantize would keep a Q2_K file's at Q2_K; only get_rows reads it).
  */
 export const EMBEDDING_ENCODING: Encoding = { kind: "q8", group: 32 };
 export const EMBEDDING_GGUF_TYPE: GgufExportType = "Q8_0";
 
-/** The llama.cpp type each crumb encoding is compared with (nearest bits per weight). */
+/**
+ * The llama.cpp type each crumb encoding is compared with (nearest bits per weight), for every
+ * layer matrix: what `llama-quantize --pure --output-tensor-type q6_k` writes (llama-quantize's
+ * own Q2_K mix would raise attn_v, attn_output and ffn_down to Q3_K/Q4_K, types crumb's exporter
+ * does not write). Rows that do not fill the type's blocks fall back as llama-quantize's do
+ * (Qwen2.5-0.5B's 896 columns: Q2_K → Q4_0).
+ */
 export const LLAMACPP_TYPE: Readonly<Record<EncodingName, GgufExportType>> = {
   q2: "Q2_K",
   q3: "Q2_K",

@@ -1,8 +1,8 @@
 /**
  * The benchmark's model files, generated once and cached by shape, seed and encoding: random
  * weights from the fixture generator (test/fixtures/random-model.ts, same values for every
- * encoding), packed for crumb with the kernels' round-to-nearest test quantiser, and the
- * same weights exported to GGUF for llama.cpp. Tensors are generated one at a time; the
+ * encoding), packed for crumb with the kernels' round-to-nearest test quantiser (the head in
+ * config.ts's HEAD_ENCODINGS), and the same weights exported to GGUF for llama.cpp. Tensors are generated one at a time; the
  * first GGUF pass also feeds every missing crumb encoding, so floats are drawn once per file.
  */
 import { existsSync, mkdirSync } from "node:fs";
@@ -15,10 +15,10 @@ import type { ModelSource, TensorEntry } from "../runtime/models/types.ts";
 import { exportGguf, type GgufExportType } from "../quantizer/export/gguf-export.ts";
 import { headerFor, type PackedTensor } from "../test/fixtures/pack-model.ts";
 import { randomModelConfig, randomTensor, tensorShapes } from "../test/fixtures/random-model.ts";
-import { type BenchShape, EMBEDDING_ENCODING, EMBEDDING_GGUF_TYPE, ENCODINGS, type EncodingName } from "./config.ts";
+import { type BenchShape, EMBEDDING_ENCODING, EMBEDDING_GGUF_TYPE, ENCODINGS, type EncodingName, HEAD_ENCODINGS } from "./config.ts";
 
 /** Bump when the generated files change, so stale caches are not reused. */
-const CACHE_VERSION = 2; // 2: GGUF heads in Q6_K, TQ2_0 rounded as llama-quantize does (issue 14)
+const CACHE_VERSION = 3; // 2: GGUF heads in Q6_K, TQ2_0 rounded as llama-quantize does (issue 14); 3: crumb heads in the default head encoding (issue 13)
 
 export function defaultCacheDir(): string {
   return process.env.CRUMB_BENCH_CACHE ?? join(tmpdir(), "crumb-bench-cache");
@@ -48,9 +48,11 @@ function streamingSource(shape: BenchShape, seed: number, onTensor?: (name: stri
   return { path: `random:${shape.name}-seed${seed}`, format: "hf", config, tensors, chatTemplates: {}, generationConfig: { bos_token_id: 1, eos_token_id: 2 } };
 }
 
-function packTensor(name: string, shape: readonly number[], data: Float32Array, encoding: EncodingName): PackedTensor {
+/** A tensor in crumb's encoding: the head (lm_head, or a tied embedding table) in the head's, an untied table q8. */
+function packTensor(name: string, shape: readonly number[], data: Float32Array, encoding: EncodingName, tied: boolean): PackedTensor {
   if (shape.length === 1) return { name, shape, encoding: { kind: "f32" }, bytes: packF32(data) };
-  const e = name === "model.embed_tokens.weight" ? EMBEDDING_ENCODING : ENCODINGS[encoding];
+  const isEmbedding = name === "model.embed_tokens.weight";
+  const e = name === "lm_head.weight" || (isEmbedding && tied) ? HEAD_ENCODINGS[encoding] : isEmbedding ? EMBEDDING_ENCODING : ENCODINGS[encoding];
   return { name, shape, encoding: e, bytes: quantizeRtn(e, data, shape[0], shape[1]) };
 }
 
@@ -81,8 +83,9 @@ export async function prepareModels(
   const log = options.log ?? (() => {});
   const started = performance.now();
   const out = new Map<EncodingName, PackedTensor[]>(missingPacked.map((e) => [e, []]));
+  const tied = shape.spec.tieEmbeddings === true;
   const collect = (name: string, dims: readonly number[], data: Float32Array) => {
-    for (const [e, list] of out) list.push(packTensor(name, dims, data, e));
+    for (const [e, list] of out) list.push(packTensor(name, dims, data, e, tied));
   };
   const exportOne = (type: GgufExportType, source: ModelSource) => {
     log(`generating ${shape.name} ${type}.gguf${out.size > 0 ? ` and ${[...out.keys()].join(", ")} packed` : ""} ...`);

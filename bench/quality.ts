@@ -2,8 +2,9 @@
 /**
  * Quantisation quality on stories260K (../shared/models/stories260K): every method at every
  * bit width it supports (rtn/imatrix/gptq/hlq at 4, 3, 2 bits; absmean/ptqtp ternary), plus
- * the embedding-precision comparison behind the q8 default, with the built-in calibration and
- * evaluation texts. Writes bench/results/quality.md. Run: `bun bench/quality.ts`.
+ * the output-head comparison behind the head defaults (./quality-heads.ts, with the decode-step
+ * times of bench/results/heads.json), with the built-in calibration and evaluation texts.
+ * Writes bench/results/quality.md. Run: `bun bench/quality.ts`.
  */
 import { writeFileSync } from "node:fs";
 import { importModel, packedSource } from "../quantizer/import/index.ts";
@@ -13,6 +14,7 @@ import { generateTokens } from "../runtime/engine/generate-tokens.ts";
 import { createReferenceEngine } from "../runtime/engine/reference-engine.ts";
 import { createSampler } from "../runtime/engine/sampler.ts";
 import type { ModelSource } from "../runtime/models/types.ts";
+import { HEADS_INTRO, measureHeads } from "./quality-heads.ts";
 
 const MODELS = new URL("../../shared/models/stories260K/", import.meta.url).pathname;
 const OUT = new URL("./results/quality.md", import.meta.url).pathname;
@@ -66,9 +68,7 @@ const follows = (key: string) => gptq[key].follows;
 for (const method of ["absmean", "ptqtp"] as const) await measure(`${method} ternary g32`, { bits: "ternary", method });
 await measure("q8 (--bits 8) g32", { bits: 8 });
 const main = rows.splice(0);
-for (const embeddings of ["q8", "f16", "f32"] as const) await measure(`rtn 4-bit, embeddings ${embeddings}`, { bits: 4, embeddings });
-for (const embeddings of ["q8", "f16"] as const) await measure(`rtn 2-bit, embeddings ${embeddings}`, { bits: 2, embeddings });
-const emb = rows.splice(0);
+const heads = await measureHeads(source, (line) => console.log(line));
 
 writeFileSync(OUT, `# Quantisation quality: stories260K
 
@@ -83,11 +83,14 @@ but the XQuant factors); bytes = the whole file (tokenizer, header and XQuant fa
 greedy = how many of the first ${GREEDY} tokens of greedy decoding from BOS (reference engine)
 equal fp32's.
 
-Every recipe keeps the embedding (tied lm_head) in q8 and the five \`mlp.down_proj\` matrices in
-q8: their 172 input columns are not a multiple of any LUT group (32/64/128), which is the
-quantizer's width policy (recipe.ts). That is why the linear bpw reads 4.6 at 2 bits: 2-bit
-g32 zero-point alone is 3.0 bpw (2 index bits + two f16 parameters per 32 weights), and
-per-plane HLQ stores one more f16 per plane.
+Every recipe stores the embedding table (tied to the head, stored once) in its default head
+encoding: q4 groups of 64 for 2-bit gptq and of 32 for 2-bit imatrix (calibrated on the final
+norm's output), q8 groups of 128 otherwise and of 32 at \`--bits 8\` (see "Output head" below;
+before issue 13 every recipe kept it in q8 groups of 32), and keeps the five
+\`mlp.down_proj\` matrices in q8: their 172 input columns are not a multiple of any LUT group
+(32/64/128), which is the quantizer's width policy (recipe.ts). That is why the linear bpw
+reads 4.6 at 2 bits: 2-bit g32 zero-point alone is 3.0 bpw (2 index bits + two f16 parameters
+per 32 weights), and per-plane HLQ stores one more f16 per plane.
 
 ## Methods
 
@@ -191,13 +194,10 @@ so the built-in text was left as it is. Sequential calibration at 3 bits now mea
 better with two rounds (0.2316 → 0.2278) but worse at 4 bits (0.0497 → 0.0526); one calibration
 stream is not enough to move the 3-bit default.
 
-## Embedding / lm_head precision
+## Output head
 
-${header}
-${emb.join("\n")}
+${HEADS_INTRO}
 
-q8 costs nothing measurable against f16 or f32 here (KL equal to 4 decimals) and saves 30 KB
-(half the embedding, about 10% of the 4-bit file): q8 (group = --group) is the default for \`model.embed_tokens.weight\` and
-\`lm_head.weight\`; \`--embeddings f16\` or \`--keep lm_head.weight=f16\` overrides it.
+${heads.markdown}
 `);
 console.log(`wrote ${OUT}`);

@@ -2,7 +2,8 @@
  * `bun run bench`: crumb vs llama.cpp, side by side in one run. Writes bench/results/bench.json,
  * bench.md and bench.svg (or --out DIR). `--quick` is the sub-minute subset (134M, q2 and
  * ternary, kv f16, ctx 128, 1 and 2 threads); `--json` prints one {"rows": [...]} object on
- * stdout (progress goes to stderr). Grid flags: --shapes 134M,1.1B --encodings q2,q3,q4,ternary
+ * stdout (progress goes to stderr). Grid flags: --shapes 134M,1.1B,qwen2.5-0.5B,llama3.2-1B
+ * (the last two with real vocabularies and tied heads, issue 13) --encodings q2,q3,q4,ternary
  * --kv f16,q8,q4,xquant --ctx 128,1024,4096 --threads 1,2 --decode 32 --seed 0 --no-llamacpp;
  * --runtime bun,deno measures crumb under each runtime (default bun);
  * --repeat N keeps the best of N runs per configuration; --prepare only generates (or finds in
@@ -20,7 +21,7 @@ import { markdownReport, svgChart } from "./report.ts";
 const VOCAB_GGUF = fileURLToPath(new URL("../../shared/models/gguf-vocab/ggml-vocab-llama-spm.gguf", import.meta.url));
 const RESULTS = fileURLToPath(new URL("./results/", import.meta.url));
 
-const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--out DIR] [--shapes 134M,1.1B] [--encodings q2,q3,q4,ternary]
+const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--out DIR] [--shapes 134M,1.1B,qwen2.5-0.5B,llama3.2-1B] [--encodings q2,q3,q4,ternary]
   [--kv f16,q8,q4,xquant] [--ctx 128,1024,4096] [--threads 1,2] [--runtime bun,deno] [--decode N] [--seed N] [--no-llamacpp]
   [--vocab ggml-vocab-llama-spm.gguf] [--cache DIR] [--prepare]
   [--repeat N (runs per configuration, best kept)] [--merge (add to the rows already in --out)]`;
@@ -37,7 +38,7 @@ interface Parsed {
 
 function parseArgs(argv: readonly string[]): Parsed {
   const full: Omit<BenchOptions, "log"> = {
-    shapes: ["134M", "1.1B"],
+    shapes: ["134M", "1.1B", "qwen2.5-0.5B", "llama3.2-1B"],
     encodings: [...ENCODING_NAMES],
     kv: ["f16", "q8", "q4", "xquant"],
     ctx: [128, 1024, 4096],

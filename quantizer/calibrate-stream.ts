@@ -19,7 +19,7 @@ import type { ModelSource } from "../runtime/models/types.ts";
 import { type DenseMatrix, referenceOps } from "../runtime/ops/reference.ts";
 import type { AttentionState, ForwardContext, MatrixHandle, Ops, WeightStore } from "../runtime/ops/types.ts";
 import { calibrationWindow } from "./calibrate.ts";
-import { accumulateXtxReference, createStatsRecorder, type RecordOptions, type XtxUpdate } from "./calibration-stats.ts";
+import { accumulateXtxReference, createStatsRecorder, inputStats, type RecordOptions, type XtxUpdate } from "./calibration-stats.ts";
 import { createDenseEngine, type DenseEngine, type EngineMatrix } from "./dense-engine.ts";
 import type { LayerStats } from "./methods/types.ts";
 
@@ -53,6 +53,11 @@ export interface StreamingCalibrator {
    * every position, (length, vocab) per window, as `forward` with allLogits gives them.
    */
   logits(read: ReadTensor): Float32Array[];
+  /**
+   * After the last layer: the output head's input statistics (the final RMSNorm's output at
+   * every position), as `collect` records a layer's, for calibrated head quantisation.
+   */
+  headStats(read: ReadTensor): LayerStats;
   dispose(): Promise<void>;
 }
 
@@ -133,6 +138,12 @@ export async function createStreamingCalibrator(
     },
   };
 
+  function checkFinished(what: string): void {
+    if (collected !== args.numLayers - 1 || outputs !== undefined) {
+      throw new InvalidArgumentError("layer", `${what} need all ${args.numLayers} layers collected and advanced; ${collected + 1} were`);
+    }
+  }
+
   /** Runs layer `layer` over every window (copies of X); returns the outputs. */
   async function run<M extends MatrixHandle>(layer: number, ops: Ops<M>, weights: WeightStore<M>): Promise<Float32Array[]> {
     const out: Float32Array[] = [];
@@ -195,9 +206,7 @@ export async function createStreamingCalibrator(
       }
     },
     logits(read) {
-      if (collected !== args.numLayers - 1 || outputs !== undefined) {
-        throw new InvalidArgumentError("layer", `logits need all ${args.numLayers} layers collected and advanced; ${collected + 1} were`);
-      }
+      checkFinished("logits");
       const head = args.tieWordEmbeddings && !source.tensors.has("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
       const [rows, cols] = shapes(head);
       const norm = read("model.norm.weight");
@@ -213,6 +222,12 @@ export async function createStreamingCalibrator(
       } finally {
         engine.release(mark);
       }
+    },
+    headStats(read) {
+      checkFinished("head statistics");
+      const norm = read("model.norm.weight");
+      const normed = hidden.map((x) => referenceOps.rmsNorm(x, x.length / args.hiddenSize, norm, args.rmsNormEps));
+      return inputStats(normed, args.hiddenSize, options.hessian, xtxUpdate);
     },
     async dispose() {
       hidden = [];

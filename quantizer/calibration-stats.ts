@@ -71,6 +71,16 @@ function finishAccumulator(acc: Accumulator): LayerStats {
   return { importance, hessian: xtx };
 }
 
+/**
+ * Statistics of one input given as arrays of (n, cols) rows: what a wanted linear fed them would
+ * record, without running the linear (the head's input, whose product is the whole vocabulary).
+ */
+export function inputStats(xs: readonly Float32Array[], cols: number, hessian: boolean, xtxUpdate: XtxUpdate): LayerStats {
+  const acc: Accumulator = { cols, squares: new Float64Array(cols), xtx: hessian ? new Float64Array(cols * cols) : undefined, tokens: 0 };
+  for (const x of xs) accumulate(acc, x, x.length / cols, xtxUpdate);
+  return finishAccumulator(acc);
+}
+
 export function createStatsRecorder<M extends MatrixHandle>(base: Ops<M>, options: RecordOptions, xtxUpdate: XtxUpdate): StatsRecorder<M> {
   const byName = new Map<string, Accumulator>();
   const byInput = new WeakMap<Float32Array, Accumulator>();

@@ -22,7 +22,7 @@ import { importModel } from "./import/index.ts";
 import { METHOD_NAMES, type MethodName } from "./methods/index.ts";
 import { createProgress, formatBytes, type ProgressStream } from "./progress.ts";
 import { quantizeTempPaths, quantizeToFile } from "./output-file.ts";
-import { type Bits, parseKeepRule } from "./recipe.ts";
+import { type Bits, type HeadSpec, parseHead, parseKeepRule } from "./recipe.ts";
 import { formatReport, type QualityReport } from "./report.ts";
 
 export const QUANTIZE_COMMAND: CommandSpec = {
@@ -38,7 +38,8 @@ export const QUANTIZE_COMMAND: CommandSpec = {
     { flags: "--eval <file>", description: "evaluation text for the quality report", defaultLabel: "built-in", parse: pathValue },
     { flags: "--eval-tokens <n>", description: "evaluation tokens for the quality report", default: 1024, parse: integerValue({ min: 2, max: 1 << 24 }) },
     { flags: "--keep <pattern=encoding>", description: "keep matching tensors in f32, f16, q8, q1-q4, t1 or t2 (repeatable)", multiple: true },
-    { flags: "--embeddings <encoding>", description: "embeddings and lm_head: q8, f16 or f32", default: "q8", parse: choiceValue(["q8", "f16", "f32"]) },
+    { flags: "--embeddings <encoding>", description: "the token embedding table: q8, f16 or f32 (a tied table too, unless --head is given)", defaultLabel: "q8", parse: choiceValue(["q8", "f16", "f32"]) },
+    { flags: "--head <encoding>", description: "the output head (lm_head or the tied table): f32, f16, q8, q4 or q3, optionally with a group (q4g64)", defaultLabel: "q4g64 for 2-bit gptq, q4g32 for 2-bit imatrix, q8g128 otherwise", parse: headValue },
     { flags: "--no-refit", description: "gptq without its scale/zero refit" },
     { flags: "--gptq-rounds <n>", description: "gptq sweep-and-refit rounds, 1 to 8", defaultLabel: "2", parse: integerValue({ min: 1, max: 8 }) },
     { flags: "--no-report", description: "skip the quality measurement (bits per weight and size only)" },
@@ -55,6 +56,15 @@ export const QUANTIZE_COMMAND: CommandSpec = {
   ],
   notes: "crumb info <file> prints a packed file's recipe and stored report without measuring again.",
 };
+
+/** --head: parseHead's rule, reported as a usage error (exit 2). */
+function headValue(text: string, flag: string): HeadSpec {
+  try {
+    return parseHead(text);
+  } catch (e) {
+    throw new UsageError(flag, (e as Error).message);
+  }
+}
 
 export interface QuantizeCliIo {
   readonly stdout: ProgressStream;
@@ -123,7 +133,8 @@ export async function runQuantize(argv: readonly string[], io: QuantizeCliIo): P
     bits: bits === undefined ? undefined : (bits === "ternary" ? "ternary" : Number(bits)) as Bits,
     group: values.group === undefined ? undefined : Number(values.group) as 32 | 64 | 128 | 256,
     method,
-    embeddings: values.embeddings as "q8" | "f16" | "f32",
+    embeddings: values.embeddings as "q8" | "f16" | "f32" | undefined,
+    head: values.head as HeadSpec | undefined,
     keep: ((values.keep ?? []) as string[]).map(parseKeepRule),
     calibration: values.calib === undefined ? undefined : readText(String(values.calib), "--calib"),
     evaluation,

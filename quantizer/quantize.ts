@@ -4,7 +4,8 @@
  * calibration streams layer by layer (calibrate-stream.ts) and is interleaved with
  * quantisation: the tensors outside the layers first, then per layer its fp32 weights are
  * read, its statistics collected, its tensors quantised and the calibration states moved on
- * through the quantised layer, so peak memory is one layer rather than the fp32 model. Then
+ * through the quantised layer, so peak memory is one layer rather than the fp32 model; a
+ * calibrated output head comes last, on the final norm's output (recipe.ts, HeadSpec). Then
  * the XQuant SVD factors for grouped-query models (xquant.ts), the quality report against the
  * fp32 model (report.ts, also streamed layer by layer) and the checkpoint header.
  * Packed tensors go to a TensorSpool as soon as they exist (tensor-spool.ts): in memory by
@@ -30,8 +31,9 @@ import { transcodeTensor } from "./gguf-transcode.ts";
 import type { DenseEngine } from "./dense-engine.ts";
 import { METHODS, type MethodName, packQuantized, quantizeGptq, quantizeQ8 } from "./methods/index.ts";
 import { GPTQ_ROUNDS, type GptqOptions } from "./methods/gptq.ts";
+import { quantizeInRowChunks } from "./methods/row-chunks.ts";
 import type { LayerStats, LutGroup } from "./methods/types.ts";
-import { type Bits, checkRecipe, defaultMethod, type KeepRule, planTensor, type Recipe, type TensorAction } from "./recipe.ts";
+import { type Bits, checkRecipe, defaultHead, defaultMethod, type HeadSpec, headName, type KeepRule, planTensor, type Recipe, type TensorAction } from "./recipe.ts";
 import { compareModelsStreaming, type QualityReport } from "./report.ts";
 import { createMemorySpool, type StoredTensor, type TensorSpool } from "./tensor-spool.ts";
 import { defaultCalibrationText, defaultEvaluationText, tokenStream } from "./texts.ts";
@@ -41,7 +43,10 @@ export interface QuantizeOptions {
   readonly bits?: Bits;
   readonly group?: LutGroup;
   readonly method?: MethodName;
+  /** An untied token embedding (default q8); a tied table follows `head` (see recipe.ts). */
   readonly embeddings?: "f32" | "f16" | "q8";
+  /** The output head (lm_head or a tied embedding table); default defaultHead(bits, method). */
+  readonly head?: HeadSpec;
   readonly keep?: readonly KeepRule[];
   /** Calibration text and its label for the header (default: the built-in text). */
   readonly calibration?: { readonly text: string; readonly label: string };
@@ -129,7 +134,10 @@ function encode(action: TensorAction, weights: Float32Array, shape: readonly num
     }
     case "method": {
       const input = { weights, rows, cols, group: action.group, bits: action.bits, ...stats };
-      const q = action.method === "gptq" ? quantizeGptq(input, { ...gptq, engine }) : METHODS[action.method].quantize(input);
+      // GPTQ works row by row: a tall matrix (a real vocabulary's head) goes in blocks of rows.
+      const q = action.method === "gptq"
+        ? quantizeInRowChunks(input, (block) => quantizeGptq(block, { ...gptq, engine }))
+        : METHODS[action.method].quantize(input);
       return { encoding: q.encoding, bytes: packQuantized(q, rows, cols) };
     }
   }
@@ -146,7 +154,8 @@ function resolveRecipe(options: QuantizeOptions, source: ModelSource): Recipe {
     bits,
     group,
     method: options.method ?? defaultMethod(bits),
-    embeddings: options.embeddings ?? "q8",
+    embeddings: options.embeddings,
+    head: options.head,
     keep: options.keep ?? [],
     fromSource: options.bits === undefined && source.format === "gguf",
   };
@@ -160,7 +169,8 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
   const { arch, args } = resolveModel(source.config);
   checkTensors(arch, args, (name) => source.tensors.has(name), source.path);
   const entries = [...source.tensors.values()];
-  const plans = new Map(entries.map((t) => [t.name, planTensor(t.name, t.shape, recipe, ggmlBlocksOf(t)?.type)]));
+  const tiedHead = !source.tensors.has("lm_head.weight");
+  const plans = new Map(entries.map((t) => [t.name, planTensor(t.name, t.shape, recipe, ggmlBlocksOf(t)?.type, tiedHead)]));
   const progress = options.onProgress ?? (() => undefined);
 
   // Calibration, only when a planned method needs activations: streamed layer by layer and
@@ -195,6 +205,12 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
           : `${action.from} blocks kept, ${kept.exactGroups}/${kept.groups} groups bit-exact, scales rounded to f16 (max |dw| ${kept.maxAbsError.toExponential(1)})`;
         ggufRecords.push({ name: entry.name, from: action.from, to: encodingName(kept.encoding), method: "transcode", exactGroups: kept.exactGroups, groups: kept.groups, maxAbsError: kept.maxAbsError });
       }
+    }
+    if (packed === undefined && action.kind === "method" && withoutCalibration(action, stats) !== action) {
+      // Calibration records the layers' inputs only: a --keep rule naming the embedding or the
+      // head with a calibrated method gets rtn (it used to fail for want of statistics).
+      action = withoutCalibration(action, stats);
+      note = note ?? "no calibration statistics reach this tensor: rtn";
     }
     packed ??= encode(action, weights ?? readCollected(entry), entry.shape, stats, engine, { refit: options.gptqRefit, rounds: options.gptqRounds });
     const { encoding, bytes } = packed;
@@ -235,9 +251,12 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
       threads: options.threads,
     });
     const quantizedInputs = (options.calibrationInputs ?? defaultCalibrationInputs(recipe.bits)) === "quantized";
+    // A calibrated head is quantised last, on the statistics of what the last layer hands it.
+    const headTensor = tiedHead ? "model.embed_tokens.weight" : "lm_head.weight";
+    const calibratedHead = needs.has(headTensor) ? source.tensors.get(headTensor) : undefined;
     try {
       for (const entry of entries) {
-        if (layerOf(entry.name) >= 0) continue;
+        if (layerOf(entry.name) >= 0 || entry === calibratedHead) continue;
         await yieldToEventLoop();
         emit(entry, undefined, undefined);
       }
@@ -268,6 +287,11 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
         fp32.clear();
         stats.clear();
         collectGarbage();
+      }
+      if (calibratedHead !== undefined) {
+        const stats = calibrator.headStats((name) => source.tensors.get(name)?.read() ?? missingTensor(source, name));
+        await yieldToEventLoop();
+        emit(calibratedHead, undefined, stats, calibrator.dense);
       }
     } finally {
       await calibrator.dispose();
@@ -312,7 +336,9 @@ export async function quantizeModel(source: ModelSource, options: QuantizeOption
     bits: recipe.fromSource ? "source" : recipe.bits,
     group: recipe.group,
     method: recipe.method,
-    embeddings: recipe.embeddings,
+    embeddings: recipe.embeddings ?? "q8",
+    head: headName(recipe.head ?? defaultHead(recipe.bits, recipe.method)),
+    ...(recipe.head === undefined ? { head_default: true } : {}),
     keep: recipe.keep.map((r) => `${r.pattern}=${r.action}`),
     calibration: needs.size > 0
       ? { text: calibration.label, tokens: calibrationTokens, xxh32: xxhash32(new TextEncoder().encode(calibration.text)) }

@@ -1,8 +1,10 @@
 /**
  * The quantisation recipe: which encoding every tensor gets. Layer linears take the chosen
- * method; the token embedding and lm_head take `embeddings` (q8 by default, measured in
- * bench/results/quality.md); 1-D tensors (norms, biases) stay f32. `--keep pattern=encoding`
- * rules override, first match wins (`*` matches any run of characters, dots included).
+ * method; the output head (lm_head, or the embedding table when the head is tied to it, stored
+ * once) takes `head` (default: defaultHead, measured in bench/results/quality.md, "Output
+ * head"); an untied token embedding takes `embeddings` (q8 by default); 1-D tensors (norms,
+ * biases) stay f32. `--keep pattern=encoding` rules override, first match wins (`*` matches
+ * any run of characters, dots included).
  *
  * Width policy: a LUT encoding needs cols to be a multiple of its group. When it is not, the
  * tensor takes the largest smaller group (256 → 128 → 64 → 32) that divides cols, and when none
@@ -12,7 +14,9 @@
  * GGUF sources (gguf-transcode.ts): a matrix whose blocks a crumb encoding holds is kept
  * ("transcode") when that encoding has the width asked for: --bits 4 keeps Q4_0/Q4_1/Q4_K,
  * --bits 8 keeps Q8_0/Q5_0/IQ4_NL/Q4_0 as q8, --bits ternary keeps TQ1_0/TQ2_0; embeddings
- * and lm_head keep q8-shaped blocks when they are to be q8. Without --bits (`fromSource`)
+ * and lm_head keep q8-shaped blocks when they are to be q8, and without an explicit --head a
+ * GGUF head whose blocks q8 holds exactly stays q8 (re-quantising an already quantised head
+ * would stack a second rounding). Without --bits (`fromSource`)
  * every matrix keeps its blocks where it can, and the rest are re-quantised at the crumb
  * width at least as fine as their type: q8 for 5-8 bit types (Q5_1, Q5_K, Q6_K, Q8_K), the
  * method at 4 bits for the others (Q2_K, Q3_K, IQ*), and the recipe's bits for float types.
@@ -39,11 +43,61 @@ export interface KeepRule {
   readonly action: "f32" | "f16" | "q8" | "q1" | "q2" | "q3" | "q4" | "t1" | "t2";
 }
 
+/**
+ * The output head's encoding (`--head`): f32, f16, q8, or a LUT width (q3, q4), with an
+ * optional group (`q4g64`; without one, the recipe's group). A LUT head is quantised with the
+ * recipe's method when that is gptq or imatrix (calibrated on the final norm's output,
+ * calibrate-stream.ts headStats), else with rtn (always zero-point, the fastest LUT form).
+ */
+export interface HeadSpec {
+  readonly format: "f32" | "f16" | "q8" | "q4" | "q3";
+  readonly group?: LutGroup;
+}
+
+export const HEAD_FORMATS: readonly HeadSpec["format"][] = ["f32", "f16", "q8", "q4", "q3"];
+
+/**
+ * The default head for a body of `bits` quantised with `method` (issue 13): the fastest
+ * candidate on the real heads (bench/heads.ts: q4g64 < q4g32 < q8g128 < q8g32 in time per
+ * token) whose KL cost on stories260K is negligible, i.e. below 2% of that body's own KL
+ * (bench/results/quality.md, "Output head"). At 2 bits a q4 head calibrated on the final norm's
+ * output qualifies: g64 with gptq, g32 with imatrix (imatrix's q4g64 costs more than 2%); an
+ * uncalibrated one does not (rtn, hlq: about 3.5-4%), nor a q4 head at 3 or 4 bits or ternary
+ * (7-35% of those smaller KLs): q8 groups of 128 there. A q8 body keeps its head q8 in the
+ * recipe's group, as llama-quantize keeps a Q8_0 file's head Q8_0.
+ */
+export function defaultHead(bits: Bits, method: MethodName): HeadSpec {
+  if (bits === 8) return { format: "q8" };
+  if (bits === 2 && method === "gptq") return { format: "q4", group: 64 };
+  if (bits === 2 && method === "imatrix") return { format: "q4", group: 32 };
+  return { format: "q8", group: 128 };
+}
+
+/** Parses `--head`: f32, f16, q8, q4, q3, optionally with a group (q4g64, q8g32). */
+export function parseHead(spec: string): HeadSpec {
+  const m = /^(f32|f16|q8|q4|q3)(?:g(32|64|128))?$/.exec(spec);
+  if (m === null || (m[2] !== undefined && (m[1] === "f32" || m[1] === "f16"))) {
+    throw new InvalidArgumentError(
+      "--head",
+      `--head ${spec} is not supported; choose ${HEAD_FORMATS.join(", ")}, q8/q4/q3 optionally with a group of 32, 64 or 128 (e.g. q4g64)`,
+    );
+  }
+  return m[2] === undefined ? { format: m[1] as HeadSpec["format"] } : { format: m[1] as HeadSpec["format"], group: Number(m[2]) as LutGroup };
+}
+
+/** The spec's name as --head takes it (q4g64, q8, f16). */
+export function headName(h: HeadSpec): string {
+  return `${h.format}${h.group === undefined ? "" : `g${h.group}`}`;
+}
+
 export interface Recipe {
   readonly bits: Bits;
   readonly group: LutGroup;
   readonly method: MethodName;
-  readonly embeddings: "f32" | "f16" | "q8";
+  /** An untied token embedding (looked up by row); default q8. A tied table follows `head`, or this when only it was given. */
+  readonly embeddings?: "f32" | "f16" | "q8";
+  /** The output head: lm_head, or the tied embedding table; default defaultHead(bits, method). */
+  readonly head?: HeadSpec;
   readonly keep: readonly KeepRule[];
   /** GGUF input without --bits: widths follow each tensor's source type (see above). */
   readonly fromSource?: boolean;
@@ -99,8 +153,13 @@ export function matchesPattern(pattern: string, name: string): boolean {
   return new RegExp(`^${parts.join(".*")}$`).test(name);
 }
 
-export function isEmbeddingOrHead(name: string): boolean {
-  return name === "model.embed_tokens.weight" || name === "lm_head.weight";
+const EMBEDDING = "model.embed_tokens.weight";
+const HEAD = "lm_head.weight";
+
+/** The role a 2-D tensor plays: the output head (lm_head, or a tied table), an untied embedding, or a linear. */
+export function tensorRole(name: string, tiedHead: boolean): "head" | "embedding" | "linear" {
+  if (name === HEAD || (name === EMBEDDING && tiedHead)) return "head";
+  return name === EMBEDDING ? "embedding" : "linear";
 }
 
 function keepAction(rule: KeepRule, recipe: Recipe): TensorAction {
@@ -143,17 +202,52 @@ function actionFor(bits: Bits, recipe: Recipe): TensorAction {
   return { kind: "method", method, bits, group: recipe.group };
 }
 
-/** The encoding a tensor of `shape` (stored as `dtype`) gets under `recipe`, after the width policy. */
-export function planTensor(name: string, shape: readonly number[], recipe: Recipe, dtype?: string): TensorPlan {
+/** An embedding-style choice (q8 kept from q8-shaped GGUF blocks, f16, f32). */
+function embeddingPlan(choice: "f32" | "f16" | "q8", recipe: Recipe, dtype: string | undefined, targets: readonly TranscodeTarget[]): TensorPlan {
+  const action: TensorAction = choice === "q8" ? { kind: "q8", group: recipe.group } : { kind: choice };
+  if (choice === "q8" && targets.includes(8)) return { action: { kind: "transcode", from: dtype!, target: 8, fallback: action } };
+  return { action };
+}
+
+/**
+ * The head's plan: an explicit --head; else, for a tied table, an explicit --embeddings (what
+ * it meant before heads had their own option); else q8 where a GGUF's head blocks are q8-shaped
+ * or widths follow the source; else defaultHead(bits, method).
+ */
+function headPlan(name: string, shape: readonly number[], recipe: Recipe, dtype: string | undefined, targets: readonly TranscodeTarget[]): TensorPlan {
+  if (recipe.head === undefined) {
+    if (name === EMBEDDING && recipe.embeddings !== undefined) {
+      return { ...embeddingPlan(recipe.embeddings, recipe, dtype, targets), note: `tied head: --embeddings ${recipe.embeddings} (no --head)` };
+    }
+    if (recipe.fromSource || targets.includes(8)) {
+      const why = targets.includes(8) ? `${dtype} head kept as q8` : `${dtype} head at q8: widths follow the GGUF`;
+      return { ...embeddingPlan("q8", recipe, dtype, targets), note: `${why} (no --head)` };
+    }
+  }
+  const head = recipe.head ?? defaultHead(recipe.bits, recipe.method);
+  const group = head.group ?? recipe.group;
+  // GGUF blocks a crumb encoding of the head's width holds are kept (in their own group of 32).
+  if (head.format === "q8") return embeddingPlan("q8", { ...recipe, group }, dtype, targets);
+  if (head.format === "f32" || head.format === "f16") return { action: { kind: head.format } };
+  const method = recipe.method === "gptq" || recipe.method === "imatrix" ? recipe.method : "rtn";
+  const plan = widthPolicy({ kind: "method", method, bits: head.format === "q4" ? 4 : 3, group }, shape[1]);
+  return head.format === "q4" && targets.includes(4) ? { action: { kind: "transcode", from: dtype!, target: 4, fallback: plan.action } } : plan;
+}
+
+/**
+ * The encoding a tensor of `shape` (stored as `dtype`) gets under `recipe`, after the width
+ * policy. `tiedHead`: the model has no lm_head, so the embedding table is the head too.
+ */
+export function planTensor(name: string, shape: readonly number[], recipe: Recipe, dtype?: string, tiedHead = false): TensorPlan {
   if (shape.length !== 2) return { action: { kind: "f32" } };
   const rule = recipe.keep.find((r) => matchesPattern(r.pattern, name));
   const targets = dtype === undefined ? [] : transcodeTargets(dtype);
   let action: TensorAction;
+  const role = tensorRole(name, tiedHead);
   if (rule !== undefined) action = keepAction(rule, recipe);
-  else if (isEmbeddingOrHead(name)) {
-    action = recipe.embeddings === "q8" ? { kind: "q8", group: recipe.group } : { kind: recipe.embeddings };
-    if (recipe.embeddings === "q8" && targets.includes(8)) return { action: { kind: "transcode", from: dtype!, target: 8, fallback: action } };
-  } else {
+  else if (role === "head") return headPlan(name, shape, recipe, dtype, targets);
+  else if (role === "embedding") return embeddingPlan(recipe.embeddings ?? "q8", recipe, dtype, targets);
+  else {
     const bits = linearBits(recipe, dtype);
     action = actionFor(bits, recipe);
     const target: TranscodeTarget | undefined = recipe.fromSource ? targets[0] : targets.find((t) => t === bits);

@@ -227,27 +227,62 @@ export function unpackLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols:
   return { layout: l, codes, scales, vectors };
 }
 
+/** The weight of stream code `q` in a group whose scale vectors' values start at `scales[s]`. */
+function lutWeight(e: LutEncoding, scales: ArrayLike<number>, s: number, q: number): number {
+  if (e.kind === "ternary") {
+    const w = scales[s] * ((q & 3) - 1);
+    return e.planes === 2 ? w + scales[s + 1] * ((q >> 2) - 1) : w;
+  }
+  if (e.scales === "zero-point") return Math.fround(scales[s] * q) + scales[s + 1];
+  let w = scales[s + e.bits];
+  for (let p = 0; p < e.bits; p++) w += scales[s + p] * ((q >> p) & 1);
+  return w;
+}
+
 /** Dequantised (rows, cols) f32 weights of a LUT-encoded matrix. */
 export function dequantizeLut(e: LutEncoding, bytes: Uint8Array, rows: number, cols: number): Float32Array {
   const { layout: l, codes, scales, vectors } = unpackLut(e, bytes, rows, cols);
   const out = new Float32Array(rows * cols);
-  const f = Math.fround;
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
-      const q = codes[r * l.colsPadded + c];
-      const s = (r * l.groups + Math.floor(c / e.group)) * vectors;
-      let w: number;
-      if (e.kind === "ternary") {
-        w = scales[s] * ((q & 3) - 1);
-        if (e.planes === 2) w += scales[s + 1] * ((q >> 2) - 1);
-      } else if (e.scales === "zero-point") {
-        w = f(scales[s] * q) + scales[s + 1];
-      } else {
-        w = scales[s + e.bits];
-        for (let p = 0; p < e.bits; p++) w += scales[s + p] * ((q >> p) & 1);
-      }
-      out[r * cols + c] = w;
+      out[r * cols + c] = lutWeight(e, scales, (r * l.groups + Math.floor(c / e.group)) * vectors, codes[r * l.colsPadded + c]);
     }
+  }
+  return out;
+}
+
+/**
+ * Row `r` of a LUT-encoded matrix, dequantised straight from the packed bytes (equal to that row
+ * of dequantizeLut): the embedding lookup of a tied table stored in the head's LUT encoding
+ * reads one row per token, not the whole matrix. `bytes` holds the whole matrix.
+ */
+export function lutRow(e: LutEncoding, bytes: Uint8Array, rows: number, cols: number, r: number): Float32Array {
+  const l = matrixLayout(e, rows, cols);
+  checkLength(bytes, l.byteLength, e.kind);
+  if (!Number.isInteger(r) || r < 0 || r >= rows) throw new FormatError(`lutRow: row ${r} is outside the ${rows} rows of a ${rows}x${cols} ${e.kind} matrix`);
+  const B = l.planes;
+  const G = e.group;
+  const vectors = scaleVectors(e);
+  const tile = Math.floor(r / ROW_TILE);
+  const j = r % ROW_TILE;
+  // The scale-vector value holding row j (the inverse of rowOfScaleValue).
+  const q = 8 * (j >> 3) + 2 * (j & 3) + ((j & 7) >> 2);
+  const where = Array.from({ length: B }, (_, p) => indexByteOf(B, j, p));
+  const view = new DataView(bytes.buffer, bytes.byteOffset, l.byteLength);
+  const out = new Float32Array(cols);
+  const codes = new Uint8Array(G);
+  const scales = new Float32Array(vectors);
+  for (let g = 0; g < l.groups; g++) {
+    const blk = blockOffset(l, tile, g);
+    codes.fill(0);
+    for (let i = 0; i < G / 8; i++) {
+      for (let p = 0; p < B; p++) {
+        const byte = bytes[blk + 16 * (i * B + where[p][0]) + where[p][1]];
+        for (let b = 0; b < 8; b++) codes[8 * i + b] |= ((byte >> b) & 1) << p;
+      }
+    }
+    for (let k = 0; k < vectors; k++) scales[k] = loadScale(e, view.getUint16(blk + l.indexBytes + 32 * k + 2 * q, true));
+    for (let c = g * G; c < Math.min(cols, (g + 1) * G); c++) out[c] = lutWeight(e, scales, 0, codes[c - g * G]);
   }
   return out;
 }

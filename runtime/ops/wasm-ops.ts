@@ -11,8 +11,9 @@
  * faster than the JS loop, within 3e-7 relative of it). Norms and RoPE are cheap next to the
  * matmuls and reuse the reference loops.
  */
-import { FormatError, ShapeError, UnsupportedModelError } from "../errors.ts";
+import { FormatError, ShapeError } from "../errors.ts";
 import { f16ToF32 } from "../format/pack-f16.ts";
+import { lutRow } from "../format/pack-lut.ts";
 import type { Kernels } from "../kernels/wasm.ts";
 import {
   buildLut,
@@ -251,7 +252,7 @@ export function createWasmOps(kernels: Kernels, pool?: Pool | ShardPool, options
   };
 }
 
-/** Row r of a dense matrix as fp32 (embedding lookups). */
+/** Row r of a packed matrix as fp32 (embedding lookups). */
 export function matrixRow(kernels: Kernels, m: WasmMatrix, r: number): Float32Array {
   const buffer = kernels.memory.buffer;
   const e = m.encoding;
@@ -267,8 +268,12 @@ export function matrixRow(kernels: Kernels, m: WasmMatrix, r: number): Float32Ar
       const scales = new Uint16Array(buffer, m.ptr + m.layout.scaleOffset + r * m.layout.groups * 2, m.layout.groups);
       return Float32Array.from(codes, (q, c) => q * f16ToF32(scales[Math.floor(c / e.group)]));
     }
-    default:
-      throw new UnsupportedModelError(`embedding matrix "${m.name}" is ${e.kind}; embeddings must be stored as f32, f16 or q8`, ["f32", "f16", "q8"]);
+    case "bitplane":
+    case "ternary":
+      // A tied table stored once in the head's LUT encoding (issue 13): one row dequantised
+      // from the packed bytes. For the ops rewrite: keep this case (or an equivalent WASM row
+      // kernel); runtime/format/lut-row.test.ts pins lutRow to dequantizeLut bit for bit.
+      return lutRow(e, new Uint8Array(buffer, m.ptr, m.layout.byteLength), m.rows, m.cols, r);
   }
 }
 

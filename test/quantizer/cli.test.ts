@@ -57,6 +57,8 @@ describe.skipIf(!available)("quantize CLI", () => {
     expect(source.format).toBe("crumb");
     expect(source.tokenizer).toBeDefined();
     expect(source.tensors.get("model.layers.0.self_attn.k_proj.weight")!.dtype).toBe("q2g32zp");
+    // The tied table is the head: the 2-bit gptq default, q4 groups of 64, calibrated (issue 13).
+    expect(source.tensors.get("model.embed_tokens.weight")!.dtype).toBe("q4g64zp");
 
     const report = run(["--report", a, "--reference", STORIES, "--tokenizer", TOK, "--json", "--eval-tokens", "96"]);
     expect(report.code).toBe(0);
@@ -81,6 +83,7 @@ describe.skipIf(!available)("quantize CLI", () => {
       [[STORIES, "--tokenizer", TOK, "-o", out, "--no-refit"], /--no-refit .* needs --method gptq, got --method \(default\)/, 2],
       [[STORIES, "--tokenizer", TOK, "-o", out, "--method", "gptq", "--gptq-rounds", "0"], /--gptq-rounds must be an integer from 1 to 8, got "0"/, 2],
       [[STORIES, "--tokenizer", TOK, "-o", out, "--gptq-rounds", "1"], /--gptq-rounds .* needs --method gptq without --no-refit/, 2],
+      [[STORIES, "--tokenizer", TOK, "-o", out, "--head", "q5"], /--head q5 is not supported; choose f32, f16, q8, q4, q3/, 2],
     ];
     for (const [args, message, code] of cases) {
       const r = run(args);
@@ -99,6 +102,22 @@ describe.skipIf(!available)("quantize CLI", () => {
     try {
       expect(file.header.quantization).toMatchObject({ method: "gptq", gptq_refit: false });
       expect(file.header.quantization).not.toHaveProperty("gptq_rounds");
+    } finally {
+      await file.close();
+    }
+    rmSync(out);
+  }, 30_000);
+
+  test("--head q8g32: the tied table in q8 groups of 32, recorded in the recipe", async () => {
+    const out = join(dir, "head.q2");
+    const r = run([STORIES, "--tokenizer", TOK, "--bits", "2", "--head", "q8g32", "--no-report", "-o", out]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const file = await openCheckpoint(out);
+    try {
+      expect(file.header.quantization).toMatchObject({ head: "q8g32", embeddings: "q8" });
+      expect(file.header.quantization).not.toHaveProperty("head_default");
+      expect(file.tensors.find((t) => t.name === "model.embed_tokens.weight")!.encoding).toEqual({ kind: "q8", group: 32 });
     } finally {
       await file.close();
     }
