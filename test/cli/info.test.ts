@@ -35,7 +35,7 @@ describe.skipIf(!available)("crumb info", () => {
     const text = info.stdout;
     expect(text).toContain(`file          ${out} (`);
     expect(text).toContain("architecture  llama: 5 layers, hidden 64, heads 8 (kv 4), head dim 8, vocab 512, trained context 512");
-    expect(text).toMatch(/recipe        tool crumb quantize; bits 2; group 32; method rtn; embeddings q8; notes: cols 172 not a multiple/);
+    expect(text).toMatch(/recipe        tool crumb quantize; bits 2; group 32; method rtn; embeddings q8; head q8g128; head_default true; notes: cols 172 not a multiple/);
     expect(text).toContain(`KL divergence  mean ${(report.kl_mean as number).toFixed(5)}`);
     expect(text).toContain(`top-1 agree    ${(100 * (report.top1 as number)).toFixed(2)}%`);
     expect(text).toContain(`ratio ${(report.ppl_ratio as number).toFixed(4)}`);

@@ -67,7 +67,7 @@ export const mutations: Mutation[] = [
   {
     name: "quantize --head is parsed but not passed on",
     file: "quantizer/cli.ts",
-    find: "head: values.head === undefined ? undefined : parseHead(String(values.head)),",
+    find: "head: values.head as HeadSpec | undefined,",
     replace: "head: undefined,",
     tests: ["test/quantizer/cli.test.ts"],
     filter: "head|bad flags",
