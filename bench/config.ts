@@ -55,13 +55,27 @@ export type EncodingName = typeof ENCODING_NAMES[number];
 
 const bitplane = (bits: 2 | 3 | 4): Encoding => ({ kind: "bitplane", bits, group: 64, scales: "zero-point" });
 
-/** The decoder layers' 2-D weights. */
+/**
+ * The decoder layers' 2-D weights. Ternary is grouped by 256 as TQ2_0 is (2.0625 bits per
+ * weight in both), which is what a TQ2_0 GGUF transcodes to and loses nothing for a BitNet
+ * model (one scale per tensor in training); a row narrower than a group takes the largest
+ * group that divides it, as the quantizer's width policy does (Qwen2.5-0.5B's 896: 128).
+ */
 export const ENCODINGS: Readonly<Record<EncodingName, Encoding>> = {
   q2: bitplane(2),
   q3: bitplane(3),
   q4: bitplane(4),
-  ternary: { kind: "ternary", group: 64, planes: 1 },
+  ternary: { kind: "ternary", group: 256, planes: 1 },
 };
+
+/** `e` with its group narrowed (256 → 128 → 64 → 32) until it divides `cols` (quantizer/recipe.ts's width policy). */
+export function fitGroup(e: Encoding, cols: number): Encoding {
+  if (!("group" in e) || e.kind === "q8") return e;
+  let group = e.group;
+  while (group > 32 && cols % group !== 0) group /= 2;
+  if (cols % group !== 0) throw new Error(`bench: cols ${cols} is not a multiple of 32`);
+  return { ...e, group } as Encoding;
+}
 
 /** The encoding of a `--head` spec (recipe.ts) as the quantizer packs it. */
 function headEncoding(h: HeadSpec): Encoding {

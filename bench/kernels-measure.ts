@@ -26,7 +26,7 @@ import {
 } from "../runtime/kernels/matmul.ts";
 import { type Pool, splitRows } from "../runtime/kernels/pool.ts";
 import type { Kernels } from "../runtime/kernels/wasm.ts";
-import { ENCODINGS } from "./config.ts";
+import { ENCODINGS, fitGroup } from "./config.ts";
 
 export const KERNEL_ENCODINGS = ["q2", "q3", "q4", "ternary", "q8", "f16", "f32"] as const;
 export type KernelEncodingName = typeof KERNEL_ENCODINGS[number];
@@ -267,7 +267,7 @@ export function measureMatrix(
   bandwidth: ReadonlyMap<number, number>,
   options: KernelBenchOptions,
 ): MatrixTiming[] {
-  const e = KERNEL_ENCODING[name];
+  const e = fitGroup(KERNEL_ENCODING[name], cols);
   const mark = k.arena.mark();
   try {
     const bytes = randomPackedMatrix(e, rows, cols, options.seed + rows * 7 + cols);

@@ -15,10 +15,10 @@ import type { ModelSource, TensorEntry } from "../runtime/models/types.ts";
 import { exportGguf, type GgufExportType } from "../quantizer/export/gguf-export.ts";
 import { headerFor, type PackedTensor } from "../test/fixtures/pack-model.ts";
 import { randomModelConfig, randomTensor, tensorShapes } from "../test/fixtures/random-model.ts";
-import { type BenchShape, EMBEDDING_ENCODING, EMBEDDING_GGUF_TYPE, ENCODINGS, type EncodingName, HEAD_ENCODINGS } from "./config.ts";
+import { type BenchShape, EMBEDDING_ENCODING, EMBEDDING_GGUF_TYPE, ENCODINGS, type EncodingName, fitGroup, HEAD_ENCODINGS } from "./config.ts";
 
 /** Bump when the generated files change, so stale caches are not reused. */
-const CACHE_VERSION = 3; // 2: GGUF heads in Q6_K, TQ2_0 rounded as llama-quantize does (issue 14); 3: crumb heads in the default head encoding (issue 13)
+const CACHE_VERSION = 4; // 2: GGUF heads in Q6_K, TQ2_0 rounded as llama-quantize does (issue 14); 3: crumb heads in the default head encoding (issue 13); 4: ternary g256
 
 export function defaultCacheDir(): string {
   return process.env.CRUMB_BENCH_CACHE ?? join(tmpdir(), "crumb-bench-cache");
@@ -52,7 +52,7 @@ function streamingSource(shape: BenchShape, seed: number, onTensor?: (name: stri
 function packTensor(name: string, shape: readonly number[], data: Float32Array, encoding: EncodingName, tied: boolean): PackedTensor {
   if (shape.length === 1) return { name, shape, encoding: { kind: "f32" }, bytes: packF32(data) };
   const isEmbedding = name === "model.embed_tokens.weight";
-  const e = name === "lm_head.weight" || (isEmbedding && tied) ? HEAD_ENCODINGS[encoding] : isEmbedding ? EMBEDDING_ENCODING : ENCODINGS[encoding];
+  const e = name === "lm_head.weight" || (isEmbedding && tied) ? HEAD_ENCODINGS[encoding] : isEmbedding ? EMBEDDING_ENCODING : fitGroup(ENCODINGS[encoding], shape[1]);
   return { name, shape, encoding: e, bytes: quantizeRtn(e, data, shape[0], shape[1]) };
 }
 

@@ -10,7 +10,7 @@ export interface GgufTensorRecord {
   readonly name: string;
   /** ggml type in the GGUF (Q4_K, Q6_K, ...). */
   readonly from: string;
-  /** crumb encoding name (q4g32zp, q8g32, t1g128, ...). */
+  /** crumb encoding name (q4g32zp, q8g32, t1g256, ...). */
   readonly to: string;
   /** "transcode" when the blocks were kept, else the method that re-quantised them (rtn, q8, ...). */
   readonly method: string;

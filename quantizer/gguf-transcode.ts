@@ -12,7 +12,7 @@
  *   codes are kept and a, b are rounded to f16 (relative error ≤ 2^-11 of the group's scale).
  * - Q8_0 (q·d), Q5_0 ((q − 16)·d), IQ4_NL (d·level) and Q4_0 ((q − 8)·d) are int8 codes times
  *   an f16 scale per 32: crumb's q8 with group 32 holds them exactly.
- * - TQ1_0 and TQ2_0 are trits times one f16 per 256: ternary, one trit-plane, group 128.
+ * - TQ1_0 and TQ2_0 are trits times one f16 per 256: ternary, one trit-plane, group 256.
  *
  * "Exact" is checked, not assumed: every group's weights as crumb's own dequantiser reads
  * them back from the packed bytes (runtime/format pack-dequantize.ts) are compared bit for bit
@@ -166,17 +166,15 @@ function q8Form(type: string, src: Uint8Array, rows: number, cols: number): Quan
   return { encoding: { kind: "q8", group: 32 }, q8, scales };
 }
 
-/** Ternary form (one trit-plane, group 128) of TQ1_0/TQ2_0; undefined when a TQ2_0 code is 3. */
+/** Ternary form (one trit-plane, group 256: one scale per ggml block) of TQ1_0/TQ2_0; undefined when a TQ2_0 code is 3. */
 function ternaryForm(type: string, src: Uint8Array, rows: number, cols: number): QuantizedMatrix | undefined {
   const n = rows * cols;
   const trits = new Int8Array(n);
-  const alphas = new Float32Array(n / 128);
+  const alphas = new Float32Array(n / 256);
   const size = blockFormat(type)!.typeSize;
   for (let blk = 0; blk < n / 256; blk++) {
     const at = blk * size;
-    const d = halfAt(src, at + size - 2);
-    alphas[2 * blk] = d;
-    alphas[2 * blk + 1] = d;
+    alphas[blk] = halfAt(src, at + size - 2);
     for (let i = 0; i < 256; i++) {
       let t: number;
       if (type === "TQ2_0") t = (src[at + 32 * (i >> 7) + (i & 31)]! >> (2 * ((i >> 5) & 3))) & 3;
@@ -187,7 +185,7 @@ function ternaryForm(type: string, src: Uint8Array, rows: number, cols: number):
       trits[blk * 256 + i] = t - 1;
     }
   }
-  return { encoding: { kind: "ternary", group: 128, planes: 1 }, trits, alphas };
+  return { encoding: { kind: "ternary", group: 256, planes: 1 }, trits, alphas };
 }
 
 /** Scales and zero points (already f16 values) that f16 can store: finite, |x| ≤ 65504. */

@@ -72,7 +72,7 @@ describe("quantize a GGUF", () => {
   test("TQ2_0 with --bits ternary: trits kept bit-exactly; with --bits 4 re-quantised", async () => {
     const source = importGguf(gguf("tq2", (n) => (/token_embd|^output\./.test(n) ? "Q8_0" : "TQ2_0")));
     const ternary = await quantizeModel(source, { ...quick, bits: "ternary" });
-    expect(ternary.report.gguf!.by_type["TQ2_0 -> t1g128 kept"]).toEqual({ tensors: 7, exact: 7 });
+    expect(ternary.report.gguf!.by_type["TQ2_0 -> t1g256 kept"]).toEqual({ tensors: 7, exact: 7 });
     expect(ternary.report.kl_mean).toBe(0);
     const four = await quantizeModel(source, { ...quick, bits: 4, report: false });
     expect(four.report.gguf!.by_type["TQ2_0 -> q4g32zp rtn"]).toEqual({ tensors: 7 });

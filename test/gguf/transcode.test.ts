@@ -156,10 +156,10 @@ describe("kept bit-exact", () => {
     expectExact(transcode("Q4_K", bytes, 4, "q4k-zp"), "Q4_K", bytes, "q4g32zp");
   });
 
-  test("TQ2_0 and TQ1_0 → ternary t1g128", () => {
+  test("TQ2_0 and TQ1_0 → ternary t1g256", () => {
     for (const type of ["TQ2_0", "TQ1_0"]) {
       const bytes = blocksOf(type, (next, b) => ({ d: scale(next, b), q: ints(next, 256, 0, 2) }), 6);
-      expectExact(transcode(type, bytes, "ternary", type), type, bytes, "t1g128");
+      expectExact(transcode(type, bytes, "ternary", type), type, bytes, "t1g256");
     }
   });
 
