@@ -169,16 +169,25 @@ async function main(argv: string[]): Promise<void> {
   if (files.length !== 1 || !Number.isInteger(runs) || runs < 1 || runtimes.some((r) => r !== "bun" && r !== "deno")) throw new Error(USAGE);
   const file = files[0];
   const { openCheckpoint } = await import("../runtime/format/file.ts");
+  const { resolveModel } = await import("../runtime/models/registry.ts");
+  const { kvCacheSize } = await import("../runtime/engine/kv-cache/auto.ts");
   const checkpoint = await openCheckpoint(file);
   const carriesTokenizer = checkpoint.header.tokenizer !== null;
+  const { args } = resolveModel(checkpoint.header.config);
   await checkpoint.close();
+  // The CLI's defaults: context min(max positions, 4096), kv f16.
+  const shape = { numLayers: args.numLayers, numHeads: args.numHeads, numKvHeads: args.numKvHeads, headDim: args.headDim, contextLength: Math.min(args.maxPositions, 4096) };
+  const kvBytes = kvCacheSize("f16", shape, args.hiddenSize).totalBytes;
   if (!carriesTokenizer && tokenizer === undefined && existsSync(LLAMA_TOKENIZER)) tokenizer = LLAMA_TOKENIZER;
   const spec: Spec = { file, threads, tokenizer };
   const size = statSync(file).size;
   pageCacheRead(file);
   const cacheMs = median(Array.from({ length: 3 }, () => pageCacheRead(file)));
   const log = (s: string) => process.stderr.write(s + "\n");
+  const MiB = 1024 * 1024;
+  const rssBudgetMiB = (size + kvBytes) / MiB + 100;
   log(`${file}: ${(size / 1e6).toFixed(1)} MB; page-cache read into one reused buffer ${cacheMs.toFixed(0)} ms (${(size / cacheMs / 1e6).toFixed(1)} GB/s)`);
+  log(`peak RSS budget: file ${(size / MiB).toFixed(0)} MiB + kv f16 at ctx ${shape.contextLength} ${(kvBytes / MiB).toFixed(0)} MiB + 100 MiB = ${rssBudgetMiB.toFixed(0)} MiB`);
   const scratch = mkdtempSync(join(tmpdir(), "crumb-load-"));
   const results: Record<string, Record<string, number[]>> = {};
   try {
@@ -200,11 +209,11 @@ async function main(argv: string[]): Promise<void> {
     ]),
   );
   if (json) {
-    process.stdout.write(JSON.stringify({ file, bytes: size, runs, threads, pageCacheReadMs: cacheMs, results: summary }) + "\n");
+    process.stdout.write(JSON.stringify({ file, bytes: size, runs, threads, pageCacheReadMs: cacheMs, rssBudgetMiB, results: summary }) + "\n");
     return;
   }
   const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
-  process.stdout.write(`\n${runs} fresh processes per runtime, ${threads} threads; ms unless marked; median (min..max)\n`);
+  process.stdout.write(`\n${runs} fresh processes per runtime, ${threads} threads; ms unless marked; median (min..max); peak RSS budget ${rssBudgetMiB.toFixed(0)} MiB\n`);
   for (const [runtime, rows] of Object.entries(summary)) {
     process.stdout.write(`\n${runtime}\n`);
     for (const [k, v] of Object.entries(rows)) process.stdout.write(`  ${k.padEnd(36)} ${fmt(v.median).padStart(7)}  (${fmt(v.min)}..${fmt(v.max)})\n`);
