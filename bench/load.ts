@@ -5,7 +5,8 @@
  *          growth, reads + checksums, 1-D parameters), worker threads and tokenizer, first token,
  *          and the peak RSS (VmHWM);
  *   cold   (`runtime/cli.ts generate <file> -n 1 -p hi`): wall clock from spawn to the first
- *          token on stdout and to exit, and peak RSS (/usr/bin/time) — what a user waits for.
+ *          token on stdout and to exit, peak RSS and CPU time (/usr/bin/time) — what a user
+ *          waits for.
  * Prints medians with min..max (the spread says how noisy the machine was) next to reading the
  * file into one reused buffer (page-cache speed without page faults). Flags: --runs N (default 5)
  * --runtime bun,deno --threads N (default 2) --tokenizer FILE (for files that carry none)
@@ -125,11 +126,16 @@ async function coldRun(runtime: Runtime, spec: Spec, scratch: string): Promise<S
   let [command, args] = runtimeCommand(runtime, CLI, cliArgs);
   const rssFile = join(scratch, "rss");
   const haveTime = existsSync("/usr/bin/time");
-  if (haveTime) [command, args] = ["/usr/bin/time", ["-f", "%M", "-o", rssFile, command, ...args]];
+  if (haveTime) [command, args] = ["/usr/bin/time", ["-f", "%M %U %S", "-o", rssFile, command, ...args]];
   const r = await timed(command, args);
   if (r.code !== 0) throw new Error(`${runtime} cli run failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-4).join(" | ")}`);
   const out: Steps = { "cli: spawn to first token": r.firstOutputMs, "cli: spawn to exit": r.exitMs };
-  if (haveTime) out["cli: peak RSS MiB"] = Number(readFileSync(rssFile, "utf8").trim().split("\n").at(-1)) / 1024;
+  if (haveTime) {
+    const [rssKb, user, system] = readFileSync(rssFile, "utf8").trim().split("\n").at(-1)!.split(" ").map(Number);
+    out["cli: peak RSS MiB"] = rssKb / 1024;
+    // CPU time is what a loaded machine cannot hide: compare it when wall clocks scatter.
+    out["cli: CPU ms (user + sys)"] = (user + system) * 1000;
+  }
   return out;
 }
 
