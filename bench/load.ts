@@ -95,7 +95,10 @@ function runtimeCommand(runtime: Runtime, script: string, args: string[]): [stri
 }
 
 /** Runs a command; resolves with its stdout, when stdout first had data, and when it exited (ms after spawn). */
-function timed(command: string, args: string[]): Promise<{ stdout: string; firstOutputMs: number; exitMs: number; stderr: string; code: number | null }> {
+function timed(
+  command: string,
+  args: string[],
+): Promise<{ stdout: string; firstOutputMs: number; exitMs: number; stderr: string; code: number | null }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -116,13 +119,25 @@ async function stepsRun(runtime: Runtime, spec: Spec): Promise<Steps> {
   const [command, args] = runtimeCommand(runtime, SELF, ["--child", JSON.stringify(spec)]);
   const r = await timed(command, args);
   const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  if (r.code !== 0 || !line.startsWith("{")) throw new Error(`${runtime} steps run failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-4).join(" | ")}`);
+  if (r.code !== 0 || !line.startsWith("{")) {
+    throw new Error(`${runtime} steps run failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-4).join(" | ")}`);
+  }
   return JSON.parse(line) as Steps;
 }
 
 /** The CLI from a cold process: first token on stdout, exit, peak RSS (when /usr/bin/time exists). */
 async function coldRun(runtime: Runtime, spec: Spec, scratch: string): Promise<Steps> {
-  const cliArgs = ["generate", spec.file, "-n", "1", "-p", "hi", "--threads", String(spec.threads), ...(spec.tokenizer === undefined ? [] : ["--tokenizer", spec.tokenizer])];
+  const cliArgs = [
+    "generate",
+    spec.file,
+    "-n",
+    "1",
+    "-p",
+    "hi",
+    "--threads",
+    String(spec.threads),
+    ...(spec.tokenizer === undefined ? [] : ["--tokenizer", spec.tokenizer]),
+  ];
   let [command, args] = runtimeCommand(runtime, CLI, cliArgs);
   const rssFile = join(scratch, "rss");
   const haveTime = existsSync("/usr/bin/time");
@@ -145,7 +160,7 @@ function pageCacheRead(path: string): number {
   const fd = openSync(path, "r");
   const started = performance.now();
   try {
-    for (let at = 0; ; at += buffer.length) if (readSync(fd, buffer, 0, buffer.length, at) < buffer.length) break;
+    for (let at = 0;; at += buffer.length) if (readSync(fd, buffer, 0, buffer.length, at) < buffer.length) break;
   } finally {
     closeSync(fd);
   }
@@ -172,7 +187,9 @@ async function main(argv: string[]): Promise<void> {
     else if (a.startsWith("--")) throw new Error(`unknown flag ${a}\n${USAGE}`);
     else files.push(a);
   }
-  if (files.length !== 1 || !Number.isInteger(runs) || runs < 1 || runtimes.some((r) => r !== "bun" && r !== "deno")) throw new Error(USAGE);
+  if (files.length !== 1 || !Number.isInteger(runs) || runs < 1 || runtimes.some((r) => r !== "bun" && r !== "deno")) {
+    throw new Error(USAGE);
+  }
   const file = files[0];
   const { openCheckpoint } = await import("../runtime/format/file.ts");
   const { resolveModel } = await import("../runtime/models/registry.ts");
@@ -182,7 +199,13 @@ async function main(argv: string[]): Promise<void> {
   const { args } = resolveModel(checkpoint.header.config);
   await checkpoint.close();
   // The CLI's defaults: context min(max positions, 4096), kv f16.
-  const shape = { numLayers: args.numLayers, numHeads: args.numHeads, numKvHeads: args.numKvHeads, headDim: args.headDim, contextLength: Math.min(args.maxPositions, 4096) };
+  const shape = {
+    numLayers: args.numLayers,
+    numHeads: args.numHeads,
+    numKvHeads: args.numKvHeads,
+    headDim: args.headDim,
+    contextLength: Math.min(args.maxPositions, 4096),
+  };
   const kvBytes = kvCacheSize("f16", shape, args.hiddenSize).totalBytes;
   if (!carriesTokenizer && tokenizer === undefined && existsSync(LLAMA_TOKENIZER)) tokenizer = LLAMA_TOKENIZER;
   const spec: Spec = { file, threads, tokenizer };
@@ -192,8 +215,16 @@ async function main(argv: string[]): Promise<void> {
   const log = (s: string) => process.stderr.write(s + "\n");
   const MiB = 1024 * 1024;
   const rssBudgetMiB = (size + kvBytes) / MiB + 100;
-  log(`${file}: ${(size / 1e6).toFixed(1)} MB; page-cache read into one reused buffer ${cacheMs.toFixed(0)} ms (${(size / cacheMs / 1e6).toFixed(1)} GB/s)`);
-  log(`peak RSS budget: file ${(size / MiB).toFixed(0)} MiB + kv f16 at ctx ${shape.contextLength} ${(kvBytes / MiB).toFixed(0)} MiB + 100 MiB = ${rssBudgetMiB.toFixed(0)} MiB`);
+  log(
+    `${file}: ${(size / 1e6).toFixed(1)} MB; page-cache read into one reused buffer ${cacheMs.toFixed(0)} ms (${
+      (size / cacheMs / 1e6).toFixed(1)
+    } GB/s)`,
+  );
+  log(
+    `peak RSS budget: file ${(size / MiB).toFixed(0)} MiB + kv f16 at ctx ${shape.contextLength} ${
+      (kvBytes / MiB).toFixed(0)
+    } MiB + 100 MiB = ${rssBudgetMiB.toFixed(0)} MiB`,
+  );
   const scratch = mkdtempSync(join(tmpdir(), "crumb-load-"));
   const results: Record<string, Record<string, number[]>> = {};
   try {
@@ -202,7 +233,11 @@ async function main(argv: string[]): Promise<void> {
         const rows = (results[runtime] ??= {});
         const one = { ...(await stepsRun(runtime, spec)), ...(await coldRun(runtime, spec, scratch)) };
         for (const [k, v] of Object.entries(one)) (rows[k] ??= []).push(v);
-        log(`run ${run + 1}/${runs} ${runtime}: loadEngine ${one["loadEngine total"].toFixed(0)} ms, cli first token ${one["cli: spawn to first token"].toFixed(0)} ms`);
+        log(
+          `run ${run + 1}/${runs} ${runtime}: loadEngine ${one["loadEngine total"].toFixed(0)} ms, cli first token ${
+            one["cli: spawn to first token"].toFixed(0)
+          } ms`,
+        );
       }
     }
   } finally {
@@ -215,14 +250,22 @@ async function main(argv: string[]): Promise<void> {
     ]),
   );
   if (json) {
-    process.stdout.write(JSON.stringify({ file, bytes: size, runs, threads, pageCacheReadMs: cacheMs, rssBudgetMiB, results: summary }) + "\n");
+    process.stdout.write(
+      JSON.stringify({ file, bytes: size, runs, threads, pageCacheReadMs: cacheMs, rssBudgetMiB, results: summary }) + "\n",
+    );
     return;
   }
   const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
-  process.stdout.write(`\n${runs} fresh processes per runtime, ${threads} threads; ms unless marked; median (min..max); peak RSS budget ${rssBudgetMiB.toFixed(0)} MiB\n`);
+  process.stdout.write(
+    `\n${runs} fresh processes per runtime, ${threads} threads; ms unless marked; median (min..max); peak RSS budget ${
+      rssBudgetMiB.toFixed(0)
+    } MiB\n`,
+  );
   for (const [runtime, rows] of Object.entries(summary)) {
     process.stdout.write(`\n${runtime}\n`);
-    for (const [k, v] of Object.entries(rows)) process.stdout.write(`  ${k.padEnd(36)} ${fmt(v.median).padStart(7)}  (${fmt(v.min)}..${fmt(v.max)})\n`);
+    for (const [k, v] of Object.entries(rows)) {
+      process.stdout.write(`  ${k.padEnd(36)} ${fmt(v.median).padStart(7)}  (${fmt(v.min)}..${fmt(v.max)})\n`);
+    }
   }
 }
 

@@ -89,22 +89,26 @@ describe("loadPackedModel", () => {
   });
 });
 
-test("under Deno the file loads through Deno.FsFile reads (several in flight), and a damaged one is refused naming the tensor", async () => {
-  const record = records.find((r) => r.shape.length === 2 && r.name.includes("layers.1"))!;
-  const damaged = fileBytes.slice();
-  damaged[record.offset + (record.byteLength >> 1)] ^= 0x01;
-  const bad = join(dir, "damaged-deno.q2");
-  writeFileSync(bad, damaged);
-  const script = fileURLToPath(new URL("./load-smoke.ts", import.meta.url));
-  const proc = Bun.spawn(["npx", "--no-install", "deno", "run", "-A", "--quiet", script, path, bad], { stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
-  const result = JSON.parse(stdout.trim()) as { api: string; section: string; matrices: Record<string, string>; refused: string | null };
-  expect(result.api).toBe("Deno.FsFile");
-  const dataOffset = records.reduce((min, r) => Math.min(min, r.offset), Infinity);
-  expect(result.section).toBe(xxhash32(fileBytes.subarray(dataOffset)).toString(16));
-  expect(result.refused).toBe(record.name);
-  for (const r of records.filter((r) => r.shape.length === 2)) {
-    expect({ name: r.name, hash: result.matrices[r.name] }).toEqual({ name: r.name, hash: r.checksum.toString(16) });
-  }
-}, 60_000);
+test(
+  "under Deno the file loads through Deno.FsFile reads (several in flight), and a damaged one is refused naming the tensor",
+  async () => {
+    const record = records.find((r) => r.shape.length === 2 && r.name.includes("layers.1"))!;
+    const damaged = fileBytes.slice();
+    damaged[record.offset + (record.byteLength >> 1)] ^= 0x01;
+    const bad = join(dir, "damaged-deno.q2");
+    writeFileSync(bad, damaged);
+    const script = fileURLToPath(new URL("./load-smoke.ts", import.meta.url));
+    const proc = Bun.spawn(["npx", "--no-install", "deno", "run", "-A", "--quiet", script, path, bad], { stdout: "pipe", stderr: "pipe" });
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+    const result = JSON.parse(stdout.trim()) as { api: string; section: string; matrices: Record<string, string>; refused: string | null };
+    expect(result.api).toBe("Deno.FsFile");
+    const dataOffset = records.reduce((min, r) => Math.min(min, r.offset), Infinity);
+    expect(result.section).toBe(xxhash32(fileBytes.subarray(dataOffset)).toString(16));
+    expect(result.refused).toBe(record.name);
+    for (const r of records.filter((r) => r.shape.length === 2)) {
+      expect({ name: r.name, hash: result.matrices[r.name] }).toEqual({ name: r.name, hash: r.checksum.toString(16) });
+    }
+  },
+  60_000,
+);

@@ -86,7 +86,11 @@ describe("readDataSection", () => {
         },
       };
     };
-    await readDataSection(scrambledSource(file, 3).source, info, new Uint8Array(dataSectionBytes(info)), { chunkSize: 50, concurrency: 4, createHash });
+    await readDataSection(scrambledSource(file, 3).source, info, new Uint8Array(dataSectionBytes(info)), {
+      chunkSize: 50,
+      concurrency: 4,
+      createHash,
+    });
     expect(created).toBe(info.tensors.length);
   });
 
@@ -102,7 +106,11 @@ describe("readDataSection", () => {
     const meta = parseCheckpointHeader(bytes);
     const target = new Uint8Array(dataSectionBytes(meta));
     const seen: string[] = [];
-    await readDataSection(scrambledSource(bytes, 9).source, meta, target, { chunkSize: 48, concurrency: 3, onTensor: (r) => seen.push(r.name) });
+    await readDataSection(scrambledSource(bytes, 9).source, meta, target, {
+      chunkSize: 48,
+      concurrency: 3,
+      onTensor: (r) => seen.push(r.name),
+    });
     expect(seen).toEqual(["a", "b"]);
     expect(target.subarray(base - meta.dataOffset + 128, base - meta.dataOffset + 228)).toEqual(a);
     expect(target.subarray(base - meta.dataOffset + 512, base - meta.dataOffset + 576)).toEqual(b);
@@ -122,7 +130,9 @@ describe("readDataSection", () => {
           const damaged = file.slice();
           damaged[at] ^= 0x04;
           const { source, state } = scrambledSource(damaged, at);
-          const error = await rejection(readDataSection(source, info, new Uint8Array(dataSectionBytes(info)), { chunkSize: 96, concurrency: 4 }));
+          const error = await rejection(
+            readDataSection(source, info, new Uint8Array(dataSectionBytes(info)), { chunkSize: 96, concurrency: 4 }),
+          );
           expect(error).toBeInstanceOf(FormatError);
           expect((error as FormatError).tensor).toBe(record.name);
           expect((error as FormatError).message).toContain(`tensor "${record.name}" checksum mismatch`);
@@ -146,7 +156,9 @@ describe("readDataSection", () => {
 
   test("refuses a target too small for the section, and chunk sizes or read counts that are not positive integers", async () => {
     const source = bytesSource(file);
-    expect(rejection(readDataSection(source, info, new Uint8Array(dataSectionBytes(info) - 1)))).resolves.toBeInstanceOf(InvalidArgumentError);
+    expect(rejection(readDataSection(source, info, new Uint8Array(dataSectionBytes(info) - 1)))).resolves.toBeInstanceOf(
+      InvalidArgumentError,
+    );
     for (const bad of [0, -1, 1.5, NaN]) {
       const target = new Uint8Array(dataSectionBytes(info));
       expect(await rejection(readDataSection(source, info, target, { chunkSize: bad }))).toBeInstanceOf(InvalidArgumentError);

@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { KernelError } from "../errors.ts";
-import { xxhash32, XxHash32 } from "../format/checksum.ts";
+import { XxHash32, xxhash32 } from "../format/checksum.ts";
 import { seededBytes } from "../format/testing.ts";
 import { xxh32, xxh32StateBytes, xxh32StreamAt } from "./checksum.ts";
 import { withArena } from "./test-data.ts";
@@ -32,7 +32,12 @@ function place(kern: Kernels, data: Uint8Array, misalign: number): Uint8Array {
 const SEEDS = [0, 1, 0x9e3779b1, 0xffffffff];
 const text = (s: string) => new TextEncoder().encode(s);
 
-for (const [variant, kern] of [["baseline SIMD128", kernelsFrom(binary("crumb_kernels"))], ["relaxed SIMD", kernelsFrom(binary("crumb_kernels_relaxed"))]] as const) {
+for (
+  const [variant, kern] of [["baseline SIMD128", kernelsFrom(binary("crumb_kernels"))], [
+    "relaxed SIMD",
+    kernelsFrom(binary("crumb_kernels_relaxed")),
+  ]] as const
+) {
   describe(`xxh32 (${variant} binary)`, () => {
     test("matches the published vectors", () => {
       withArena(kern, () => {

@@ -61,7 +61,9 @@ export function xxh32StreamAt(kern: KernelInstance, state: number, seed = 0): Xx
       checkView(kern, "xxh32_update", data);
       const end = data.byteOffset + data.length;
       if (data.length > 0 && state < end && data.byteOffset < state + bytes) {
-        throw new KernelError(`xxh32_update: the data (${data.byteOffset}..${end}) overlaps the hash state at ${state}; use separate regions`);
+        throw new KernelError(
+          `xxh32_update: the data (${data.byteOffset}..${end}) overlaps the hash state at ${state}; use separate regions`,
+        );
       }
       kern.exports.xxh32_update(state, data.byteOffset, data.length);
       return stream;

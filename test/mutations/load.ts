@@ -72,7 +72,7 @@ export const mutations: Mutation[] = [
   {
     name: "Deno file source: Deno falls back to node:fs handles (one read at a time)",
     file: "runtime/format/file.ts",
-    find: "  if (typeof deno?.open === \"function\") return",
+    find: '  if (typeof deno?.open === "function") return',
     replace: "  if (false) return",
     tests: [LOAD_PATH],
     filter: "Deno",
