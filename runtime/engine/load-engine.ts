@@ -11,7 +11,7 @@ import { packGgufInMemory } from "../../quantizer/gguf-load.ts";
 import type { CheckpointHeader } from "../format/header.ts";
 import { createEngine, createEngineOn } from "./engine.ts";
 import type { Engine } from "./types.ts";
-import { isPackedCheckpoint, type LoadProgress, loadPackedModel, packedModelFromBytes, type PackedModel } from "./packed-model.ts";
+import { isPackedCheckpoint, loadPackedCheckpoint, type LoadProgress, type LoadStats, packedModelFromBytes, type PackedModel } from "./packed-model.ts";
 import { createWasmBackend, type KvType } from "./wasm-backend.ts";
 import { chooseKvMode, kvCacheSize } from "./kv-cache/auto.ts";
 import { resolveModel } from "../models/registry.ts";
@@ -31,6 +31,8 @@ export interface LoadEngineOptions {
   /** A chat template (jinja source) that replaces the model's default one. */
   readonly chatTemplate?: string;
   readonly onProgress?: (progress: LoadProgress) => void;
+  /** Called once a packed file's weights are in memory, with where the time went. */
+  readonly onLoaded?: (stats: LoadStats) => void;
   /** Called with a line about how the model was prepared (a .gguf: which encodings were chosen). */
   readonly onNote?: (note: string) => void;
 }
@@ -72,12 +74,25 @@ export async function loadEngine(path: string, options: LoadEngineOptions = {}):
     const source = await importModel(path, { tokenizer: options.tokenizer });
     return createEngine({ ...source, chatTemplates: withTemplate(source.chatTemplates, options.chatTemplate) }, options);
   }
-  // Size the KV cache before loading so a model that cannot fit is refused up front.
+  // The header sizes the KV cache before any weight is read, so a model that cannot fit is
+  // refused up front; the same open file then streams the weights.
   const checkpoint = await openCheckpoint(path);
-  const header = checkpoint.header;
-  await checkpoint.close();
-  const tokenizer = options.tokenizer === undefined ? header.tokenizer ?? undefined : loadTokenizerFile(options.tokenizer);
-  return startWasmEngine(path, { ...header, tokenizer: tokenizer ?? null }, (reserveBytes) => loadPackedModel(path, { onProgress: options.onProgress, reserveBytes }), options);
+  try {
+    const header = checkpoint.header;
+    const tokenizer = options.tokenizer === undefined ? header.tokenizer ?? undefined : loadTokenizerFile(options.tokenizer);
+    return await startWasmEngine(
+      path,
+      { ...header, tokenizer: tokenizer ?? null },
+      async (reserveBytes) => {
+        const model = await loadPackedCheckpoint(checkpoint, { onProgress: options.onProgress, reserveBytes });
+        if (model.loadStats !== undefined) options.onLoaded?.(model.loadStats);
+        return model;
+      },
+      options,
+    );
+  } finally {
+    await checkpoint.close();
+  }
 }
 
 /** The WASM engine over a packed model, with the KV cache sized from the header's config. */

@@ -2,7 +2,10 @@
  * File helpers over the pure reader and writer (node:fs/promises, which Bun and Deno both
  * provide): `writeCheckpointFile` writes through a temp file, fsyncs and renames, so a crash
  * or error never leaves a partial checkpoint; `openCheckpoint` reads only the metadata and
- * streams tensor data on demand, with progress, straight into a caller's buffer.
+ * streams tensor data on demand, with progress, straight into a caller's buffer, or the whole
+ * data section at once with several positioned reads in flight (`readData`). On Deno the reads
+ * go through Deno.FsFile (one handle per read in flight: its node:fs file handles run one read
+ * at a time), elsewhere through node:fs/promises.
  */
 
 import { open, rename, rm } from "node:fs/promises";
@@ -20,6 +23,7 @@ import {
 } from "./reader.ts";
 import type { TensorRecord } from "./tensor-table.ts";
 import { type CheckpointInput, type CheckpointPlan, checkpointChunks, planCheckpoint } from "./writer.ts";
+import { type DataReadOptions, readDataSection } from "./read-data.ts";
 
 /** A ByteSource over an open file handle. */
 export function fileByteSource(handle: FileHandle, size: number): ByteSource {
@@ -28,6 +32,78 @@ export function fileByteSource(handle: FileHandle, size: number): ByteSource {
     async read(target, position) {
       const { bytesRead } = await handle.read(target, 0, target.length, position);
       return bytesRead;
+    },
+  };
+}
+
+/** A file's ByteSource that serves concurrent positioned reads, and closes what it opened. */
+export interface FileSource extends ByteSource {
+  /** The file API the reads go through. */
+  readonly api: "Deno.FsFile" | "node:fs";
+  close(): Promise<void>;
+}
+
+/** The parts of Deno's file API a FileSource uses. */
+interface DenoFile {
+  seek(offset: number, whence: number): Promise<number>;
+  read(target: Uint8Array): Promise<number | null>;
+  stat(): Promise<{ size: number }>;
+  close(): void;
+}
+interface DenoFileApi {
+  open(path: string, options: { read: true }): Promise<DenoFile>;
+}
+const SEEK_START = 0; // Deno.SeekMode.Start
+
+/** Opens `path` for positioned reads (Deno.FsFile handles on Deno, else a node:fs/promises handle). */
+export async function openFileSource(path: string): Promise<FileSource> {
+  const deno = (globalThis as { Deno?: Partial<DenoFileApi> }).Deno;
+  if (typeof deno?.open === "function") return await openDenoSource(deno as DenoFileApi, path);
+  const handle = await open(path, "r");
+  try {
+    const size = (await handle.stat()).size;
+    return { ...fileByteSource(handle, size), api: "node:fs", close: () => handle.close() };
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * A Deno file as a FileSource: a read borrows an idle handle (opening another when all are
+ * busy), seeks and reads, so reads in flight at once run side by side on Deno's I/O threads.
+ */
+async function openDenoSource(deno: DenoFileApi, path: string): Promise<FileSource> {
+  const first = await deno.open(path, { read: true });
+  const all = [first];
+  const idle = [first];
+  let size: number;
+  try {
+    size = (await first.stat()).size;
+  } catch (error) {
+    first.close();
+    throw error;
+  }
+  return {
+    size,
+    api: "Deno.FsFile",
+    async read(target, position) {
+      let handle = idle.pop();
+      if (handle === undefined) {
+        handle = await deno.open(path, { read: true });
+        all.push(handle);
+      }
+      try {
+        await handle.seek(position, SEEK_START);
+        return (await handle.read(target)) ?? 0;
+      } finally {
+        idle.push(handle);
+      }
+    },
+    close() {
+      for (const handle of all.splice(0)) handle.close();
+      idle.length = 0;
+      return Promise.resolve();
     },
   };
 }
@@ -117,6 +193,11 @@ export interface CheckpointFile extends CheckpointInfo {
   readTensorInto(tensor: string | TensorRecord, target: Uint8Array, options?: TensorReadOptions): Promise<void>;
   /** A tensor's bytes in a new array, verified unless `verify: false`. */
   readTensor(tensor: string | TensorRecord, options?: TensorReadOptions): Promise<Uint8Array>;
+  /**
+   * Reads the whole tensor data section into `target` (at least `fileLength - dataOffset`
+   * bytes; each tensor at `offset - dataOffset`), verifying every checksum (read-data.ts).
+   */
+  readData(target: Uint8Array, options?: Omit<DataReadOptions, "file">): Promise<void>;
   /** Verifies every tensor's checksum; progress is over the whole data section. */
   verify(options?: Omit<TensorReadOptions, "verify" | "file">): Promise<void>;
   close(): Promise<void>;
@@ -124,15 +205,13 @@ export interface CheckpointFile extends CheckpointInfo {
 
 /** Opens a checkpoint and validates its metadata without reading tensor data. */
 export async function openCheckpoint(path: string): Promise<CheckpointFile> {
-  let handle: FileHandle;
+  let source: FileSource;
   try {
-    handle = await open(path, "r");
+    source = await openFileSource(path);
   } catch (cause) {
     throw new InvalidArgumentError("path", `cannot open checkpoint ${path}: ${(cause as Error).message}`, { cause });
   }
   try {
-    const size = (await handle.stat()).size;
-    const source = fileByteSource(handle, size);
     const info = await readCheckpointHeader(source, { file: path });
     const byName = new Map(info.tensors.map((t) => [t.name, t]));
     const lookup = (tensor: string | TensorRecord): TensorRecord => {
@@ -161,12 +240,13 @@ export async function openCheckpoint(path: string): Promise<CheckpointFile> {
         await readTensorInto(source, record, out, { ...options, file: path });
         return out;
       },
+      readData: (target, options = {}) => readDataSection(source, info, target, { ...options, file: path }),
       verify: (options = {}) => verifyCheckpoint(source, info, { ...options, file: path }),
-      close: () => handle.close(),
+      close: () => source.close(),
     };
     return file;
   } catch (error) {
-    await handle.close().catch(() => undefined);
+    await source.close().catch(() => undefined);
     throw error;
   }
 }

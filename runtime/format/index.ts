@@ -39,3 +39,4 @@ export {
   verifyCheckpoint,
   verifyTensor,
 } from "./reader.ts";
+export { type DataReadOptions, dataSectionBytes, readDataSection, type StreamingHash } from "./read-data.ts";

@@ -162,7 +162,8 @@ export async function readCheckpointHeader(
   return finishHeader(p, preamble, meta, size, file);
 }
 
-function mismatch(record: TensorRecord, computed: number, file?: string): FormatError {
+/** The FormatError for a tensor whose data does not hash to its stored checksum. */
+export function checksumMismatch(record: TensorRecord, computed: number, file?: string): FormatError {
   return new FormatError(
     `tensor "${record.name}" checksum mismatch: stored ${formatChecksum(record.checksum)}, computed ` +
       `${formatChecksum(computed)} over bytes [${record.offset}, ${record.offset + record.byteLength}); ` +
@@ -181,7 +182,7 @@ export function verifyTensor(record: TensorRecord, bytes: Uint8Array, options: R
     });
   }
   const computed = new XxHash32().update(bytes).digest();
-  if (computed !== record.checksum) throw mismatch(record, computed, options.file);
+  if (computed !== record.checksum) throw checksumMismatch(record, computed, options.file);
 }
 
 /**
@@ -217,7 +218,7 @@ export async function readTensorInto(
   if (record.byteLength === 0) onProgress?.(0, 0);
   if (hash !== undefined) {
     const computed = hash.digest();
-    if (computed !== record.checksum) throw mismatch(record, computed, file);
+    if (computed !== record.checksum) throw checksumMismatch(record, computed, file);
   }
 }
 
@@ -260,7 +261,7 @@ export async function verifyCheckpoint(
       options.onProgress?.(before + done, total);
     }
     const computed = hash.digest();
-    if (computed !== record.checksum) throw mismatch(record, computed, options.file);
+    if (computed !== record.checksum) throw checksumMismatch(record, computed, options.file);
     before += record.byteLength;
   }
 }

@@ -193,7 +193,23 @@ export class Arena {
   alloc(bytes: number, align = 64): number {
     if (!Number.isInteger(bytes) || bytes < 0) throw new KernelError(`arena alloc of ${bytes} bytes: not a byte count`);
     const offset = alignUp(this.top, align);
-    const end = offset + bytes;
+    this.ensure(offset + bytes);
+    this.top = offset + bytes;
+    return offset;
+  }
+
+  /**
+   * Grows the memory once so that the next `bytes` bytes of allocations need no further growth.
+   * Growing only maps address space (pages are committed when first written), and it is done
+   * in one step so that views made afterwards stay valid: growing a private memory detaches
+   * every view of its old buffer.
+   */
+  reserve(bytes: number): void {
+    if (!Number.isInteger(bytes) || bytes < 0) throw new KernelError(`arena reserve of ${bytes} bytes: not a byte count`);
+    this.ensure(alignUp(this.top, 64) + bytes);
+  }
+
+  private ensure(end: number): void {
     if (end > WASM_MAX_BYTES) {
       throw new KernelError(
         `WASM heap needs ${formatBytes(end)}, but wasm32 memory is capped at 4 GiB; use fewer bits per weight, a compressed KV cache (--kv q4) or a shorter context`,
@@ -201,8 +217,6 @@ export class Arena {
     }
     const have = this.memory.buffer.byteLength;
     if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
-    this.top = end;
-    return offset;
   }
 }
 
