@@ -5,7 +5,7 @@
  * breaks, each distinct set of tests is run once on the unbroken copy: a set that already
  * fails, or whose filter selects no test, would make every break look caught.
  *
- *   npx bun test/mutations/run.ts [--only <substring of a name or list file>]
+ *   npx bun test/mutations/run.ts [--only <substring of a name or list file>] [--table]
  *
  * Exits non-zero when a break is missed, cannot be applied (`find` must occur exactly once),
  * or its run ends without a failing test to show for it (a crash, a timeout). Not named
@@ -80,6 +80,23 @@ function scratchCopy(files: readonly string[]): { root: string; repo: string } {
   return { root, repo };
 }
 
+/**
+ * A break in the Rust kernels only shows once the binaries are rebuilt: build.sh runs in the
+ * scratch copy, reusing this checkout's wasm32 sysroot (kernels-wasm/target/sysroot-*) so core
+ * is not compiled again.
+ */
+function rebuildKernels(repo: string): void {
+  const target = join(REPO, "kernels-wasm", "target");
+  if (existsSync(target)) {
+    mkdirSync(join(repo, "kernels-wasm", "target"), { recursive: true });
+    for (const entry of readdirSync(target).filter((e) => e.startsWith("sysroot-"))) {
+      symlinkSync(join(target, entry), join(repo, "kernels-wasm", "target", entry));
+    }
+  }
+  const build = spawnSync("bash", ["kernels-wasm/build.sh"], { cwd: repo, encoding: "utf8" });
+  if (build.status !== 0) throw new Error(`kernels-wasm/build.sh failed with the break in place:\n${build.stdout}${build.stderr}`);
+}
+
 /** Applies the break; throws unless `find` occurs exactly once. */
 function applyMutation(repo: string, m: Mutation): void {
   const path = join(repo, m.file);
@@ -117,24 +134,41 @@ function runTests(repo: string, tests: readonly string[], filter: string | undef
 
 const tail = (output: string, lines = 25) => output.trimEnd().split("\n").slice(-lines).map((l) => `      ${l}`).join("\n");
 
-function parseArgs(argv: readonly string[]): { only?: string } {
+function parseArgs(argv: readonly string[]): { only?: string; table: boolean } {
   const only = argv.indexOf("--only");
   if (only !== -1 && argv[only + 1] === undefined) throw new Error("--only needs a substring");
-  const unknown = argv.filter((a, i) => a !== "--only" && (only === -1 || i !== only + 1));
+  const unknown = argv.filter((a, i) => a !== "--only" && a !== "--table" && (only === -1 || i !== only + 1));
   if (unknown.length > 0) {
-    throw new Error(`unknown arguments: ${unknown.join(" ")} (usage: bun test/mutations/run.ts [--only <substring>])`);
+    throw new Error(`unknown arguments: ${unknown.join(" ")} (usage: bun test/mutations/run.ts [--only <substring>] [--table])`);
   }
-  return { only: only === -1 ? undefined : argv[only + 1] };
+  return { only: only === -1 ? undefined : argv[only + 1], table: argv.includes("--table") };
+}
+
+/** The selected records as markdown, one table per list (test/mutations.md is made of them). */
+function printTables(selected: readonly Listed[]): void {
+  const cell = (text: string) => text.replaceAll("|", "\\|").replaceAll("\n", " ");
+  for (const list of [...new Set(selected.map((s) => s.list))]) {
+    console.log(`### \`test/mutations/${list}\`\n\n| mutation | file | caught by |\n|---|---|---|`);
+    for (const { mutation: m } of selected.filter((s) => s.list === list)) {
+      const by = `${m.tests.join(", ")}${m.filter === undefined ? "" : ` (-t "${m.filter}")`}`;
+      console.log(`| ${cell(m.name)} | ${m.file} | ${cell(by)} |`);
+    }
+    console.log();
+  }
 }
 
 async function main(): Promise<number> {
-  const { only } = parseArgs(process.argv.slice(2));
+  const { only, table } = parseArgs(process.argv.slice(2));
   const selected = (await loadMutations()).filter(({ list, mutation }) =>
     only === undefined || mutation.name.includes(only) || list.includes(only)
   );
   if (selected.length === 0) {
     console.error(`no mutation matches ${JSON.stringify(only)}`);
     return 1;
+  }
+  if (table) {
+    printTables(selected);
+    return 0;
   }
   const files = trackedFiles();
   const problems: string[] = [];
@@ -169,6 +203,7 @@ async function main(): Promise<number> {
     const { root, repo } = scratchCopy(files);
     try {
       applyMutation(repo, m);
+      if (m.file.startsWith("kernels-wasm/src/")) rebuildKernels(repo);
       const run = runTests(repo, m.tests, m.filter);
       if (run.timedOut) {
         problems.push(`timed out: ${label}`);
