@@ -13,7 +13,7 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { InvalidArgumentError } from "../runtime/errors.ts";
-import { createPool, disposePool } from "../runtime/kernels/pool.ts";
+import { createPool, disposePool } from "../runtime/threads/pool.ts";
 import { loadKernels } from "../runtime/kernels/wasm.ts";
 import {
   type BandwidthRow,

@@ -15,7 +15,7 @@ import { createKvCache } from "../runtime/engine/kv-cache/create-kv-cache.ts";
 import { KV_MODES, type KvMode } from "../runtime/engine/kv-cache/types.ts";
 import { createLatentCodec } from "../runtime/engine/kv-cache/xquant-svd.ts";
 import { InvalidArgumentError } from "../runtime/errors.ts";
-import { createPool, disposePool, type Pool } from "../runtime/kernels/pool.ts";
+import { createPool, disposePool, type Pool } from "../runtime/threads/pool.ts";
 import { resolveModel } from "../runtime/models/registry.ts";
 import { ropeInverseFrequencies } from "../runtime/models/rope-frequencies.ts";
 import { createWasmOps, MAX_TOKENS_PER_CALL, packedWeightStore, type WasmMatrix } from "../runtime/ops/wasm-ops.ts";

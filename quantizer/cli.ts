@@ -16,7 +16,7 @@ import process from "node:process";
 import { CrumbError, InvalidArgumentError } from "../runtime/errors.ts";
 import { HelpRequested, parseCommandLine } from "../runtime/cli/args.ts";
 import { evaluateCheckpoint } from "./evaluate.ts";
-import { importModel } from "./import/index.ts";
+import { importModel } from "../runtime/import/index.ts";
 import { METHOD_NAMES, type MethodName } from "./methods/index.ts";
 import { createProgress, formatBytes, type ProgressStream } from "./progress.ts";
 import { quantizeTempPaths, quantizeToFile } from "./output-file.ts";

@@ -5,8 +5,9 @@
  * quantisation: the tensors outside the layers first, then per layer its fp32 weights are
  * read, its statistics collected, its tensors quantised and the calibration states moved on
  * through the quantised layer, so peak memory is one layer rather than the fp32 model. Then
- * the XQuant SVD factors for grouped-query models (xquant.ts), the quality report against the
- * fp32 model (report.ts, also streamed layer by layer) and the checkpoint header.
+ * the XQuant SVD factors for grouped-query models (runtime/engine/kv-cache/xquant-factors.ts),
+ * the quality report against the fp32 model (report.ts, also streamed layer by layer) and
+ * the checkpoint header.
  * Packed tensors go to a TensorSpool as soon as they exist (tensor-spool.ts): in memory by
  * default, or a temporary file (output-file.ts) so the packed model is never all in memory.
  * Deterministic: the same source and options give the same bytes (tensors keep the source's
@@ -22,7 +23,7 @@ import { checkTensors, resolveModel } from "../runtime/models/registry.ts";
 import type { ModelSource, TensorEntry } from "../runtime/models/types.ts";
 import { xxhash32 } from "../runtime/format/checksum.ts";
 import { type CalibrationEngine, createStreamingCalibrator } from "./calibrate-stream.ts";
-import { matrixDims, packedSource } from "./import/crumb.ts";
+import { matrixDims, packedSource } from "../runtime/import/crumb.ts";
 import type { DenseEngine } from "./dense-engine.ts";
 import { METHODS, type MethodName, packQuantized, quantizeGptq, quantizeQ8 } from "./methods/index.ts";
 import { GPTQ_ROUNDS, type GptqOptions } from "./methods/gptq.ts";
@@ -31,7 +32,7 @@ import { type Bits, checkRecipe, defaultMethod, type KeepRule, planTensor, type 
 import { compareModelsStreaming, type QualityReport } from "./report.ts";
 import { createMemorySpool, type StoredTensor, type TensorSpool } from "./tensor-spool.ts";
 import { defaultCalibrationText, defaultEvaluationText, tokenStream } from "./texts.ts";
-import { xquantFactors, xquantNames } from "./xquant.ts";
+import { xquantFactors, xquantNames } from "../runtime/engine/kv-cache/xquant-factors.ts";
 
 export interface QuantizeOptions {
   readonly bits?: Bits;

@@ -25,3 +25,4 @@ mod lut;
 mod q8dot;
 mod baseline;
 mod kv_dequant;
+mod rows;

@@ -12,7 +12,7 @@
  *   largest (a simplified quantize_row_q2_K_ref without its iterative refinement).
  */
 import { InvalidArgumentError } from "../../runtime/errors.ts";
-import { f16ToF32, f32ToF16 } from "../import/dtypes.ts";
+import { f16ToF32, f32ToF16 } from "../../runtime/import/dtypes.ts";
 
 export const QK_K = 256;
 export const TQ2_0_BLOCK_BYTES = 66;

@@ -16,13 +16,13 @@ import { haveFiles, modelPath } from "../../test/shared-data.ts";
 import { createEngine } from "../../runtime/engine/engine.ts";
 import { createReferenceEngine } from "../../runtime/engine/reference-engine.ts";
 import type { ModelSource } from "../../runtime/models/types.ts";
-import { decodeQ4_0, decodeQ8_0 } from "../import/dtypes.ts";
-import { readGguf, readGgufTensor } from "../import/gguf.ts";
-import { importGguf } from "../import/gguf-model.ts";
-import { permuteHfToMeta } from "../import/rope-permute.ts";
+import { decodeQ4_0, decodeQ8_0 } from "../../runtime/import/dtypes.ts";
+import { readGguf, readGgufTensor } from "../../runtime/import/gguf.ts";
+import { importGguf } from "../../runtime/import/gguf-model.ts";
+import { permuteHfToMeta } from "../../runtime/import/rope-permute.ts";
 import { decodeQ2_K, decodeTq2_0, encodeQ2_K, encodeTq2_0, ternarizeBlocks } from "./gguf-blocks.ts";
 import { encodeGgufTensor, exportGguf, type GgufExportType } from "./gguf-export.ts";
-import { randomFloats } from "../../runtime/kernels/matmul-fixtures.ts";
+import { randomFloats } from "../../test/fixtures/matmul-fixtures.ts";
 
 const VOCAB = "gguf-vocab/ggml-vocab-llama-spm.gguf";
 const available = haveFiles(VOCAB, "hf-tokenizers/llama2/tokenizer.json");

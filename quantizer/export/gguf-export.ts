@@ -11,11 +11,11 @@ import { InvalidArgumentError, UnsupportedModelError } from "../../runtime/error
 import { type ModelArgs, resolveModel } from "../../runtime/models/registry.ts";
 import { ropeInverseFrequencies } from "../../runtime/models/rope-frequencies.ts";
 import type { ModelSource } from "../../runtime/models/types.ts";
-import { encodeFloat, encodeQ4_0, encodeQ8_0 } from "../import/dtypes.ts";
-import { readGguf } from "../import/gguf.ts";
-import { hfToGgufName } from "../import/gguf-names.ts";
-import { GgufValueType } from "../import/gguf-types.ts";
-import { permuteHfToMeta } from "../import/rope-permute.ts";
+import { encodeFloat, encodeQ4_0, encodeQ8_0 } from "../../runtime/import/dtypes.ts";
+import { readGguf } from "../../runtime/import/gguf.ts";
+import { hfToGgufName } from "../../runtime/import/gguf-names.ts";
+import { GgufValueType } from "../../runtime/import/gguf-types.ts";
+import { permuteHfToMeta } from "../../runtime/import/rope-permute.ts";
 import { encodeQ2_K, encodeTq2_0 } from "./gguf-blocks.ts";
 import { type GgufMeta, type GgufStreamTensor, writeGgufStream } from "./gguf-stream.ts";
 

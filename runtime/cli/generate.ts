@@ -10,7 +10,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import { loadEngine } from "../engine/load-engine.ts";
 import { KV_TYPES, type KvType } from "../engine/wasm-backend.ts";
 import { parseBytes } from "../engine/kv-cache/auto.ts";
-import { defaultThreads } from "../kernels/pool.ts";
+import { defaultThreads } from "../threads/pool.ts";
 import { numberOption, parseCommandLine } from "./args.ts";
 
 export const GENERATE_USAGE =

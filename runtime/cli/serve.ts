@@ -12,7 +12,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { isPackedFile, loadEngine } from "../engine/load-engine.ts";
 import { KV_TYPES, type KvType } from "../engine/wasm-backend.ts";
 import { parseBytes } from "../engine/kv-cache/auto.ts";
-import { defaultThreads } from "../kernels/pool.ts";
+import { defaultThreads } from "../threads/pool.ts";
 import type { Pooling } from "../engine/types.ts";
 import { CrumbError, InvalidArgumentError } from "../errors.ts";
 import { createApp } from "../server/app.ts";

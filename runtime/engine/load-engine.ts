@@ -4,7 +4,7 @@
  */
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "../errors.ts";
-import { importModel } from "../../quantizer/import/index.ts";
+import { importModel } from "../import/index.ts";
 import { createEngine, createEngineOn } from "./engine.ts";
 import type { Engine } from "./types.ts";
 import { isPackedCheckpoint, type LoadProgress, loadPackedModel } from "./packed-model.ts";
