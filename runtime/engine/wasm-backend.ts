@@ -22,6 +22,7 @@ import { ropeInverseFrequencies } from "../models/rope-frequencies.ts";
 import type { PackedModel } from "./packed-model.ts";
 
 export const KV_TYPES = [...KV_MODES, "auto"] as const;
+const LAST_LOGITS: ForwardOptions = {};
 export type KvType = typeof KV_TYPES[number];
 
 export interface WasmBackendOptions {
@@ -83,7 +84,7 @@ export async function createWasmBackend(model: PackedModel, options: WasmBackend
     cache,
     threads,
     ops,
-    forward(tokens: readonly number[], forwardOptions: ForwardOptions = {}) {
+    forward(tokens: readonly number[], forwardOptions: ForwardOptions = LAST_LOGITS) {
       const startPos = cache.length();
       if (startPos + tokens.length > contextLength) throw new ContextLengthError(startPos + tokens.length, 0, contextLength);
       if (tokens.length <= MAX_TOKENS_PER_CALL) return arch.forward(args, ctx, tokens, startPos, forwardOptions);

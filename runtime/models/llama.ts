@@ -7,7 +7,7 @@
  * `stateLayout` (llama2.c's RunState); the ops run on handles to it.
  */
 import type { RawConfig } from "./types.ts";
-import type { Activation, ForwardContext, ForwardOptions, MatrixHandle, Projection, StateLayout, VectorHandle } from "../ops/types.ts";
+import type { Activation, AttentionInput, ForwardContext, ForwardOptions, MatrixHandle, Projection, StateLayout, VectorHandle } from "../ops/types.ts";
 import {
   normalizeRopeScaling,
   optionalBool,
@@ -162,6 +162,8 @@ interface Block {
   readonly o: readonly Projection[];
   readonly gateUp: readonly Projection[];
   readonly down: readonly Projection[];
+  /** The attention call: fixed but for the tokens' count and position, set per call (no allocation per token). */
+  readonly attend: { -readonly [K in keyof AttentionInput]: AttentionInput[K] };
 }
 
 const blockCache = new WeakMap<object, Block[]>();
@@ -189,6 +191,7 @@ function resolveBlock(args: DecoderArgs, ctx: Ctx, layer: number): Block {
     o: [proj("self_attn.o_proj", s.h, args.outputBias)],
     gateUp: [proj("mlp.gate_proj", s.gate, false), proj("mlp.up_proj", s.up, false)],
     down: [proj("mlp.down_proj", s.h, false)],
+    attend: { layer, q: s.q, k: s.k, v: s.v, x: s.h, out: s.att, n: 0, startPos: 0 },
   };
 }
 
@@ -207,7 +210,7 @@ function kvProjections(args: DecoderArgs, ctx: Pick<Ctx, "weights">, layer: numb
  * (vocab) or, with allLogits, every position's (n, vocab); with output "hidden", the final
  * normalised hidden states instead. The WASM backend returns a view of its run state.
  */
-export function decoderForward(args: DecoderArgs, ctx: Ctx, tokens: readonly number[], startPos: number, options: ForwardOptions = {}): Float32Array {
+export function decoderForward(args: DecoderArgs, ctx: Ctx, tokens: readonly number[], startPos: number, options: ForwardOptions = LOGITS): Float32Array {
   const { ops, weights, state: s } = ctx;
   const n = tokens.length;
   ops.embed(tokens, weights.matrix("model.embed_tokens.weight"), s.x); // (n, hidden)
@@ -220,6 +223,7 @@ export function decoderForward(args: DecoderArgs, ctx: Ctx, tokens: readonly num
   return ops.read(s.logits, rows); // (rows, vocab)
 }
 
+const LOGITS: ForwardOptions = {};
 const headCache = new WeakMap<object, Projection[]>();
 
 function lmHead(args: DecoderArgs, ctx: Ctx): Projection[] {
@@ -247,7 +251,9 @@ export function decoderLayer(args: DecoderArgs, ctx: Ctx, layer: number, x: Acti
   if (b.qNorm !== undefined) ops.rmsNorm(s.q, n * numHeads, b.qNorm, eps, s.q);
   ops.rope(s.q, n, numHeads, headDim, startPos, inverseFrequencies(args));
   finishKeys(args, ops, b.kNorm, s.k, n, startPos);
-  ctx.attention.attend({ layer, q: s.q, k: s.k, v: s.v, n, startPos, x: s.h, out: s.att });
+  b.attend.n = n;
+  b.attend.startPos = startPos;
+  ctx.attention.attend(b.attend);
   ops.linear(s.att, n, b.o); // into h
   ops.add(x, s.h, n);
 

@@ -96,24 +96,30 @@ interface EmbedPlan {
   readonly scaleBytes: number;
 }
 
-/** Plans cached by the handle objects of an op and a number made of the rest of its key. */
+/**
+ * Plans cached by the one or two objects of an op (buffers, weights, a projection group) and
+ * a small integer made of the rest of its key (below 2^30, so the engines keep it unboxed).
+ * The lookup takes no callback, so a cached op allocates nothing.
+ */
 class PlanCache<P> {
-  private readonly byHandle = new WeakMap<object, Map<number, P>>();
+  private readonly byHandle = new WeakMap<object, WeakMap<object, Map<number, P>>>();
   constructor(private readonly counter: { built: number }) {}
-  get(handle: object, key: number, build: () => P): P {
-    let inner = this.byHandle.get(handle);
-    if (inner === undefined) this.byHandle.set(handle, inner = new Map());
-    let plan = inner.get(key);
-    if (plan === undefined) {
-      inner.set(key, plan = build());
-      this.counter.built++;
-    }
+  get(a: object, b: object, key: number): P | undefined {
+    return this.byHandle.get(a)?.get(b)?.get(key);
+  }
+  set(a: object, b: object, key: number, plan: P): P {
+    let byB = this.byHandle.get(a);
+    if (byB === undefined) this.byHandle.set(a, byB = new WeakMap());
+    let inner = byB.get(b);
+    if (inner === undefined) byB.set(b, inner = new Map());
+    inner.set(key, plan);
+    this.counter.built++;
     return plan;
   }
 }
 
-/** A number from small non-negative integers (ids < 2^20, rows < 2^13). */
-const key3 = (a: number, b: number, rows: number) => (a * 2 ** 20 + b) * 2 ** 13 + rows;
+/** Key of an op's rows (≤ 2^14) and one handle id (< 2^16). */
+const rowsKey = (rows: number, id = 0) => id * 16384 + rows;
 
 export function createWasmOps(queue: KernelQueue, options: { shardPool?: ShardPool } = {}): WasmOps {
   const k = queue.kernels;
@@ -255,7 +261,18 @@ export function createWasmOps(queue: KernelQueue, options: { shardPool?: ShardPo
     step(exportName, split(n * width, partsFor(n * width), 4, (b, e) => argsFor(4 * b, e - b)), reads, writes);
 
   const siluPlans = new PlanCache<Step>(counter);
+  const planSiluMul = (gate: WasmActivation, up: WasmActivation, n: number, out: WasmActivation) => {
+    checkRows("siluMul", gate, n);
+    if (gate.width !== up.width || out.width !== gate.width) throw new ShapeError("siluMul", "equal widths", `${gate.width}, ${up.width} and ${out.width}`);
+    return elementwise("silu_mul_f32", n, gate.width, (o, count) =>
+      gatedActivationCall(k, "silu", { gate: gate.ptr + o, up: up.ptr + o, out: out.ptr + o, n: count }).args, [gate.storage, up.storage], [out.storage]);
+  };
   const addPlans = new PlanCache<Step>(counter);
+  const planAdd = (x: WasmActivation, y: WasmActivation, n: number) => {
+    checkRows("add", x, n);
+    if (x.width !== y.width) throw new ShapeError("add", "equal widths", `${x.width} and ${y.width}`);
+    return elementwise("add_f32", n, x.width, (o, count) => addCallArgs(k, { a: x.ptr + o, b: y.ptr + o, out: x.ptr + o, n: count }), [x.storage, y.storage], [x.storage]);
+  };
   const embedPlans = new PlanCache<EmbedPlan>(counter);
   const planEmbed = (table: WasmMatrix, out: WasmActivation, n: number): EmbedPlan => {
     checkRows("embed", out, n);
@@ -329,7 +346,7 @@ export function createWasmOps(queue: KernelQueue, options: { shardPool?: ShardPo
 
     embed(tokens, table, out) {
       const n = tokens.length;
-      const plan = embedPlans.get(table, key3(out.id, 0, n), () => planEmbed(table, out, n));
+      const plan = embedPlans.get(table, out, n) ?? embedPlans.set(table, out, n, planEmbed(table, out, n));
       for (let t = 0; t < n; t++) {
         const token = tokens[t];
         if (!Number.isInteger(token) || token < 0 || token >= table.rows) throw new ShapeError("embed", `token id in [0, ${table.rows})`, String(token));
@@ -341,7 +358,7 @@ export function createWasmOps(queue: KernelQueue, options: { shardPool?: ShardPo
     },
 
     linear(x, n, projections) {
-      const plan = linearPlans.get(projections, key3(x.id, 0, n), () => planLinear(x, n, projections));
+      const plan = linearPlans.get(projections, x, n) ?? linearPlans.set(projections, x, n, planLinear(x, n, projections));
       for (let i = 0; i < plan.prepare.length; i++) run(plan.prepare[i]);
       for (let i = 0; i < plan.matmul.length; i++) run(plan.matmul[i]);
       for (let i = 0; i < plan.sharded.length; i++) {
@@ -352,14 +369,16 @@ export function createWasmOps(queue: KernelQueue, options: { shardPool?: ShardPo
     },
 
     rmsNorm(x, rows, weight, eps, out) {
-      let plan = normPlans.get(x, key3(out.id, weight.id, rows), () => planNorm(x, rows, weight, eps, out));
-      if (plan.eps !== eps) plan = planNorm(x, rows, weight, eps, out);
+      const key = rowsKey(rows, out.id);
+      let plan = normPlans.get(x, weight, key);
+      if (plan === undefined || plan.eps !== eps) plan = normPlans.set(x, weight, key, planNorm(x, rows, weight, eps, out));
       run(plan);
     },
 
     rope(x, n, nHeads, headDim, startPos, invFreq) {
-      let plan = ropePlans.get(x, key3(nHeads, headDim, n), () => planRope(x, n, nHeads, headDim, invFreq));
-      if (ropeTables.get(invFreq)?.ptr !== plan.table) plan = planRope(x, n, nHeads, headDim, invFreq); // other frequencies, same buffer
+      const key = (nHeads * 1024 + headDim) * 128 + n;
+      let plan = ropePlans.get(x, invFreq, key);
+      if (plan === undefined || ropeTables.get(invFreq)?.ptr !== plan.table) plan = ropePlans.set(x, invFreq, key, planRope(x, n, nHeads, headDim, invFreq));
       if (!Number.isInteger(startPos) || startPos < 0 || startPos + n > plan.positions) {
         throw new ShapeError("rope", `positions below ${plan.positions}`, `${startPos}..${startPos + n - 1}`);
       }
@@ -368,22 +387,12 @@ export function createWasmOps(queue: KernelQueue, options: { shardPool?: ShardPo
     },
 
     siluMul(gate, up, n, out) {
-      const plan = siluPlans.get(gate, key3(up.id, out.id, n), () => {
-        checkRows("siluMul", gate, n);
-        if (gate.width !== up.width || out.width !== gate.width) throw new ShapeError("siluMul", "equal widths", `${gate.width}, ${up.width} and ${out.width}`);
-        return elementwise("silu_mul_f32", n, gate.width, (o, count) =>
-          gatedActivationCall(k, "silu", { gate: gate.ptr + o, up: up.ptr + o, out: out.ptr + o, n: count }).args, [gate.storage, up.storage], [out.storage]);
-      });
-      run(plan);
+      const key = rowsKey(n, out.id);
+      run(siluPlans.get(gate, up, key) ?? siluPlans.set(gate, up, key, planSiluMul(gate, up, n, out)));
     },
 
     add(x, y, n) {
-      const plan = addPlans.get(x, key3(y.id, 0, n), () => {
-        checkRows("add", x, n);
-        if (x.width !== y.width) throw new ShapeError("add", "equal widths", `${x.width} and ${y.width}`);
-        return elementwise("add_f32", n, x.width, (o, count) => addCallArgs(k, { a: x.ptr + o, b: y.ptr + o, out: x.ptr + o, n: count }), [x.storage, y.storage], [x.storage]);
-      });
-      run(plan);
+      run(addPlans.get(x, y, n) ?? addPlans.set(x, y, n, planAdd(x, y, n)));
     },
 
     read(x, n) {

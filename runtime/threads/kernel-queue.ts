@@ -13,6 +13,7 @@
 import { KernelError } from "../errors.ts";
 import type { Kernels } from "../kernels/wasm.ts";
 import { CHUNKS_PER_THREAD, functionExports, type Pool } from "./pool.ts";
+import { callExact } from "./task-queue.ts";
 
 /**
  * When queued steps run: "step" after each step (one pool dispatch per op, as fused groups
@@ -57,7 +58,7 @@ export function createKernelQueue(kernels: Kernels, pool: Pool | undefined, poli
 
   const runHere = (fn: number, a: readonly number[]) => {
     try {
-      fns[fn](a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13]);
+      callExact(fns[fn], a, 0, a.length);
     } catch (cause) {
       throw new KernelError(`kernel ${names[fn]} trapped (${String(cause)}); its arguments passed validation, so this is a crumb bug`, { cause });
     }

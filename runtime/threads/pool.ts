@@ -21,6 +21,7 @@
 import { availableParallelism } from "node:os";
 import { KernelError } from "../errors.ts";
 import {
+  callExact,
   drain,
   joinedWord,
   MAX_TASK_ARGS,
@@ -251,10 +252,10 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
     state.disposed = true;
     return new KernelError(`a pool worker did not finish ${taskName(0)} within ${timeoutMs} ms; the pool is unusable, dispose it`);
   };
-  /** Runs an export on this thread with the arguments `args` (fixed arity: wasm ignores extra ones). */
+  /** Runs an export on this thread with the arguments `args`. */
   const runHere = (fn: number, a: ArrayLike<number>) => {
     try {
-      exportsByIndex[fn](a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13]);
+      callExact(exportsByIndex[fn], a, 0, a.length);
     } catch (cause) {
       throw new KernelError(`kernel ${names[fn]} trapped (${String(cause)}); this is a crumb bug`, { cause });
     }

@@ -87,17 +87,53 @@ export function writeTask(q: QueueViews, i: number, fn: number, args: ArrayLike<
   for (let k = 0; k < args.length; k++) q.doubles[a + k] = args[k];
 }
 
-type KernelFn = (...args: number[]) => unknown;
+export type KernelFn = (...args: number[]) => unknown;
 
-/** Runs call i from the table (fixed arity for the common case: wasm ignores extra arguments). */
+/**
+ * Calls fn with the `argc` arguments a[at..at+argc), as a fixed-arity call: no spread, and no
+ * more arguments than the export takes (V8 allocates on both when calling into WebAssembly).
+ */
+export function callExact(fn: KernelFn, a: ArrayLike<number>, at: number, argc: number): unknown {
+  switch (argc) {
+    case 0:
+      return fn();
+    case 1:
+      return fn(a[at]);
+    case 2:
+      return fn(a[at], a[at + 1]);
+    case 3:
+      return fn(a[at], a[at + 1], a[at + 2]);
+    case 4:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3]);
+    case 5:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4]);
+    case 6:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5]);
+    case 7:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6]);
+    case 8:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6], a[at + 7]);
+    case 9:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6], a[at + 7], a[at + 8]);
+    case 10:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6], a[at + 7], a[at + 8], a[at + 9]);
+    case 11:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6], a[at + 7], a[at + 8], a[at + 9], a[at + 10]);
+    case 12:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6], a[at + 7], a[at + 8], a[at + 9], a[at + 10], a[at + 11]);
+    case 13:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6], a[at + 7], a[at + 8], a[at + 9], a[at + 10], a[at + 11], a[at + 12]);
+    case 14:
+      return fn(a[at], a[at + 1], a[at + 2], a[at + 3], a[at + 4], a[at + 5], a[at + 6], a[at + 7], a[at + 8], a[at + 9], a[at + 10], a[at + 11], a[at + 12], a[at + 13]);
+    default:
+      throw new RangeError(`kernel call with ${argc} arguments, at most ${MAX_TASK_ARGS}`);
+  }
+}
+
+/** Runs call i from the table. */
 export function runTask(q: QueueViews, i: number, fns: readonly KernelFn[]): void {
   const byte = q.table + i * TASK_BYTES;
-  const fn = fns[q.words[byte / 4]];
-  const argc = q.words[byte / 4 + 1];
-  const d = q.doubles;
-  const a = (byte + TASK_ARGS_AT) / 8;
-  if (argc <= 12) fn(d[a], d[a + 1], d[a + 2], d[a + 3], d[a + 4], d[a + 5], d[a + 6], d[a + 7], d[a + 8], d[a + 9], d[a + 10], d[a + 11]);
-  else fn(...d.subarray(a, a + argc));
+  callExact(fns[q.words[byte / 4]], q.doubles, (byte + TASK_ARGS_AT) / 8, q.words[byte / 4 + 1]);
 }
 
 /**

@@ -47,6 +47,7 @@ export interface KvRegion {
 }
 
 interface Plan {
+  readonly out: WasmActivation;
   readonly fn: number;
   readonly calls: number[][];
   readonly reads: number[];
@@ -70,7 +71,7 @@ export function createCausalAttention(queue: KernelQueue, shape: CacheShape, typ
   const window = shape.slidingWindow ?? 0;
   const scratch = k.arena.alloc(attentionScratchBound(nHeads, contextLength) * 4, 64);
   const scratchStorage = queue.storage();
-  const plans = new Map<KvRegion, Map<number, Plan>>();
+  const plans = new Map<KvRegion, WeakMap<WasmActivation, Plan[]>>();
 
   const plan = (region: KvRegion, q: WasmActivation, out: WasmActivation, n: number): Plan => {
     if (q.width !== qDim || out.width !== qDim) throw new ShapeError("attention", `q and out of width ${qDim}`, `${q.width} and ${out.width}`);
@@ -91,18 +92,20 @@ export function createCausalAttention(queue: KernelQueue, shape: CacheShape, typ
       });
     });
     const exportName = n === 1 ? `attention_${type}` : `attention_tokens_${type}`;
-    return { fn: queue.fn(exportName), calls, reads: [q.storage, ...region.storages], writes: [out.storage, scratchStorage] };
+    return { out, fn: queue.fn(exportName), calls, reads: [q.storage, ...region.storages], writes: [out.storage, scratchStorage] };
   };
 
   return {
     run(region, q, out, n, startPos, base) {
       const end = startPos + n - base; // rows the last query reads
       if (startPos < base || end > region.rows) throw new ShapeError("attention", `positions ${base}..${base + region.rows - 1}`, `${startPos}..${startPos + n - 1}`);
+      // By region, query buffer and tokens; the output buffer is checked against the plan's.
       let byRegion = plans.get(region);
-      if (byRegion === undefined) plans.set(region, byRegion = new Map());
-      const key = (q.id * 2 ** 20 + out.id) * 128 + n;
-      let p = byRegion.get(key);
-      if (p === undefined) byRegion.set(key, p = plan(region, q, out, n));
+      if (byRegion === undefined) plans.set(region, byRegion = new WeakMap());
+      let byTokens = byRegion.get(q);
+      if (byTokens === undefined) byRegion.set(q, byTokens = []);
+      let p = byTokens[n];
+      if (p === undefined || p.out !== out) p = byTokens[n] = plan(region, q, out, n);
       if (n === 1) {
         const first = window > 0 ? Math.max(0, end - window) : 0;
         for (let i = 0; i < p.calls.length; i++) {
