@@ -14,7 +14,7 @@
  * runtime has no shared WebAssembly memory, matmuls go through the row-shard pool instead.
  */
 import { ShapeError, UnsupportedModelError } from "../errors.ts";
-import { addCallArgs, f16ToF32CallArgs, gatedActivationCall, rmsnormCallArgs, ropeCallArgs, ropeTableF32, scaleCallArgs } from "../kernels/elementwise.ts";
+import { addCallArgs, f16ToF32CallArgs, gatedActivationCall, rmsnormCallArgs, ropeCallArgs, scaleCallArgs } from "../kernels/elementwise.ts";
 import { checkedGemmCall, checkedPrepareCall, inputGroup, inputKind } from "../kernels/linear-calls.ts";
 import { createLut, createQ8Input, type PackedMatrix, type PreparedInput } from "../kernels/matmul.ts";
 import { addRowsCallArgs, q8RowCallArgs } from "../kernels/rows.ts";
@@ -218,12 +218,18 @@ export function createWasmOps(queue: KernelQueue, options: { shardPool?: ShardPo
   const ropeTable = (invFreq: Float32Array) => {
     let table = ropeTables.get(invFreq);
     if (table === undefined || table.positions < positions) {
-      // cos/sin of every position, (positions, headDim): built once by rope_table_f32 (torch's f32 angles).
+      // cos/sin of every position, (positions, headDim), built once. The angles are taken in
+      // f64 as the reference backend takes them: rope_table_f32 rounds θ to f32 as torch does,
+      // which differs by up to pos·2⁻²⁴ rad, enough to flip a LUT table's rounding now and then.
       const half = invFreq.length;
-      const inv = k.arena.alloc(half * 4, 64);
-      new Float32Array(k.memory.buffer, inv, half).set(invFreq);
       const ptr = k.arena.alloc(positions * 2 * half * 4, 64);
-      ropeTableF32(k, { invFreq: inv, half, pos0: 0, nTokens: positions, table: ptr });
+      const values = new Float32Array(k.memory.buffer, ptr, positions * 2 * half);
+      for (let p = 0; p < positions; p++) {
+        for (let i = 0; i < half; i++) {
+          values[p * 2 * half + i] = Math.cos(p * invFreq[i]);
+          values[p * 2 * half + half + i] = Math.sin(p * invFreq[i]);
+        }
+      }
       ropeTables.set(invFreq, table = { ptr, positions });
       ropePlans = new PlanCache(counter); // plans point into the table they were built with
     }
