@@ -25,9 +25,9 @@ import { quantizeRtn, randomFloats, rng } from "../../test/fixtures/matmul-fixtu
 import { createPool, disposePool, type Pool } from "../../runtime/threads/pool.ts";
 import { gemvDequant as gemvDequantRef, streamSumU32 as streamSumU32Ref } from "./reference.ts";
 import { QUICK } from "../../test/fixtures/kernel-data.ts";
-import { loadKernels } from "../../runtime/kernels/wasm.ts";
+import { loadBenchKernels } from "./kernels.ts";
 
-const k = loadKernels();
+const k = loadBenchKernels();
 const ROWS = 37;
 const COLS = 150;
 

@@ -1,4 +1,5 @@
-//! Measuring sticks for bench/kernels.ts, not used by the runtime.
+//! Measuring sticks for bench/kernels.ts, not used by the runtime: compiled into the crate
+//! (kernels-wasm/src/lib.rs) only with the `bench` feature, for pkg/crumb_kernels_bench.wasm.
 //!
 //! `gemv_dequant_*`: the GEMV a straightforward port without lookup tables would write:
 //! dequantise one weight row to f32 into a scratch row, then a plain SIMD128 f32 dot product
