@@ -54,7 +54,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "mistral sliding window ignored (config normalisation drops sliding_window)",
-    file: "runtime/models/llama.ts",
+    file: "runtime/models/decoder-args.ts",
     find: 'return window === undefined || window === null ? undefined : requireInt(raw, "sliding_window");',
     replace: "return undefined;",
     tests: [ARCHITECTURES],
