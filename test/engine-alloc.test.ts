@@ -62,8 +62,10 @@ describe("live heap over 200 decode tokens (Bun)", () => {
       const before = liveHeap();
       decode(200);
       const after = liveHeap();
-      // The q8 cache keeps its compact rows in JS arrays allocated up front; nothing grows per token.
-      expect(after.objects - before.objects).toBeLessThanOrEqual(0);
+      // The q8 cache keeps its compact rows in JS arrays allocated up front; nothing grows per
+      // token. A handful of cells may come and go with the engine itself (a lazily made string,
+      // a deoptimisation's objects): far below the 200 one retained object per token would add.
+      expect(after.objects - before.objects).toBeLessThan(20);
     });
   }
 

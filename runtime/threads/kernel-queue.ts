@@ -6,6 +6,9 @@
  * queue is flushed when the host needs the results (a read, a compressed cache's JS work) or,
  * by policy, after every step or at every layer. Without a pool every call runs at once.
  *
+ * A one-call step that depends on a one-call phase (a residual add, then the next RMSNorm, then
+ * its LUT tables) is chained to it instead: the same thread runs both, without a barrier.
+ *
  * Storage ids name what a step touches (a run-state buffer, a prepared input, a layer of the
  * KV cache); weights and tables that no step writes need none. Steps keep their argument lists,
  * which are validated once when the caller builds its plan, so queueing allocates nothing.
@@ -55,6 +58,7 @@ export function createKernelQueue(kernels: Kernels, pool: Pool | undefined, poli
   let lastWrite = new Int32Array(64).fill(-1);
   let lastRead = new Int32Array(64).fill(-1);
   let phase = 0;
+  let phaseCalls = 0; // calls in the current phase (a one-call phase can take a dependent one-call step as a chain)
 
   const runHere = (fn: number, a: readonly number[]) => {
     try {
@@ -97,9 +101,18 @@ export function createKernelQueue(kernels: Kernels, pool: Pool | undefined, poli
         for (let i = 0; i < calls.length; i++) runHere(fn, calls[i]);
         return;
       }
-      const barrier = queued.pending === 0 || conflicts(reads, writes);
-      if (barrier) phase++;
-      for (let i = 0; i < calls.length; i++) queued.enqueue(fn, calls[i], barrier && i === 0);
+      const dependent = queued.pending === 0 || conflicts(reads, writes);
+      if (dependent && calls.length === 1 && phaseCalls === 1 && queued.pending > 0) {
+        // One call after a one-call phase it depends on: chained, same thread, no barrier.
+        queued.enqueue(fn, calls[0], "chain");
+      } else {
+        if (dependent) {
+          phase++;
+          phaseCalls = 0;
+        }
+        for (let i = 0; i < calls.length; i++) queued.enqueue(fn, calls[i], dependent && i === 0 ? "barrier" : "join");
+        phaseCalls += calls.length;
+      }
       for (let i = 0; i < reads.length; i++) lastRead[reads[i]] = phase;
       for (let i = 0; i < writes.length; i++) lastWrite[writes[i]] = phase;
       if (policy === "step") queued.flush();

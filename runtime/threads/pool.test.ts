@@ -135,7 +135,7 @@ describe("phased batches (enqueue ... flush)", () => {
     for (let k = 0; k < phases; k++) {
       const [from, to] = [bufs[k % 2], bufs[(k + 1) % 2]];
       for (let j = 0; j < shards; j++) {
-        pool.enqueue(add, [from + j * len * 4, from + ((j + 1) % shards) * len * 4, to + j * len * 4, len], j === 0);
+        pool.enqueue(add, [from + j * len * 4, from + ((j + 1) % shards) * len * 4, to + j * len * 4, len], j === 0 ? "barrier" : "join");
       }
     }
     expect(pool.pending).toBe(phases * shards);
@@ -152,10 +152,38 @@ describe("phased batches (enqueue ... flush)", () => {
     }
     expect(getF32(kern, bufs[phases % 2], shards * len)).toEqual(want);
     // One pending call runs on this thread without a dispatch; an empty flush does nothing.
-    pool.enqueue(add, [bufs[0], bufs[0], bufs[1], len], true);
+    pool.enqueue(add, [bufs[0], bufs[0], bufs[1], len], "barrier");
     pool.flush();
     pool.flush();
     expect(pool.dispatches).toBe(before + 1);
+    kern.arena.release(mark);
+  });
+
+  test.each(THREADS)("%d threads: a chain runs in order on one thread, between barriers, without a dispatch of its own", (threads) => {
+    const pool = pools.get(threads)!;
+    const mark = kern.arena.mark();
+    const rows = 16;
+    const v = put(kern, Float32Array.from({ length: rows }, (_, i) => i));
+    const other = alloc(kern, 4096);
+    const scale = pool.exportIndex("scale_f32");
+    const add = pool.exportIndex("add_f32");
+    const one = put(kern, new Float32Array(rows).fill(1));
+    // 30 rounds of a parallel phase, then a chain ((v·2)+1)·2, whose order the result shows.
+    for (let r = 0; r < 30; r++) {
+      for (let j = 0; j < 8; j++) pool.enqueue(scale, [other + j * 512 * 4, 1, other + j * 512 * 4, 512], j === 0 ? "barrier" : "join");
+      pool.enqueue(scale, [v, 2, v, rows], "barrier");
+      pool.enqueue(add, [v, one, v, rows], "chain");
+      pool.enqueue(scale, [v, 0.5, v, rows], "chain");
+    }
+    pool.flush();
+    // Each round maps x to ((2x)+1)/2 = x + 0.5; any other order gives another value.
+    expect(getF32(kern, v, rows)).toEqual(Float32Array.from({ length: rows }, (_, i) => i + 15));
+    // A batch that is one chain runs on this thread: no dispatch.
+    const before = pool.dispatches;
+    pool.enqueue(scale, [v, 2, v, rows], "barrier");
+    pool.enqueue(scale, [v, 0.5, v, rows], "chain");
+    pool.flush();
+    expect(pool.dispatches).toBe(before);
     kern.arena.release(mark);
   });
 
@@ -163,12 +191,12 @@ describe("phased batches (enqueue ... flush)", () => {
     const one = pools.get(1)!;
     const mark = kern.arena.mark();
     const p = put(kern, Float32Array.of(3));
-    one.enqueue(one.exportIndex("scale_f32"), [p, 2, p, 1], true);
+    one.enqueue(one.exportIndex("scale_f32"), [p, 2, p, 1], "barrier");
     expect(getF32(kern, p, 1)[0]).toBe(6);
     expect(one.pending).toBe(0);
     const pool = pools.get(THREADS[0])!;
-    pool.enqueue(pool.exportIndex("scale_f32"), [p, 2, p, 1], true);
-    pool.enqueue(pool.exportIndex("scale_f32"), [p, 2, p, 1], true);
+    pool.enqueue(pool.exportIndex("scale_f32"), [p, 2, p, 1], "barrier");
+    pool.enqueue(pool.exportIndex("scale_f32"), [p, 2, p, 1], "barrier");
     pool.runTasks([{ exportName: "scale_f32", args: [p, 0.5, p, 1] }]);
     expect(getF32(kern, p, 1)[0]).toBe(12);
     kern.arena.release(mark);

@@ -69,6 +69,9 @@ export interface QueueStart {
   readonly spinMicros: number;
 }
 
+/** How an enqueued call relates to the calls before it (see `Pool.enqueue`). */
+export type TaskLink = "join" | "barrier" | "chain";
+
 /** One kernel call of a batch. */
 export interface PoolTask {
   readonly exportName: string;
@@ -107,11 +110,13 @@ export interface Pool {
   /** The index `enqueue` takes for an export; throws KernelError for an unknown name. */
   exportIndex(exportName: string): number;
   /**
-   * Appends one call to the pending batch (a pool of one thread runs it at once). With `barrier`
-   * the call starts a new phase: it and every later call wait until every earlier pending call
-   * has finished; calls of one phase must write disjoint memory. `args` is copied.
+   * Appends one call to the pending batch (a pool of one thread runs it at once). `link`:
+   * "join" adds it to the current phase (calls of one phase must write disjoint memory);
+   * "barrier" starts a new phase (it and every later call wait until every earlier pending call
+   * has finished); "chain" runs it right after the call before it, on the same thread (for a
+   * one-call step that depends on a one-call phase). `args` is copied.
    */
-  enqueue(fn: number, args: ArrayLike<number>, barrier: boolean): void;
+  enqueue(fn: number, args: ArrayLike<number>, link: TaskLink): void;
   /**
    * Runs the pending calls as one dispatch (a single call runs on this thread without waking
    * the workers) and returns when all are done. `runTasks` flushes first, so calls keep their order.
@@ -302,11 +307,14 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
     pending = 0;
     phaseStart = 0;
     if (count === 0) return;
-    if (count === 1) {
-      try {
-        runTask(q, 0, exportsByIndex);
-      } catch (cause) {
-        throw new KernelError(`kernel ${taskName(0)} trapped (${String(cause)}); this is a crumb bug`, { cause });
+    if (words[(q.table) / 4 + 3] === count) {
+      // One call, or one chain: this thread alone, without waking the workers.
+      for (let i = 0; i < count; i++) {
+        try {
+          runTask(q, i, exportsByIndex);
+        } catch (cause) {
+          throw new KernelError(`kernel ${taskName(i)} trapped (${String(cause)}); this is a crumb bug`, { cause });
+        }
       }
       return;
     }
@@ -323,16 +331,16 @@ export async function createPool(options: PoolOptions = {}): Promise<Pool> {
       return pending;
     },
     exportIndex: (exportName) => fnIndex(exportName, "pool"),
-    enqueue(fn, args, barrier) {
+    enqueue(fn, args, link) {
       checkUsable();
       if (nWorkers === 0) {
         runHere(fn, args);
         return;
       }
       if (args.length > MAX_TASK_ARGS) throw new KernelError(`pool task ${names[fn]}: ${args.length} arguments, at most ${MAX_TASK_ARGS}`);
-      if (pending === MAX_TASKS) flush();
-      if (barrier) phaseStart = pending;
-      writeTask(q, pending, fn, args, phaseStart);
+      if (pending === MAX_TASKS) flush(); // the rest starts a new batch, after everything before
+      if (link === "barrier") phaseStart = pending;
+      writeTask(q, pending, fn, args, phaseStart, link === "chain" && pending > 0);
       pending++;
     },
     flush() {

@@ -25,6 +25,11 @@
  *   a whole decoder layer (norm, then the q/k/v rows, then RoPE, ...) with a barrier between
  *   steps instead of one dispatch per step. Barrier waits spin, then sleep with BARRIER_SLEEPERS
  *   raised; a thread finishing a call notifies FINISHED only when someone sleeps there.
+ * - chains: a call may be chained to the one before it (CHAIN: the head holds the number of
+ *   calls in its chain, each member -1). The thread that claims the head runs the whole chain in
+ *   order and counts it finished; a thread that claims a member skips it. Dependent one-call
+ *   steps (a residual add, the next RMSNorm, that norm's LUT tables) so need no barrier between
+ *   them and stay on one thread.
  */
 import type { SpinPolicy } from "./spin-policy.ts";
 
@@ -46,7 +51,7 @@ const WORKER_LINES_AT = 4 * LINE;
 export const joinedWord = (w: number) => WORKER_LINES_AT + w * LINE;
 export const sleepingWord = (w: number) => WORKER_LINES_AT + w * LINE + 1;
 
-/** One table entry: export index, argument count, AFTER, then f64 arguments from byte 16. */
+/** One table entry: export index, argument count, AFTER, CHAIN, then f64 arguments from byte 16. */
 export const TASK_BYTES = 128;
 const TASK_ARGS_AT = 16;
 export const MAX_TASK_ARGS = (TASK_BYTES - TASK_ARGS_AT) / 8;
@@ -77,12 +82,22 @@ export function queueViews(buffer: ArrayBufferLike, base: number, workers: numbe
   return { words: new Int32Array(buffer), doubles: new Float64Array(buffer), at: base / 4, table: base + tableOffset(workers) };
 }
 
-/** Writes call i of a batch into the table; it starts once `after` calls of the batch have finished. */
-export function writeTask(q: QueueViews, i: number, fn: number, args: ArrayLike<number>, after = 0): void {
+/**
+ * Writes call i of a batch into the table; it starts once `after` calls of the batch have
+ * finished. `chained`: it runs right after call i-1, on the thread that runs that one.
+ */
+export function writeTask(q: QueueViews, i: number, fn: number, args: ArrayLike<number>, after = 0, chained = false): void {
   const byte = q.table + i * TASK_BYTES;
   q.words[byte / 4] = fn;
   q.words[byte / 4 + 1] = args.length;
   q.words[byte / 4 + 2] = after;
+  q.words[byte / 4 + 3] = 1;
+  if (chained) {
+    q.words[byte / 4 + 3] = -1;
+    let head = i - 1;
+    while (q.words[(q.table + head * TASK_BYTES) / 4 + 3] < 0) head--;
+    q.words[(q.table + head * TASK_BYTES) / 4 + 3]++;
+  }
   const a = (byte + TASK_ARGS_AT) / 8;
   for (let k = 0; k < args.length; k++) q.doubles[a + k] = args[k];
 }
@@ -147,13 +162,18 @@ export function drain(q: QueueViews, count: number, spin: SpinPolicy, run: (i: n
   for (;;) {
     const i = Atomics.add(words, at + Q.next, 1);
     if (i >= count) return ok;
-    const after = words[(q.table + i * TASK_BYTES) / 4 + 2];
+    const entry = (q.table + i * TASK_BYTES) / 4;
+    const chain = words[entry + 3];
+    if (chain < 0) continue; // a chain member: its head's thread runs it
+    const after = words[entry + 2];
     if (after > 0) waitFinished(q, after, spin);
-    if (!run(i)) {
-      ok = false;
-      Atomics.store(words, at + Q.status, 1);
+    for (let c = 0; c < chain; c++) {
+      if (!run(i + c)) {
+        ok = false;
+        Atomics.store(words, at + Q.status, 1);
+      }
     }
-    const finished = Atomics.add(words, at + Q.finished, 1) + 1;
+    const finished = Atomics.add(words, at + Q.finished, chain) + chain;
     if (Atomics.load(words, at + Q.barrierSleepers) !== 0 || (finished === count && Atomics.load(words, at + Q.mainSleeping) !== 0)) {
       Atomics.notify(words, at + Q.finished);
     }
