@@ -32,7 +32,7 @@ import {
   type PreparedInput,
   quantizeQ8Input,
 } from "../runtime/kernels/matmul.ts";
-import { CHUNKS_PER_THREAD, createPool, disposePool, type Pool, rowTasks } from "../runtime/kernels/pool.ts";
+import { CHUNKS_PER_THREAD, createPool, disposePool, type Pool, rowTasks } from "../runtime/threads/pool.ts";
 import { type Kernels, loadKernels } from "../runtime/kernels/wasm.ts";
 import { SHAPES } from "./config.ts";
 import { machineDescription } from "./report.ts";

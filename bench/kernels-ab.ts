@@ -18,7 +18,7 @@ import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { InvalidArgumentError, KernelError } from "../runtime/errors.ts";
 import { type Encoding, lutPlanes, matrixLayout } from "../runtime/format/encoding.ts";
-import { createPool, disposePool, type Pool } from "../runtime/kernels/pool.ts";
+import { createPool, disposePool, type Pool } from "../runtime/threads/pool.ts";
 import { relaxedSwizzleBinary } from "./relaxed-rewrite.ts";
 import { Arena, instantiateKernels, type KernelExports, type Kernels, KERNELS_ABI_VERSION } from "../runtime/kernels/wasm.ts";
 import { KERNEL_ENCODING, randomPackedMatrix } from "./kernels-measure.ts";

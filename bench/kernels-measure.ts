@@ -12,7 +12,7 @@
  */
 import { KernelError } from "../runtime/errors.ts";
 import { type Encoding, encodingName, matrixLayout } from "../runtime/format/encoding.ts";
-import { createDequantScratch, dequantShards, gemvDequantCall, streamShards } from "../runtime/kernels/baseline.ts";
+import { createDequantScratch, dequantShards, gemvDequantCall, streamShards } from "./baseline/wrappers.ts";
 import {
   buildLut,
   createLut,
@@ -24,7 +24,7 @@ import {
   type PreparedInput,
   quantizeQ8Input,
 } from "../runtime/kernels/matmul.ts";
-import { type Pool, splitRows } from "../runtime/kernels/pool.ts";
+import { type Pool, splitRows } from "../runtime/threads/pool.ts";
 import type { Kernels } from "../runtime/kernels/wasm.ts";
 import { ENCODINGS, fitGroup } from "./config.ts";
 

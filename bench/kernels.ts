@@ -13,8 +13,8 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { InvalidArgumentError } from "../runtime/errors.ts";
-import { createPool, disposePool } from "../runtime/kernels/pool.ts";
-import { loadKernels } from "../runtime/kernels/wasm.ts";
+import { createPool, disposePool } from "../runtime/threads/pool.ts";
+import { loadBenchKernels } from "./baseline/kernels.ts";
 import {
   type BandwidthRow,
   bestTiming,
@@ -139,7 +139,7 @@ async function main(): Promise<void> {
   const options: KernelBenchOptions = { ...parsed.options, log };
   const loadBefore = loadavg()[0];
   const started = performance.now();
-  const k = loadKernels();
+  const k = loadBenchKernels();
   const pool = await createPool({ threads: Math.max(...options.threads), kernels: k });
   const timings: MatrixTiming[][] = [];
   const bandwidths: BandwidthRow[][] = [];

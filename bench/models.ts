@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeCheckpointFile } from "../runtime/format/file.ts";
 import { packF32 } from "../runtime/format/pack-f16.ts";
-import { quantizeRtn } from "../runtime/kernels/matmul-fixtures.ts";
+import { quantizeRtn } from "../test/fixtures/matmul-fixtures.ts";
 import type { ModelSource, TensorEntry } from "../runtime/models/types.ts";
 import { exportGguf, type GgufExportType } from "../quantizer/export/gguf-export.ts";
 import { headerFor, type PackedTensor } from "../test/fixtures/pack-model.ts";

@@ -1,31 +1,36 @@
 /**
  * Where one crumb decode step spends its time: `bun bench/profile.ts --shape 1.1B --encoding q2
- * --threads 1 --ctx 128`. Fills the cache through the WASM ops, then runs decode steps through
- * the architecture's forward pass with timed wrappers around `linear` (LUT tables + matmul,
- * split into the layers' matrices and lm_head) and the attention state's `attend` (cache store
- * + attention); the rest is norms, RoPE, activations, embedding and JS glue. `--threads N`
- * runs the matmuls and the attention on one N-thread pool, as the engine does (q/k/v and
- * gate/up as one pool batch each, so q_proj's time includes k_proj and v_proj). Also reports
- * the weight bytes streamed per token, the bandwidth the matmuls reach and the pool batches
- * per token (each one a wait for every thread).
+ * --threads 1 --ctx 128`. Fills the cache, then runs decode steps through the architecture's
+ * forward pass twice:
+ * - timed: each op runs (and, with threads, dispatches the pool) when called (flush "step"),
+ *   and timers around `linear` (tables + matmul: the layers' matrices and lm_head apart) and
+ *   the attention state's `attend` (cache store + attention) split the step; the rest is
+ *   norms, RoPE, SwiGLU, residual adds, embedding and host glue ("outside the matmuls" is
+ *   everything but the matmuls);
+ * - untimed, for each flush policy (per op, per layer, per forward pass): ms per token and
+ *   pool dispatches (wakes) per token, the numbers a user sees.
+ * Also reports the weight bytes streamed per token and the bandwidth the matmuls reach.
  */
 import { fileURLToPath } from "node:url";
-import { loadPackedModel } from "../runtime/engine/packed-model.ts";
+import { loadPackedModel, type PackedModel } from "../runtime/engine/packed-model.ts";
 import { createKvCache } from "../runtime/engine/kv-cache/create-kv-cache.ts";
 import { KV_MODES, type KvMode } from "../runtime/engine/kv-cache/types.ts";
 import { createLatentCodec } from "../runtime/engine/kv-cache/xquant-svd.ts";
 import { InvalidArgumentError } from "../runtime/errors.ts";
-import { createPool, disposePool, type Pool } from "../runtime/kernels/pool.ts";
+import { createPool, disposePool, type Pool } from "../runtime/threads/pool.ts";
+import { createKernelQueue, FLUSH_POLICIES, type FlushPolicy } from "../runtime/threads/kernel-queue.ts";
 import { resolveModel } from "../runtime/models/registry.ts";
 import { ropeInverseFrequencies } from "../runtime/models/rope-frequencies.ts";
-import { createWasmOps, MAX_TOKENS_PER_CALL, packedWeightStore, type WasmMatrix } from "../runtime/ops/wasm-ops.ts";
-import type { ForwardContext } from "../runtime/ops/types.ts";
+import { createWasmOps, MAX_TOKENS_PER_CALL, type WasmOps } from "../runtime/ops/wasm-ops.ts";
+import { createWasmWeights } from "../runtime/ops/wasm-weights.ts";
+import type { AttentionInput, ForwardContext } from "../runtime/ops/types.ts";
 import { argmax, ENCODING_NAMES, type EncodingName, promptIds, SHAPES } from "./config.ts";
 import { prepareModels } from "./models.ts";
 
 export interface DecodeProfile {
-  /** The prompt's prefill (ctx − steps − 8 tokens, in MAX_TOKENS_PER_CALL chunks), per prompt token. */
-  readonly prefill: { readonly tokens: number; readonly msPerToken: number; readonly linearMs: number; readonly attentionMs: number; readonly batchesPerToken: number };
+  /** The prompt's prefill (ctx − steps − 8 tokens, in MAX_TOKENS_PER_CALL chunks), per prompt token (flush "forward"). */
+  readonly prefill: { readonly tokens: number; readonly msPerToken: number; readonly dispatchesPerToken: number };
+  /** The timed run (flush "step"). */
   readonly msPerToken: number;
   readonly linearMs: number;
   readonly lmHeadMs: number;
@@ -33,84 +38,116 @@ export interface DecodeProfile {
   readonly otherMs: number;
   readonly weightBytesPerToken: number;
   readonly matmulGBps: number;
-  readonly batchesPerToken: number;
+  /** Untimed decode per flush policy: ms and pool dispatches per token. */
+  readonly policies: Readonly<Record<FlushPolicy, { readonly msPerToken: number; readonly dispatchesPerToken: number }>>;
 }
 
-export async function profileDecode(modelPath: string, options: { threads: number; ctx: number; kv: string; steps: number; seed: number }): Promise<DecodeProfile> {
+interface Options {
+  readonly threads: number;
+  readonly ctx: number;
+  readonly kv: string;
+  readonly steps: number;
+  readonly seed: number;
+}
+
+/** The engine's pieces over a loaded model, with a given flush policy. */
+function build(model: PackedModel, pool: Pool | undefined, policy: FlushPolicy, options: Options) {
+  const { arch, args } = resolveModel(model.header.config);
+  const ops = createWasmOps(createKernelQueue(model.kernels, pool, policy));
+  const weights = createWasmWeights(model.kernels, model.matrices, model.vectors, model.path);
+  const cache = createKvCache(options.kv as KvMode, {
+    ops,
+    shape: { ...args, contextLength: options.ctx },
+    hidden: args.hiddenSize,
+    invFreq: ropeInverseFrequencies(args.headDim, args.ropeTheta, args.ropeScaling),
+    projector: (layer, x, n, startPos, k, v) => arch.projectKv(args, { ops, weights }, layer, x, n, startPos, k, v),
+    latent: () => createLatentCodec(ops, weights, args, arch.projectKv),
+  });
+  const state = ops.createState(arch.stateLayout(args), MAX_TOKENS_PER_CALL, options.ctx);
+  return { arch, args, ops, weights, cache, state };
+}
+
+export async function profileDecode(modelPath: string, options: Options): Promise<DecodeProfile> {
   if (!(KV_MODES as readonly string[]).includes(options.kv)) {
     throw new InvalidArgumentError("kv", `--kv ${options.kv}: choose one of ${KV_MODES.join(", ")}`);
   }
   const model = await loadPackedModel(modelPath);
-  const { arch, args } = resolveModel(model.header.config);
-  // One pool, as the engine has: the matmuls and the attention share it.
   const pool = options.threads > 1 ? await createPool({ threads: options.threads, kernels: model.kernels }) : undefined;
-  let batches = 0;
-  const countingPool: Pool | undefined = pool === undefined ? undefined : { ...pool, runTasks: (tasks) => (batches++, pool.runTasks(tasks)) };
   try {
-    const ops = createWasmOps(model.kernels, countingPool, { matrices: model.matrices });
-    const weights = packedWeightStore(model.matrices, model.vectors, model.path);
-    const cache = createKvCache(options.kv as KvMode, {
-      kernels: model.kernels,
-      pool: countingPool,
-      shape: { ...args, contextLength: options.ctx },
-      hidden: args.hiddenSize,
-      invFreq: ropeInverseFrequencies(args.headDim, args.ropeTheta, args.ropeScaling),
-      projector: (layer, x, n, startPos) => arch.projectKv(args, { ops, weights }, layer, x, n, startPos),
-      latent: () => createLatentCodec(model.kernels, ops, weights, args, arch.projectKv),
-    });
+    const { args } = resolveModel(model.header.config);
+    const prompt = promptIds(options.ctx - options.steps - 8, options.seed, args.vocabSize);
+    /** Prefills the prompt, then decodes 8 tokens to warm up and `steps` tokens measured. */
+    const run = (ctx: ForwardContext, ops: WasmOps, forward: (tokens: number[], pos: number) => Float32Array, length: () => number) => {
+      const d0 = ops.queue.dispatches;
+      const p0 = performance.now();
+      let logits = new Float32Array(0);
+      for (let i = 0; i < prompt.length; i += MAX_TOKENS_PER_CALL) logits = forward(prompt.slice(i, i + MAX_TOKENS_PER_CALL), i);
+      const prefill = { tokens: prompt.length, msPerToken: (performance.now() - p0) / prompt.length, dispatchesPerToken: (ops.queue.dispatches - d0) / prompt.length };
+      const token = [argmax(logits)];
+      for (let i = 0; i < 8; i++) token[0] = argmax(forward(token, length()));
+      return { prefill, token, ctx };
+    };
+    const decode = (ops: WasmOps, forward: (tokens: number[], pos: number) => Float32Array, length: () => number, token: number[]) => {
+      const d0 = ops.queue.dispatches;
+      const t0 = performance.now();
+      for (let i = 0; i < options.steps; i++) token[0] = argmax(forward(token, length()));
+      return { ms: (performance.now() - t0) / options.steps, dispatches: (ops.queue.dispatches - d0) / options.steps };
+    };
+
+    // Timed: ops run as they are called.
+    const timed = build(model, pool, "step", options);
     let linearMs = 0;
     let lmHeadMs = 0;
     let attentionMs = 0;
     let bytes = 0;
-    const timedOps = {
+    const ops = timed.ops;
+    const timedOps: WasmOps = {
       ...ops,
-      linear(x: Float32Array, n: number, w: WasmMatrix, bias?: Float32Array) {
+      linear(x, n, projections) {
         const t = performance.now();
-        const out = ops.linear(x, n, w, bias);
+        ops.linear(x, n, projections);
         const dt = performance.now() - t;
-        if (w.name === "lm_head.weight") lmHeadMs += dt;
+        const name = projections[0].weight.name;
+        if (name === "lm_head.weight" || name === "model.embed_tokens.weight") lmHeadMs += dt;
         else linearMs += dt;
-        bytes += w.layout.byteLength;
-        return out;
+        for (const p of projections) bytes += p.weight.layout.byteLength;
       },
     };
-    const timedCache = Object.create(cache);
-    timedCache.attend = (input: Parameters<typeof cache.attend>[0]) => {
+    const timedCache = Object.create(timed.cache);
+    timedCache.attend = (input: AttentionInput) => {
       const t = performance.now();
-      const out = cache.attend(input);
+      timed.cache.attend(input as never);
       attentionMs += performance.now() - t;
-      return out;
     };
-    const ctx = { ops: timedOps, weights, attention: timedCache } as unknown as ForwardContext;
-    const prompt = promptIds(options.ctx - options.steps - 8, options.seed, args.vocabSize);
-    let logits = new Float32Array(0);
-    const p0 = performance.now();
-    for (let i = 0; i < prompt.length; i += MAX_TOKENS_PER_CALL) logits = arch.forward(args, ctx, prompt.slice(i, i + MAX_TOKENS_PER_CALL), i);
-    const perPrompt = (v: number) => v / prompt.length;
-    const prefill = {
-      tokens: prompt.length,
-      msPerToken: perPrompt(performance.now() - p0),
-      linearMs: perPrompt(linearMs + lmHeadMs),
-      attentionMs: perPrompt(attentionMs),
-      batchesPerToken: perPrompt(batches),
-    };
-    let token = argmax(logits);
-    for (let i = 0; i < 8; i++) token = argmax(arch.forward(args, ctx, [token], cache.length()));
-    linearMs = lmHeadMs = attentionMs = bytes = batches = 0;
-    const t0 = performance.now();
-    for (let i = 0; i < options.steps; i++) token = argmax(arch.forward(args, ctx, [token], cache.length()));
-    const total = performance.now() - t0;
+    const ctx = { ops: timedOps, weights: timed.weights, attention: timedCache, state: timed.state } as unknown as ForwardContext;
+    const forwardTimed = (tokens: number[], pos: number) => timed.arch.forward(timed.args, ctx, tokens, pos);
+    const warm = run(ctx, ops, forwardTimed, () => timed.cache.length());
+    linearMs = lmHeadMs = attentionMs = bytes = 0;
+    const timing = decode(ops, forwardTimed, () => timed.cache.length(), warm.token);
     const per = (v: number) => v / options.steps;
+
+    // Untimed, per flush policy.
+    const policies = {} as Record<FlushPolicy, { msPerToken: number; dispatchesPerToken: number }>;
+    let prefill = warm.prefill;
+    for (const policy of FLUSH_POLICIES) {
+      const b = build(model, pool, policy, options);
+      const plain = { ops: b.ops, weights: b.weights, attention: b.cache, state: b.state } as unknown as ForwardContext;
+      const forward = (tokens: number[], pos: number) => b.arch.forward(b.args, plain, tokens, pos);
+      const w = run(plain, b.ops, forward, () => b.cache.length());
+      if (policy === "forward") prefill = w.prefill;
+      const d = decode(b.ops, forward, () => b.cache.length(), w.token);
+      policies[policy] = { msPerToken: d.ms, dispatchesPerToken: d.dispatches };
+    }
     return {
       prefill,
-      msPerToken: per(total),
+      msPerToken: timing.ms,
       linearMs: per(linearMs),
       lmHeadMs: per(lmHeadMs),
       attentionMs: per(attentionMs),
-      otherMs: per(total - linearMs - lmHeadMs - attentionMs),
+      otherMs: timing.ms - per(linearMs + lmHeadMs + attentionMs),
       weightBytesPerToken: per(bytes),
       matmulGBps: bytes / ((linearMs + lmHeadMs) * 1e6),
-      batchesPerToken: per(batches),
+      policies,
     };
   } finally {
     if (pool !== undefined) await disposePool(pool);
@@ -137,19 +174,18 @@ async function main(): Promise<void> {
     seed: 0,
   });
   const pct = (v: number) => `${((100 * v) / p.msPerToken).toFixed(0)}%`;
-  console.log(`${shape.name} ${encoding}: ${p.msPerToken.toFixed(2)} ms/token (${(1000 / p.msPerToken).toFixed(1)} tok/s)`);
-  console.log(`  layer matmuls (LUT build + GEMV) ${p.linearMs.toFixed(2)} ms ${pct(p.linearMs)}`);
+  console.log(`${shape.name} ${encoding}, timed op by op: ${p.msPerToken.toFixed(2)} ms/token`);
+  console.log(`  layer matmuls (tables + GEMV)    ${p.linearMs.toFixed(2)} ms ${pct(p.linearMs)}`);
   console.log(`  lm_head                          ${p.lmHeadMs.toFixed(2)} ms ${pct(p.lmHeadMs)}`);
   console.log(`  attention (store + attend)       ${p.attentionMs.toFixed(2)} ms ${pct(p.attentionMs)}`);
-  console.log(`  other (norms, RoPE, SiLU, JS)    ${p.otherMs.toFixed(2)} ms ${pct(p.otherMs)}`);
+  console.log(`  other (norms, RoPE, SwiGLU, adds, embedding, host) ${p.otherMs.toFixed(2)} ms ${pct(p.otherMs)}`);
+  console.log(`  outside the matmuls              ${(p.attentionMs + p.otherMs).toFixed(2)} ms ${pct(p.attentionMs + p.otherMs)}`);
   console.log(`  weights streamed ${(p.weightBytesPerToken / 1e6).toFixed(1)} MB/token, matmuls at ${p.matmulGBps.toFixed(1)} GB/s`);
-  if (p.batchesPerToken > 0) console.log(`  pool batches (matmuls, attention) ${p.batchesPerToken.toFixed(0)} per token`);
+  for (const [policy, r] of Object.entries(p.policies)) {
+    console.log(`decode, flush per ${policy.padEnd(7)}: ${r.msPerToken.toFixed(2)} ms/token (${(1000 / r.msPerToken).toFixed(1)} tok/s), pool wakes ${r.dispatchesPerToken.toFixed(1)} per token`);
+  }
   const f = p.prefill;
-  const share = (v: number) => `${((100 * v) / f.msPerToken).toFixed(0)}%`;
-  console.log(`prefill of ${f.tokens} tokens: ${f.msPerToken.toFixed(2)} ms/token (${(1000 / f.msPerToken).toFixed(1)} tok/s)`);
-  console.log(`  matmuls (incl. lm_head)          ${f.linearMs.toFixed(2)} ms ${share(f.linearMs)}`);
-  console.log(`  attention (store + attend)       ${f.attentionMs.toFixed(2)} ms ${share(f.attentionMs)}`);
-  if (f.batchesPerToken > 0) console.log(`  pool batches ${f.batchesPerToken.toFixed(1)} per prompt token`);
+  console.log(`prefill of ${f.tokens} tokens: ${f.msPerToken.toFixed(2)} ms/token (${(1000 / f.msPerToken).toFixed(1)} tok/s), pool wakes ${f.dispatchesPerToken.toFixed(2)} per prompt token`);
 }
 
 if (import.meta.main) {

@@ -7,7 +7,7 @@
  * Writes bench/results/quality.md. Run: `bun bench/quality.ts`.
  */
 import { writeFileSync } from "node:fs";
-import { importModel, packedSource } from "../quantizer/import/index.ts";
+import { importModel, packedSource } from "../runtime/import/index.ts";
 import { quantizeModel, type QuantizeOptions } from "../quantizer/quantize.ts";
 import type { QualityReport } from "../quantizer/report.ts";
 import { generateTokens } from "../runtime/engine/generate-tokens.ts";

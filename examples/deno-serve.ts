@@ -6,7 +6,7 @@
  *
  * (`deno task serve <model>` runs the stock server instead.)
  */
-import { importModel } from "../quantizer/import/index.ts";
+import { importModel } from "../runtime/import/index.ts";
 import { createEngine } from "../runtime/engine/engine.ts";
 import { createApp } from "../runtime/server/app.ts";
 

@@ -2,6 +2,8 @@
 # Builds the two kernel binaries from one source:
 #   pkg/crumb_kernels_relaxed.wasm  SIMD128 + relaxed SIMD (relaxed swizzle, int8 dot products)
 #   pkg/crumb_kernels.wasm          baseline SIMD128, for engines that do not validate the first
+# and the benchmark's: pkg/crumb_kernels_bench.wasm, the relaxed build plus the baselines of
+# bench/baseline/baseline.rs (cargo feature "bench"; the runtime never loads it).
 # Both link against an imported shared memory (atomics) so a worker pool can run one module
 # instance per worker over the same weights; the loader picks the first that
 # WebAssembly.validate accepts (runtime/kernels/wasm.ts).
@@ -45,18 +47,19 @@ if [ ! -f "$lib/.complete" ]; then
 fi
 
 # One cargo build per variant (separate target directories: their flags differ).
-build() { # <features> <output name>
+build() { # <target features> <output name> [cargo feature]
   local dir="$PWD/target/$2"
   CARGO_TARGET_DIR="$dir" RUSTC="$RUSTC" RUSTFLAGS="--sysroot $sysroot -C target-feature=$1 \
  -C linker=wasm-ld -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=$MAX_MEMORY \
  -C link-arg=--no-check-features -C link-arg=--export=__stack_pointer \
  --remap-path-prefix=$PWD=/crumb/kernels-wasm --remap-path-prefix=$HOME=/home" \
-    "$CARGO" build --release --target "$TARGET" --quiet
+    "$CARGO" build --release --target "$TARGET" --quiet ${3:+--features "$3"}
   mkdir -p pkg
   cp "$dir/$TARGET/release/crumb_kernels.wasm" "pkg/$2.wasm"
   echo "built kernels-wasm/pkg/$2.wasm ($(wc -c < "pkg/$2.wasm") bytes, rustc $version)"
 }
 build "$BASE_FEATURES,+relaxed-simd" crumb_kernels_relaxed
 build "$BASE_FEATURES" crumb_kernels
+build "$BASE_FEATURES,+relaxed-simd" crumb_kernels_bench bench
 # The toolchain the committed binaries come from: CI compares bytes only under the same one.
 { "$RUSTC" --version; wasm-ld --version; } > pkg/toolchain.txt

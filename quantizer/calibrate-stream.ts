@@ -16,8 +16,8 @@ import { InvalidArgumentError, KernelError } from "../runtime/errors.ts";
 import { createReferenceCache } from "../runtime/engine/kv-cache/reference-cache.ts";
 import { checkTensors, resolveModel } from "../runtime/models/registry.ts";
 import type { ModelSource } from "../runtime/models/types.ts";
-import { type DenseMatrix, referenceOps } from "../runtime/ops/reference.ts";
-import type { AttentionState, ForwardContext, MatrixHandle, Ops, WeightStore } from "../runtime/ops/types.ts";
+import { type ArrayActivation, type ArrayOps, createArrayOps, denseLinearInto, type DenseMatrix, referenceOps, rmsNormInto } from "../runtime/ops/reference.ts";
+import type { AttentionState, ForwardContext, MatrixHandle, WeightStore } from "../runtime/ops/types.ts";
 import { calibrationWindow } from "./calibrate.ts";
 import { accumulateXtxReference, createStatsRecorder, inputStats, type RecordOptions, type XtxUpdate } from "./calibration-stats.ts";
 import { createDenseEngine, type DenseEngine, type EngineMatrix } from "./dense-engine.ts";
@@ -66,7 +66,7 @@ function layerStore<M extends MatrixHandle>(
   read: ReadTensor,
   shapes: (name: string) => readonly number[],
   toMatrix: (name: string, data: Float32Array, rows: number, cols: number) => M,
-): WeightStore<M> {
+): WeightStore<M, Float32Array> {
   const matrices = new Map<string, M>();
   return {
     has: (name) => matrices.has(name) || shapes(name).length > 0,
@@ -84,7 +84,7 @@ function layerStore<M extends MatrixHandle>(
 }
 
 /** Attention over one window for a single layer (the cache holds only that layer). */
-function windowAttention(args: ReturnType<typeof resolveModel>["args"], length: number): AttentionState {
+function windowAttention(args: ReturnType<typeof resolveModel>["args"], length: number): AttentionState<ArrayActivation> {
   const cache = createReferenceCache({
     numLayers: 1,
     numHeads: args.numHeads,
@@ -122,21 +122,22 @@ export async function createStreamingCalibrator(
   {
     const entry = source.tensors.get("model.embed_tokens.weight")!;
     const table: DenseMatrix = { name: entry.name, rows: entry.shape[0], cols: entry.shape[1], data: entry.read() };
-    for (let start = 0; start < tokens.length; start += window) hidden.push(referenceOps.embed(tokens.slice(start, start + window), table));
+    for (let start = 0; start < tokens.length; start += window) {
+      const ids = tokens.slice(start, start + window);
+      const x = new Float32Array(ids.length * table.cols);
+      ids.forEach((id, i) => x.set(table.data.subarray(id * table.cols, (id + 1) * table.cols), i * table.cols));
+      hidden.push(x);
+    }
   }
   let outputs: Float32Array[] | undefined;
   let collected = -1;
 
   const engine = await loadEngine(options);
   const xtxUpdate: XtxUpdate = engine === undefined ? accumulateXtxReference : engine.accumulateXtx;
-  const engineOps: Ops<EngineMatrix> | undefined = engine && {
-    ...(referenceOps as unknown as Ops<EngineMatrix>),
-    linear(x, n, w, bias) {
-      const out = engine.matmul(x, n, w);
-      if (bias !== undefined) { for (let t = 0; t < n; t++) for (let r = 0; r < w.rows; r++) out[t * w.rows + r] += bias[r]; }
-      return out;
-    },
-  };
+  const engineOps: ArrayOps<EngineMatrix> | undefined = engine &&
+    createArrayOps<EngineMatrix>((x, n, w, out) => out.set(engine.matmul(x, n, w)), () => {
+      throw new InvalidArgumentError("embed", "the calibration engine embeds on the host");
+    });
 
   function checkFinished(what: string): void {
     if (collected !== args.numLayers - 1 || outputs !== undefined) {
@@ -144,15 +145,16 @@ export async function createStreamingCalibrator(
     }
   }
 
-  /** Runs layer `layer` over every window (copies of X); returns the outputs. */
-  async function run<M extends MatrixHandle>(layer: number, ops: Ops<M>, weights: WeightStore<M>): Promise<Float32Array[]> {
+  /** Runs layer `layer` over every window (X stays); returns the outputs. */
+  async function run<M extends MatrixHandle>(layer: number, ops: ArrayOps<M>, weights: WeightStore<M, Float32Array>): Promise<Float32Array[]> {
     const out: Float32Array[] = [];
     for (const x of hidden) {
       const n = x.length / args.hiddenSize;
-      const y = x.slice();
-      const ctx = { ops, weights, attention: windowAttention(args, n) } as unknown as ForwardContext;
-      arch.decoderLayer(args, ctx, layer, y, n, 0);
-      out.push(y);
+      const state = ops.createState(arch.stateLayout(args), n, n);
+      ops.write(state.x, n, x);
+      const ctx = { ops, weights, attention: windowAttention(args, n), state } as unknown as ForwardContext;
+      arch.decoderLayer(args, ctx, layer, state.x, n, 0);
+      out.push(ops.read(state.x, n));
       await new Promise((resolve) => setTimeout(resolve, 0));
     }
     return out;
@@ -210,10 +212,15 @@ export async function createStreamingCalibrator(
       const head = args.tieWordEmbeddings && !source.tensors.has("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
       const [rows, cols] = shapes(head);
       const norm = read("model.norm.weight");
-      const normed = (x: Float32Array) => referenceOps.rmsNorm(x, x.length / args.hiddenSize, norm, args.rmsNormEps);
+      const normed = (x: Float32Array) => rmsNormInto(new Float32Array(x.length), x, x.length / args.hiddenSize, norm, args.rmsNormEps);
       if (engine === undefined) {
         const w: DenseMatrix = { name: head, rows, cols, data: read(head) };
-        return hidden.map((x) => referenceOps.linear(normed(x), x.length / args.hiddenSize, w));
+        return hidden.map((x) => {
+          const n = x.length / args.hiddenSize;
+          const out = new Float32Array(n * rows);
+          denseLinearInto(normed(x), n, w, out);
+          return out;
+        });
       }
       const mark = engine.mark();
       try {
@@ -226,7 +233,7 @@ export async function createStreamingCalibrator(
     headStats(read) {
       checkFinished("head statistics");
       const norm = read("model.norm.weight");
-      const normed = hidden.map((x) => referenceOps.rmsNorm(x, x.length / args.hiddenSize, norm, args.rmsNormEps));
+      const normed = hidden.map((x) => rmsNormInto(new Float32Array(x.length), x, x.length / args.hiddenSize, norm, args.rmsNormEps));
       return inputStats(normed, args.hiddenSize, options.hessian, xtxUpdate);
     },
     async dispose() {

@@ -9,6 +9,7 @@ import { createReferenceCache } from "../runtime/engine/kv-cache/reference-cache
 import { checkTensors, resolveModel } from "../runtime/models/registry.ts";
 import type { ModelSource } from "../runtime/models/types.ts";
 import { createReferenceWeights, referenceOps } from "../runtime/ops/reference.ts";
+import type { ForwardContext } from "../runtime/ops/types.ts";
 import { accumulateXtxReference, createStatsRecorder, type RecordOptions } from "./calibration-stats.ts";
 import type { LayerStats } from "./methods/types.ts";
 
@@ -41,7 +42,8 @@ export async function collectCalibrationStats(
       contextLength: chunk.length,
       slidingWindow: args.slidingWindow,
     });
-    arch.forward(args, { ops: recorder.ops, weights, attention }, chunk, 0, { output: "hidden" });
+    const state = recorder.ops.createState(arch.stateLayout(args), chunk.length, chunk.length);
+    arch.forward(args, { ops: recorder.ops, weights, attention, state } as unknown as ForwardContext, chunk, 0, { output: "hidden" });
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
   return recorder.finish();

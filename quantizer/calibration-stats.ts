@@ -1,11 +1,13 @@
 /**
- * Per-linear calibration statistics, recorded by wrapping an op backend's `linear`: mean x² per
- * input channel (llama.cpp's importance matrix) and H = 2·XᵀX / n (GPTQ's Hessian, Frantar et
- * al. 2022, eq. 2) of every wanted weight's input. Layers fed the same input array (q/k/v,
- * gate/up) share one accumulator. The XᵀX update is pluggable: `accumulateXtxReference` is the
- * plain float64 loop, dense-engine.ts has the WASM GEMM one.
+ * Per-linear calibration statistics, recorded by wrapping an array backend's `linear`: mean x²
+ * per input channel (llama.cpp's importance matrix) and H = 2·XᵀX / n (GPTQ's Hessian, Frantar
+ * et al. 2022, eq. 2) of every wanted weight's input. The projections of one fused `linear`
+ * call (q/k/v, gate/up) read the same input and share one accumulator. The XᵀX update is
+ * pluggable: `accumulateXtxReference` is the plain float64 loop, dense-engine.ts has the WASM
+ * GEMM one.
  */
-import type { MatrixHandle, Ops } from "../runtime/ops/types.ts";
+import type { ArrayOps } from "../runtime/ops/reference.ts";
+import type { MatrixHandle } from "../runtime/ops/types.ts";
 import type { LayerStats } from "./methods/types.ts";
 
 /** Adds the upper triangle (j >= i) of XᵀX for x (n, cols) into xtx (cols, cols). */
@@ -20,7 +22,7 @@ export interface RecordOptions {
 
 export interface StatsRecorder<M extends MatrixHandle> {
   /** `base` with a `linear` that records its input before computing. */
-  readonly ops: Ops<M>;
+  readonly ops: ArrayOps<M>;
   /** Statistics by weight name; consumes the accumulators (call once). */
   finish(): Map<string, LayerStats>;
 }
@@ -81,30 +83,24 @@ export function inputStats(xs: readonly Float32Array[], cols: number, hessian: b
   return finishAccumulator(acc);
 }
 
-export function createStatsRecorder<M extends MatrixHandle>(base: Ops<M>, options: RecordOptions, xtxUpdate: XtxUpdate): StatsRecorder<M> {
+export function createStatsRecorder<M extends MatrixHandle>(base: ArrayOps<M>, options: RecordOptions, xtxUpdate: XtxUpdate): StatsRecorder<M> {
   const byName = new Map<string, Accumulator>();
-  const byInput = new WeakMap<Float32Array, Accumulator>();
-  const ops: Ops<M> = {
+  const ops: ArrayOps<M> = {
     ...base,
-    linear(x, n, w, bias) {
-      if (options.wanted(w.name)) {
-        let acc = byName.get(w.name);
-        const shared = byInput.get(x);
-        if (acc === undefined) {
-          acc = shared ?? {
-            cols: w.cols,
-            squares: new Float64Array(w.cols),
-            xtx: options.hessian ? new Float64Array(w.cols * w.cols) : undefined,
-            tokens: 0,
-          };
-          byName.set(w.name, acc);
-        }
-        if (shared !== acc) {
-          accumulate(acc, x, n, xtxUpdate);
-          byInput.set(x, acc);
-        }
+    linear(x, n, projections) {
+      const wanted = projections.filter((p) => options.wanted(p.weight.name)).map((p) => p.weight.name);
+      if (wanted.length > 0) {
+        let acc = wanted.map((name) => byName.get(name)).find((a) => a !== undefined);
+        acc ??= {
+          cols: x.width,
+          squares: new Float64Array(x.width),
+          xtx: options.hessian ? new Float64Array(x.width * x.width) : undefined,
+          tokens: 0,
+        };
+        for (const name of wanted) byName.set(name, acc);
+        accumulate(acc, x.data.subarray(0, n * x.width), n, xtxUpdate);
       }
-      return base.linear(x, n, w, bias);
+      base.linear(x, n, projections);
     },
   };
   return {

@@ -18,7 +18,7 @@ import { choiceValue, integerValue, pathValue } from "../runtime/cli/flag-values
 import { qualityWarning } from "../runtime/cli/quality-warning.ts";
 import { userPath } from "../runtime/cli/user-path.ts";
 import { evaluateCheckpoint } from "./evaluate.ts";
-import { importModel } from "./import/index.ts";
+import { importModel } from "../runtime/import/index.ts";
 import { METHOD_NAMES, type MethodName } from "./methods/index.ts";
 import { createProgress, formatBytes, type ProgressStream } from "./progress.ts";
 import { quantizeTempPaths, quantizeToFile } from "./output-file.ts";

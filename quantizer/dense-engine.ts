@@ -12,7 +12,7 @@
  * difference.
  */
 import { ShapeError } from "../runtime/errors.ts";
-import { createPool, defaultThreads, disposePool, type Pool } from "../runtime/kernels/pool.ts";
+import { createPool, defaultThreads, disposePool, type Pool } from "../runtime/threads/pool.ts";
 import { createKernels } from "../runtime/kernels/wasm.ts";
 import type { MatrixHandle } from "../runtime/ops/types.ts";
 

@@ -7,7 +7,7 @@
 import { statSync } from "node:fs";
 import { openCheckpoint } from "../runtime/format/file.ts";
 import type { ModelSource } from "../runtime/models/types.ts";
-import { importCrumb } from "./import/crumb.ts";
+import { importCrumb } from "../runtime/import/crumb.ts";
 import { compareModelsStreaming, type QualityReport } from "./report.ts";
 import { defaultEvaluationText, tokenStream } from "./texts.ts";
 

@@ -25,14 +25,14 @@
 import type { Encoding } from "../runtime/format/encoding.ts";
 import { dequantize } from "../runtime/format/pack-dequantize.ts";
 import { f32ToF16 } from "../runtime/format/pack-f16.ts";
-import { blockFormat, dequantizeGgml } from "./import/ggml-dequantize.ts";
-import { f16Lut, f32, halfAt, i8At } from "./import/ggml-block.ts";
-import { KVALUES_IQ4NL } from "./import/ggml-grids.ts";
-import { scaleMinK4 } from "./import/ggml-kquants.ts";
-import { tritOf } from "./import/ggml-ternary.ts";
-import type { GgmlBlocks } from "./import/gguf-model.ts";
+import { blockFormat, dequantizeGgml } from "../runtime/import/ggml-dequantize.ts";
+import { f16Lut, f32, halfAt, i8At } from "../runtime/import/ggml-block.ts";
+import { KVALUES_IQ4NL } from "../runtime/import/ggml-grids.ts";
+import { scaleMinK4 } from "../runtime/import/ggml-kquants.ts";
+import { tritOf } from "../runtime/import/ggml-ternary.ts";
+import type { GgmlBlocks } from "../runtime/import/gguf-model.ts";
 import { packQuantized, type QuantizedMatrix } from "./methods/types.ts";
-import { reorderRows } from "./import/rope-permute.ts";
+import { reorderRows } from "../runtime/import/rope-permute.ts";
 
 /** The crumb width a kept block lands in: 4-bit groups, q8, or ternary. */
 export type TranscodeTarget = 4 | 8 | "ternary";

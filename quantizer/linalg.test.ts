@@ -2,8 +2,8 @@
 // and the XQuant factorisation built on it.
 import { expect, test } from "bun:test";
 import { createRandom } from "../runtime/engine/sampler.ts";
-import { cholesky, dampingSchedule, inverseCholeskyUpper, reverseCholeskyUpper, symmetricEigen } from "./linalg.ts";
-import { xquantFactors } from "./xquant.ts";
+import { cholesky, dampingSchedule, inverseCholeskyUpper, reverseCholeskyUpper } from "./linalg.ts";
+import { symmetricEigen, xquantFactors } from "../runtime/engine/kv-cache/xquant-factors.ts";
 
 function spd(n: number, seed: number): Float64Array {
   const random = createRandom(seed);

@@ -2,8 +2,9 @@
  * Small dense float64 linear algebra for the quantizer (row-major n×n arrays): Cholesky
  * factorisation, the upper Cholesky factor of an inverse (GPTQ, Frantar et al. 2022, §4
  * "Cholesky reformulation") and its inverse, the "reverse" factor R with H = R·Rᵀ (the float64
- * twin of gptq-factor.ts), and the cyclic Jacobi eigen-decomposition of a symmetric matrix
- * (Golub & Van Loan §8.5) used for the XQuant SVD. O(n³); meant for n up to a few thousand.
+ * twin of gptq-factor.ts). O(n³); meant for n up to a few thousand. The Jacobi
+ * eigen-decomposition the XQuant SVD uses lives with it, in the runtime
+ * (runtime/engine/kv-cache/xquant-factors.ts), which the quantizer imports.
  */
 import { ShapeError } from "../runtime/errors.ts";
 
@@ -140,57 +141,4 @@ function lowerInverseInPlace(a: Float64Array, n: number): void {
     for (let c = 0; c < i; c++) a[row + c] *= inv;
     a[row + i] = inv;
   }
-}
-
-/**
- * Eigen-decomposition of a symmetric n×n matrix by cyclic Jacobi rotations: eigenvalues in
- * descending order and the matching eigenvectors as the columns of `vectors` (row-major n×n).
- */
-export function symmetricEigen(a: Float64Array, n: number, maxSweeps = 60): { values: Float64Array; vectors: Float64Array } {
-  const m = Float64Array.from(a);
-  const v = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) v[i * n + i] = 1;
-  for (let sweep = 0; sweep < maxSweeps; sweep++) {
-    let off = 0, total = 0;
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) {
-        total += m[i * n + j] ** 2;
-        if (i !== j) off += m[i * n + j] ** 2;
-      }
-    }
-    if (off <= 1e-30 * total || off === 0) break;
-    for (let p = 0; p < n - 1; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = m[p * n + q];
-        if (Math.abs(apq) < 1e-300) continue;
-        const theta = (m[q * n + q] - m[p * n + p]) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          const mkp = m[k * n + p], mkq = m[k * n + q];
-          m[k * n + p] = c * mkp - s * mkq;
-          m[k * n + q] = s * mkp + c * mkq;
-        }
-        for (let k = 0; k < n; k++) {
-          const mpk = m[p * n + k], mqk = m[q * n + k];
-          m[p * n + k] = c * mpk - s * mqk;
-          m[q * n + k] = s * mpk + c * mqk;
-        }
-        for (let k = 0; k < n; k++) {
-          const vkp = v[k * n + p], vkq = v[k * n + q];
-          v[k * n + p] = c * vkp - s * vkq;
-          v[k * n + q] = s * vkp + c * vkq;
-        }
-      }
-    }
-  }
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => m[y * n + y] - m[x * n + x] || x - y);
-  const values = new Float64Array(n);
-  const vectors = new Float64Array(n * n);
-  order.forEach((src, dst) => {
-    values[dst] = m[src * n + src];
-    for (let k = 0; k < n; k++) vectors[k * n + dst] = v[k * n + src];
-  });
-  return { values, vectors };
 }

@@ -6,7 +6,7 @@
  * read, its statistics collected, its tensors quantised and the calibration states moved on
  * through the quantised layer, so peak memory is one layer rather than the fp32 model; a
  * calibrated output head comes last, on the final norm's output (recipe.ts, HeadSpec). Then
- * the XQuant SVD factors for grouped-query models (xquant.ts), the quality report against the
+ * the XQuant SVD factors for grouped-query models (runtime/engine/kv-cache/xquant-factors.ts), the quality report against the
  * fp32 model (report.ts, also streamed layer by layer) and the checkpoint header.
  * Packed tensors go to a TensorSpool as soon as they exist (tensor-spool.ts): in memory by
  * default, or a temporary file (output-file.ts) so the packed model is never all in memory.
@@ -23,9 +23,9 @@ import { checkTensors, resolveModel } from "../runtime/models/registry.ts";
 import type { ModelSource, TensorEntry } from "../runtime/models/types.ts";
 import { xxhash32 } from "../runtime/format/checksum.ts";
 import { type CalibrationEngine, createStreamingCalibrator } from "./calibrate-stream.ts";
-import { matrixDims, packedSource } from "./import/crumb.ts";
-import { ggmlBlocksOf } from "./import/gguf-model.ts";
-import { blockFormat } from "./import/ggml-dequantize.ts";
+import { matrixDims, packedSource } from "../runtime/import/crumb.ts";
+import { ggmlBlocksOf } from "../runtime/import/gguf-model.ts";
+import { blockFormat } from "../runtime/import/ggml-dequantize.ts";
 import { type GgufTensorRecord, summarizeGguf } from "./gguf-summary.ts";
 import { transcodeTensor } from "./gguf-transcode.ts";
 import type { DenseEngine } from "./dense-engine.ts";
@@ -37,7 +37,7 @@ import { type Bits, checkRecipe, defaultHead, defaultMethod, type HeadSpec, head
 import { compareModelsStreaming, type QualityReport } from "./report.ts";
 import { createMemorySpool, type StoredTensor, type TensorSpool } from "./tensor-spool.ts";
 import { defaultCalibrationText, defaultEvaluationText, tokenStream } from "./texts.ts";
-import { xquantFactors, xquantNames } from "./xquant.ts";
+import { xquantFactors, xquantNames } from "../runtime/engine/kv-cache/xquant-factors.ts";
 
 export interface QuantizeOptions {
   readonly bits?: Bits;

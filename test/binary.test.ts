@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { importModel } from "../quantizer/import/index.ts";
+import { importModel } from "../runtime/import/index.ts";
 import { writeCheckpointFile } from "../runtime/format/file.ts";
 import { headerFor, packModel } from "./fixtures/pack-model.ts";
 import { haveFiles, modelPath } from "./shared-data.ts";

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { importModel } from "../quantizer/import/index.ts";
+import { importModel } from "../runtime/import/index.ts";
 import { packedModelFromBytes } from "../runtime/engine/packed-model.ts";
 import type { Engine, GenerateEvent, GenerateOptions } from "../runtime/engine/types.ts";
 import type { KvMode } from "../runtime/engine/kv-cache/types.ts";

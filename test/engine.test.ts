@@ -3,7 +3,7 @@
 // penalties, prefix reuse, context errors, embeddings.
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { importModel } from "../quantizer/import/index.ts";
+import { importModel } from "../runtime/import/index.ts";
 import { createEngine } from "../runtime/engine/engine.ts";
 import type { Engine, GenerateEvent, GenerateOptions } from "../runtime/engine/types.ts";
 import { ContextLengthError, InvalidArgumentError } from "../runtime/errors.ts";

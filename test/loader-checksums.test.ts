@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { importModel } from "../quantizer/import/index.ts";
+import { importModel } from "../runtime/import/index.ts";
 import { loadEngine } from "../runtime/engine/load-engine.ts";
 import { loadPackedModel } from "../runtime/engine/packed-model.ts";
 import { FormatError } from "../runtime/errors.ts";

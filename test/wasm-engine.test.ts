@@ -37,7 +37,8 @@ function twinForward(spec: RandomModelSpec, tensors: PackedTensor[], tokens: num
     },
   };
   const cache = createReferenceCache({ ...args, contextLength: 64 });
-  const ctx = { ops: packedReferenceOps, weights, attention: cache } as unknown as ForwardContext;
+  const state = packedReferenceOps.createState(arch.stateLayout(args), tokens.length, 64);
+  const ctx = { ops: packedReferenceOps, weights, attention: cache, state } as unknown as ForwardContext;
   return arch.forward(args, ctx, tokens, 0, { allLogits: true });
 }
 
@@ -45,9 +46,9 @@ async function wasmForward(spec: RandomModelSpec, tensors: PackedTensor[], token
   const source = createRandomModel(spec);
   const backend = await createWasmBackend(packedModelFromBytes(headerFor(source), tensors), { threads, kv, contextLength: 64 });
   backends.push(backend);
-  // Prefill a block, then decode the rest token by token.
-  const parts = [backend.forward(tokens.slice(0, 5), { allLogits: true })];
-  for (const token of tokens.slice(5)) parts.push(backend.forward([token]));
+  // Prefill a block, then decode the rest token by token (each result a view: copied).
+  const parts = [backend.forward(tokens.slice(0, 5), { allLogits: true }).slice()];
+  for (const token of tokens.slice(5)) parts.push(backend.forward([token]).slice());
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) out.set(p, (at += p.length) - p.length);
@@ -78,12 +79,12 @@ const ENCODINGS: Encoding[] = [
   { kind: "ternary", group: 32, planes: 2 },
 ];
 
-// Why two tolerances: with one token, attention returns v exactly on both sides, so every
-// op sees identical inputs and the LUT kernels equal their twins to float rounding. Over a
-// sequence, attention sums in a different order (SIMD f32 vs f64) and the next layer's int8
-// LUT tables (and q8's int8 activation blocks) round those last-bit differences to whole
-// quanta, so such models drift by up to a few quanta; f32/f16 weights do not quantise
-// activations and stay at float tolerance.
+// Why these tolerances: with f32/f16 weights nothing quantises activations, so the backend
+// stays at float tolerance of its twin (the norms, RoPE and attention run in f32 SIMD kernels
+// there, in f64 loops here). Models whose matmuls quantise their input (LUT tables and q8's
+// int8 blocks) round those last-bit differences to whole quanta at the next matmul, so they
+// drift by up to a few quanta, for one token too (the norm kernel's f32 sum differs from the
+// twin's f64 one in the last bit).
 const quantisesActivations = (e: Encoding) => e.kind === "bitplane" || e.kind === "ternary" || e.kind === "q8";
 
 describe("WASM backend equals its kernel twins on packed weights", () => {
@@ -96,7 +97,7 @@ describe("WASM backend equals its kernel twins on packed weights", () => {
       const want = twinForward(spec, tensors, TOKENS);
       for (const threads of [1, 2]) {
         const first = await wasmForward(spec, tensors, [TOKENS[0]], threads, "f32");
-        expect(relativeError(first.logits, single)).toBeLessThan(2e-5);
+        expect(relativeError(first.logits, single)).toBeLessThan(quantisesActivations(encoding) ? 1e-2 : 2e-5);
         const { logits } = await wasmForward(spec, tensors, TOKENS, threads, "f32");
         expect(logits.length).toBe(want.length);
         expect(relativeError(logits, want)).toBeLessThan(quantisesActivations(encoding) ? 3e-2 : 2e-5);
@@ -134,7 +135,7 @@ describe("row-shard fallback (runtimes without shared WebAssembly memory)", () =
         const model = packedModelFromBytes(headerFor(source), tensors, createKernels({ shared: false }));
         const backend = await createWasmBackend(model, { threads, kv: "f16", contextLength: 64 });
         backends.push(backend);
-        const logits = [backend.forward(TOKENS.slice(0, 5), { allLogits: true }), ...TOKENS.slice(5).map((t) => backend.forward([t]))];
+        const logits = [backend.forward(TOKENS.slice(0, 5), { allLogits: true }).slice(), ...TOKENS.slice(5).map((t) => backend.forward([t]).slice())];
         return { name: backend.name, logits };
       };
       const one = await run(1);

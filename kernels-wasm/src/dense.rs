@@ -149,17 +149,6 @@ pub unsafe extern "C" fn gemm_f32(
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn gemv_f32(
-    w: *const f32,
-    x: *const f32,
-    rows: usize,
-    cols: usize,
-    out: *mut f32,
-) {
-    gemm_f32(w, x, cols, 1, rows, cols, out, rows)
-}
-
 /// As gemm_f32 for W (rows, cols) f16 row-major.
 #[no_mangle]
 pub unsafe extern "C" fn gemm_f16(
@@ -177,17 +166,6 @@ pub unsafe extern "C" fn gemm_f16(
             *out.add(t * out_stride + r) = dot_f16(w.add(r * cols), x.add(t * x_stride), cols);
         }
     }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn gemv_f16(
-    w: *const u16,
-    x: *const f32,
-    rows: usize,
-    cols: usize,
-    out: *mut f32,
-) {
-    gemm_f16(w, x, cols, 1, rows, cols, out, rows)
 }
 
 /// As gemm_f32 for q8 weights (encoding.ts layout; scales from `scale_offset` bytes).
@@ -224,15 +202,3 @@ pub unsafe extern "C" fn gemm_q8(
     0
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn gemv_q8(
-    w: *const i8,
-    scale_offset: usize,
-    group: usize,
-    x: *const f32,
-    rows: usize,
-    cols: usize,
-    out: *mut f32,
-) -> i32 {
-    gemm_q8(w, scale_offset, group, x, cols, 1, rows, cols, out, rows)
-}

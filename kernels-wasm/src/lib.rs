@@ -23,6 +23,11 @@ mod dense;
 mod gemm;
 mod lut;
 mod q8dot;
+// The benchmark's measuring sticks (dequantise-then-dot GEMV, streaming read) live beside the
+// benchmark and are compiled only into its own binary (pkg/crumb_kernels_bench.wasm).
+#[cfg(feature = "bench")]
+#[path = "../../bench/baseline/baseline.rs"]
 mod baseline;
 mod kv_dequant;
 mod checksum;
+mod rows;

@@ -13,7 +13,7 @@ import { InvalidArgumentError, UsageError } from "../../runtime/errors.ts";
 import { type CommandSpec, parseCommand } from "../../runtime/cli/command-line.ts";
 import { choiceValue, pathValue } from "../../runtime/cli/flag-values.ts";
 import { userPath } from "../../runtime/cli/user-path.ts";
-import { importModel } from "../import/index.ts";
+import { importModel } from "../../runtime/import/index.ts";
 import { formatBytes } from "../progress.ts";
 import { exportGguf, GGUF_EXPORT_TYPES, type GgufExportType } from "./gguf-export.ts";
 import { temporaryPath } from "./gguf-stream.ts";

@@ -13,8 +13,8 @@
 import { InvalidArgumentError } from "../../runtime/errors.ts";
 import { resolveModel } from "../../runtime/models/registry.ts";
 import type { ModelSource } from "../../runtime/models/types.ts";
-import { hfToGgufName } from "../import/gguf-names.ts";
-import { permuteHfToMeta } from "../import/rope-permute.ts";
+import { hfToGgufName } from "../../runtime/import/gguf-names.ts";
+import { permuteHfToMeta } from "../../runtime/import/rope-permute.ts";
 import { ggufArchitecture, modelMetadata, ropeFreqFactors } from "./gguf-metadata.ts";
 import { type GgufMeta, type GgufStreamTensor, writeGgufStream } from "./gguf-stream.ts";
 import { tokenizerMetadata, vocabGgufMetadata } from "./gguf-tokenizer.ts";

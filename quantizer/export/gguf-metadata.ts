@@ -11,7 +11,7 @@
 import { UnsupportedModelError } from "../../runtime/errors.ts";
 import type { DecoderArgs } from "../../runtime/models/llama.ts";
 import { ropeInverseFrequencies } from "../../runtime/models/rope-frequencies.ts";
-import { GgufValueType } from "../import/gguf-types.ts";
+import { GgufValueType } from "../../runtime/import/gguf-types.ts";
 import type { GgufMeta } from "./gguf-stream.ts";
 
 /** crumb model_type → general.architecture. */

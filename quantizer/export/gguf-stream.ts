@@ -3,13 +3,13 @@
  * (typed metadata, tensor infos with dims innermost first and data offsets) is computed from
  * shapes and types alone and written first; each tensor's bytes are then produced and
  * appended one at a time, so a 1B-parameter export never holds more than one tensor.
- * quantizer/import/gguf-write.ts covers the fp32-input types; this one takes any ggml type
+ * ./gguf-write.ts covers the fp32-input types; this one takes any ggml type
  * whose bytes the caller encodes (Q2_K, TQ2_0, ...).
  */
 import { closeSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import process from "node:process";
 import { InvalidArgumentError } from "../../runtime/errors.ts";
-import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, ggmlTypeByName, GgufValueType } from "../import/gguf-types.ts";
+import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, ggmlTypeByName, GgufValueType } from "../../runtime/import/gguf-types.ts";
 
 export interface GgufMeta {
   readonly type: GgufValueType;

@@ -20,8 +20,8 @@ import type { TokenizerFiles } from "../../runtime/models/types.ts";
 import { LLAMA3_PATTERN, QWEN2_PATTERN } from "../../runtime/tokenizer/byte-level.ts";
 import { PieceType, SPACE_MARKER } from "../../runtime/tokenizer/spm-bpe.ts";
 import { createTokenizer, tokenContent } from "../../runtime/tokenizer/tokenizer.ts";
-import { readGguf } from "../import/gguf.ts";
-import { GgufValueType } from "../import/gguf-types.ts";
+import { readGguf } from "../../runtime/import/gguf.ts";
+import { GgufValueType } from "../../runtime/import/gguf-types.ts";
 import type { GgufMeta } from "./gguf-stream.ts";
 
 type Json = Record<string, unknown>;

@@ -9,7 +9,7 @@
  * the file, not the intent. Layouts: ggml/src/ggml-common.h; GGUF-EXPORT.md.
  */
 import { InvalidArgumentError } from "../../runtime/errors.ts";
-import { decodeBf16, decodeF16, decodeF32, decodeQ4_0, decodeQ8_0, encodeFloat, encodeQ4_0, encodeQ8_0 } from "../import/dtypes.ts";
+import { decodeBf16, decodeF16, decodeF32, decodeQ4_0, decodeQ8_0, encodeFloat, encodeQ4_0, encodeQ8_0 } from "../../runtime/import/dtypes.ts";
 import { checkBlocks } from "./blocks/common.ts";
 import { decodeQ2_K, quantizeQ2_K } from "./blocks/q2-k.ts";
 import { decodeQ4_1, Q4_1_BYTES, quantizeQ4_1, transcodeQ4_1Block } from "./blocks/q4-1.ts";

@@ -23,7 +23,7 @@ for (const target of targets) {
   const outfile = `${values.outdir}/crumb-${target}`;
   const proc = Bun.spawnSync([
     process.execPath, "build", "--compile", `--target=${bunTarget}`,
-    "runtime/bin/compiled-entry.ts", "runtime/kernels/pool-worker.ts", "--outfile", outfile,
+    "runtime/bin/compiled-entry.ts", "runtime/threads/pool-worker.ts", "--outfile", outfile,
   ], { cwd: new URL("../..", import.meta.url).pathname, stdout: "inherit", stderr: "inherit" });
   if (proc.exitCode !== 0) process.exit(proc.exitCode ?? 1);
   process.stderr.write(`built ${outfile}\n`);

@@ -7,10 +7,10 @@ import baselinePath from "../../kernels-wasm/pkg/crumb_kernels.wasm" with { type
 import relaxedPath from "../../kernels-wasm/pkg/crumb_kernels_relaxed.wasm" with { type: "file" };
 import { readFileSync } from "node:fs";
 import { useEmbeddedKernelBinaries } from "../kernels/wasm.ts";
-import { usePoolWorkerUrl } from "../kernels/pool.ts";
+import { usePoolWorkerUrl } from "../threads/pool.ts";
 
 useEmbeddedKernelBinaries({ relaxed: readFileSync(relaxedPath), baseline: readFileSync(baselinePath) });
 // build.ts bundles pool-worker.ts as a second entry point; inside the executable it sits
 // next to this entry under the bundle root (runtime/).
-usePoolWorkerUrl(new URL("./kernels/pool-worker.ts", import.meta.url));
+usePoolWorkerUrl(new URL("./threads/pool-worker.ts", import.meta.url));
 await import("../cli.ts");

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { ContextLengthError, UsageError } from "../errors.ts";
 import type { ChatMessage, Engine, GenerateOptions } from "../engine/types.ts";
 import type { KvType } from "../engine/wasm-backend.ts";
-import { defaultThreads } from "../kernels/pool.ts";
+import { defaultThreads } from "../threads/pool.ts";
 import { CHATML_STOP } from "../tokenizer/chat-template.ts";
 import { pathProblem } from "../format/path-problem.ts";
 import { type CommandSpec, parseCommand } from "./command-line.ts";

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { UsageError } from "../errors.ts";
 import type { Engine, GenerateOptions } from "../engine/types.ts";
 import type { KvType } from "../engine/wasm-backend.ts";
-import { defaultThreads } from "../kernels/pool.ts";
+import { defaultThreads } from "../threads/pool.ts";
 import { type CommandSpec, parseCommand } from "./command-line.ts";
 import { integerValue, pathValue } from "./flag-values.ts";
 import type { CliIo } from "./io.ts";

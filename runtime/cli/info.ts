@@ -9,8 +9,7 @@ import { UsageError } from "../errors.ts";
 import { resolveModel } from "../models/registry.ts";
 import { encodingName } from "../format/encoding.ts";
 import { openCheckpoint } from "../format/file.ts";
-import { formatReport, type QualityReport } from "../../quantizer/report.ts";
-import { readGguf } from "../../quantizer/import/gguf.ts";
+import { readGguf } from "../import/gguf.ts";
 import { type CommandSpec, parseCommand } from "./command-line.ts";
 import type { CliIo } from "./io.ts";
 import { checkModelPath, formatSize, modelKind } from "./load-model.ts";
@@ -93,7 +92,8 @@ async function packedInfo(path: string, json: boolean, io: CliIo): Promise<void>
       }
       return `${key} ${typeof value === "object" ? JSON.stringify(value) : String(value)}`;
     });
-  const report = header.report as unknown as QualityReport;
+  const { formatReport } = await import("../../quantizer/report.ts"); // the quantizer's report format, loaded for `crumb info` only
+  const report = header.report as unknown as Parameters<typeof formatReport>[0];
   const lines = [
     `file          ${path} (${formatSize(statSync(path).size)}, crumb format version ${file.version})`,
     ...architectureLines(header.config),

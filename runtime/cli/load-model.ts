@@ -105,7 +105,7 @@ export async function loadModelForCli(path: string, options: CliLoadOptions, log
   const bar = progressBar(log, name);
   let engine: Engine;
   try {
-    engine = await loadEngine(path, { ...options, onProgress: (p) => bar.update(p), onNote: (note) => log.line(note) });
+    engine = await loadEngine(path, { ...options, packGguf: async (source, o) => (await import("../../quantizer/gguf-load.ts")).packGgufInMemory(source, o), onProgress: (p) => bar.update(p), onNote: (note) => log.line(note) });
   } finally {
     bar.end();
   }

@@ -12,7 +12,7 @@ import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
 import { isPackedFile } from "../engine/load-engine.ts";
 import type { KvType } from "../engine/wasm-backend.ts";
-import { defaultThreads } from "../kernels/pool.ts";
+import { defaultThreads } from "../threads/pool.ts";
 import type { Pooling } from "../engine/types.ts";
 import { InvalidArgumentError, ListenError, UsageError } from "../errors.ts";
 import { pathProblem } from "../format/path-problem.ts";

@@ -28,6 +28,10 @@ export interface EngineOptions {
 /** What a backend (reference fp32, WASM over a packed file) provides to the engine. */
 export interface ModelBackend extends SequenceBackend {
   readonly args: ModelArgs;
+  /**
+   * Feeds tokens after the cached ones. The result may be a view of the backend's run state
+   * (the WASM backend's is), valid until the next call: copy what must outlive it.
+   */
   forward(tokens: readonly number[], options?: ForwardOptions): Float32Array | Promise<Float32Array>;
   /** Empties the cache and frees what it holds. */
   reset(): void;

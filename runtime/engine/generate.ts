@@ -21,7 +21,7 @@ import type { FinishReason, GenerateEvent, GenerateOptions, TokenLogprob } from 
 /** What the loop needs from a backend: a KV cache it can extend and rewind. */
 export interface SequenceBackend {
   readonly contextLength: number;
-  /** Feeds tokens after the cached ones; returns the logits of the last (vocab). */
+  /** Feeds tokens after the cached ones; returns the logits of the last (vocab), valid until the next call. */
   forward(tokens: readonly number[]): Float32Array | Promise<Float32Array>;
   /** Drops cached positions from `pos` on. */
   truncate(pos: number): void;

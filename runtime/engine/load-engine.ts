@@ -1,14 +1,16 @@
 /**
  * Opens any model path as an Engine: a packed crumb checkpoint runs on the WASM backend; a
- * .gguf is packed in memory the way `quantize` would pack it (its blocks kept where a crumb
- * encoding holds them, quantizer/gguf-load.ts) and runs on the WASM backend too; other
- * source checkpoints (HF directory, llama2.c .bin) run on the fp32 reference backend.
+ * .gguf is packed in memory by the `packGguf` the caller passes (the CLI passes the
+ * quantizer's packGgufInMemory, quantizer/gguf-load.ts: its blocks kept where a crumb encoding
+ * holds them; the runtime itself never imports the quantizer) and runs on the WASM backend
+ * too; other source checkpoints (HF directory, llama2.c .bin) run on the fp32 reference backend.
  */
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "../errors.ts";
-import { importModel } from "../../quantizer/import/index.ts";
-import { packGgufInMemory } from "../../quantizer/gguf-load.ts";
+import { importModel } from "../import/index.ts";
+import type { Encoding } from "../format/encoding.ts";
 import type { CheckpointHeader } from "../format/header.ts";
+import type { ModelSource } from "../models/types.ts";
 import { createEngine, createEngineOn } from "./engine.ts";
 import type { Engine } from "./types.ts";
 import { isPackedCheckpoint, loadPackedCheckpoint, type LoadProgress, type LoadStats, packedModelFromBytes, type PackedModel } from "./packed-model.ts";
@@ -35,7 +37,16 @@ export interface LoadEngineOptions {
   readonly onLoaded?: (stats: LoadStats) => void;
   /** Called with a line about how the model was prepared (a .gguf: which encodings were chosen). */
   readonly onNote?: (note: string) => void;
+  /** Packs an imported GGUF in memory; without it a .gguf is refused with the ways out. */
+  readonly packGguf?: GgufPacker;
 }
+
+/** A GGUF source packed in memory: crumb's header and tensors, and a line saying what was kept. */
+export type GgufPacker = (source: ModelSource, options: { threads?: number }) => Promise<{
+  readonly header: CheckpointHeader;
+  readonly tensors: readonly { name: string; shape: readonly number[]; encoding: Encoding; bytes: Uint8Array }[];
+  readonly summary: string;
+}>;
 
 function fileHead(path: string): Uint8Array | undefined {
   if (!statSync(path).isFile()) return undefined;
@@ -65,8 +76,15 @@ export async function loadEngine(path: string, options: LoadEngineOptions = {}):
   const problem = pathProblem(path);
   if (problem !== undefined) throw new InvalidArgumentError("model", `model path "${path}" ${problem}`);
   if (isGgufFile(path)) {
+    if (options.packGguf === undefined) {
+      throw new InvalidArgumentError(
+        "model",
+        `${path} is a GGUF file, which runs once the quantizer packs it: run it with the crumb CLI (crumb generate/serve), ` +
+          "pass loadEngine's packGguf option (packGgufInMemory from quantizer/gguf-load.ts), or quantize it first (crumb quantize model.gguf -o model.q4)",
+      );
+    }
     const source = await importModel(path, { tokenizer: options.tokenizer });
-    const packed = await packGgufInMemory(source, { threads: options.threads });
+    const packed = await options.packGguf(source, { threads: options.threads });
     options.onNote?.(`${path}: ${packed.summary}`);
     return startWasmEngine(path, packed.header, () => Promise.resolve(packedModelFromBytes(packed.header, packed.tensors)), options);
   }

@@ -1,6 +1,7 @@
 /**
  * The fp32 reference engine: an imported checkpoint, its architecture's forward pass over
- * the reference ops, and an fp32 KV cache. Every fast path is checked against it.
+ * the reference ops, and an fp32 KV cache. Every fast path is checked against it. Prompts run
+ * in tiles of REFERENCE_TILE tokens, the rows of its run state.
  */
 import { ContextLengthError } from "../errors.ts";
 import type { ModelSource } from "../models/types.ts";
@@ -25,6 +26,9 @@ export interface ReferenceEngine {
   reset(): void;
 }
 
+/** Tokens per forward tile. */
+export const REFERENCE_TILE = 64;
+
 export interface ReferenceEngineOptions {
   /** Positions to cache; defaults to the model's max_position_embeddings (capped at 4096). */
   readonly contextLength?: number;
@@ -42,7 +46,8 @@ export function createReferenceEngine(source: ModelSource, options: ReferenceEng
     contextLength,
     slidingWindow: args.slidingWindow,
   });
-  const ctx: ForwardContext = { ops: referenceOps, weights: createReferenceWeights(source), attention: cache };
+  const state = referenceOps.createState(arch.stateLayout(args), REFERENCE_TILE, contextLength);
+  const ctx = { ops: referenceOps, weights: createReferenceWeights(source), attention: cache, state } as unknown as ForwardContext;
 
   return {
     args,
@@ -52,7 +57,16 @@ export function createReferenceEngine(source: ModelSource, options: ReferenceEng
     forward(tokens, forwardOptions = {}) {
       const startPos = cache.length();
       if (startPos + tokens.length > contextLength) throw new ContextLengthError(startPos + tokens.length, 0, contextLength);
-      return arch.forward(args, ctx, tokens, startPos, forwardOptions);
+      const parts: Float32Array[] = [];
+      for (let i = 0; i < tokens.length; i += REFERENCE_TILE) {
+        const last = i + REFERENCE_TILE >= tokens.length;
+        const result = arch.forward(args, ctx, tokens.slice(i, i + REFERENCE_TILE), startPos + i, forwardOptions);
+        if (forwardOptions.allLogits || last) parts.push(result);
+      }
+      if (parts.length === 1) return parts[0];
+      const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+      parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+      return out;
     },
     truncate(pos) {
       cache.truncate(pos);

@@ -1,13 +1,17 @@
 /**
  * The fast backend: a packed checkpoint in WASM memory, the architecture's forward pass over
- * the WASM ops (LUT kernels, worker pool), and a KV cache in WASM memory. Prefills longer
- * than MAX_TOKENS_PER_CALL run as consecutive blocks so scratch memory stays bounded.
+ * the WASM ops (LUT kernels, worker pool) with its run state allocated once in WASM memory,
+ * and a KV cache there too. Token ids go in; the logits (or hidden states) come out as a view
+ * of the run state, valid until the next forward call. Prefills longer than
+ * MAX_TOKENS_PER_CALL (the run state's rows) run as consecutive blocks.
  */
 import { ContextLengthError, InvalidArgumentError } from "../errors.ts";
 import { checkTensors, resolveModel } from "../models/registry.ts";
-import { createPool, disposePool, type Pool } from "../kernels/pool.ts";
-import { createShardPool, type ShardPool } from "../kernels/shard-pool.ts";
-import { createWasmOps, MAX_TOKENS_PER_CALL, packedWeightStore } from "../ops/wasm-ops.ts";
+import { createPool, disposePool, type Pool } from "../threads/pool.ts";
+import { createShardPool, type ShardPool } from "../threads/shard-pool.ts";
+import { createKernelQueue, type FlushPolicy } from "../threads/kernel-queue.ts";
+import { createWasmOps, MAX_TOKENS_PER_CALL, type WasmOps } from "../ops/wasm-ops.ts";
+import { createWasmWeights } from "../ops/wasm-weights.ts";
 import type { ForwardContext, ForwardOptions } from "../ops/types.ts";
 import type { ModelBackend } from "./engine.ts";
 import { createKvCache, type KvOptions } from "./kv-cache/create-kv-cache.ts";
@@ -18,6 +22,7 @@ import { ropeInverseFrequencies } from "../models/rope-frequencies.ts";
 import type { PackedModel } from "./packed-model.ts";
 
 export const KV_TYPES = [...KV_MODES, "auto"] as const;
+const LAST_LOGITS: ForwardOptions = {};
 export type KvType = typeof KV_TYPES[number];
 
 export interface WasmBackendOptions {
@@ -28,17 +33,21 @@ export interface WasmBackendOptions {
   /** Bytes the attention state may take (`--kv auto` picks the fastest mode that fits). */
   readonly kvBudget?: number;
   readonly kvOptions?: KvOptions;
+  /** When the worker pool is woken: per op, per layer, or once per forward (default). */
+  readonly flush?: FlushPolicy;
 }
 
 export interface WasmBackend extends ModelBackend {
   readonly cache: KvCache;
   readonly threads: number;
+  /** The ops (and their kernel queue, which counts pool dispatches). */
+  readonly ops: WasmOps;
   dispose(): Promise<void>;
 }
 
 export async function createWasmBackend(model: PackedModel, options: WasmBackendOptions = {}): Promise<WasmBackend> {
   const { arch, args } = resolveModel(model.header.config);
-  const weights = packedWeightStore(model.matrices, model.vectors, model.path);
+  const weights = createWasmWeights(model.kernels, model.matrices, model.vectors, model.path);
   checkTensors(arch, args, weights.has, model.path);
   const kv = options.kv ?? "f16";
   if (!(KV_TYPES as readonly string[]).includes(kv)) {
@@ -46,7 +55,8 @@ export async function createWasmBackend(model: PackedModel, options: WasmBackend
   }
   const contextLength = options.contextLength ?? Math.min(args.maxPositions, 4096);
   const { threads, pool, shardPool, note } = await startThreads(model, options.threads ?? 1);
-  const ops = createWasmOps(model.kernels, pool ?? shardPool, { matrices: model.matrices });
+  const ops = createWasmOps(createKernelQueue(model.kernels, pool, options.flush), { shardPool });
+  const state = ops.createState(arch.stateLayout(args), MAX_TOKENS_PER_CALL, contextLength);
   const shape = {
     numLayers: args.numLayers,
     numHeads: args.numHeads,
@@ -57,15 +67,15 @@ export async function createWasmBackend(model: PackedModel, options: WasmBackend
   };
   const mode = kv === "auto" ? chooseKvMode(options.kvBudget ?? Infinity, shape, args.hiddenSize, options.kvOptions).mode : kv;
   const cache = createKvCache(mode, {
-    kernels: model.kernels,
-    pool,
+    ops,
     shape,
     hidden: args.hiddenSize,
     invFreq: ropeInverseFrequencies(args.headDim, args.ropeTheta, args.ropeScaling),
-    projector: (layer, x, n, startPos) => arch.projectKv(args, { ops, weights }, layer, x, n, startPos),
-    latent: () => createLatentCodec(model.kernels, ops, weights, args, arch.projectKv),
+    projector: (layer, x, n, startPos, k, v) => arch.projectKv(args, { ops, weights }, layer, x, n, startPos, k, v),
+    latent: () => createLatentCodec(ops, weights, args, arch.projectKv),
   }, options.kvOptions);
-  const ctx: ForwardContext = { ops, weights, attention: cache } as ForwardContext;
+  const ctx = { ops, weights, attention: cache, state } as unknown as ForwardContext;
+  const block = new Array<number>(MAX_TOKENS_PER_CALL);
 
   return {
     name: `wasm engine, ${threads} thread${threads === 1 ? "" : "s"}${note}, kv ${mode}`,
@@ -73,20 +83,20 @@ export async function createWasmBackend(model: PackedModel, options: WasmBackend
     contextLength,
     cache,
     threads,
-    forward(tokens: readonly number[], forwardOptions: ForwardOptions = {}) {
+    ops,
+    forward(tokens: readonly number[], forwardOptions: ForwardOptions = LAST_LOGITS) {
       const startPos = cache.length();
       if (startPos + tokens.length > contextLength) throw new ContextLengthError(startPos + tokens.length, 0, contextLength);
+      if (tokens.length <= MAX_TOKENS_PER_CALL) return arch.forward(args, ctx, tokens, startPos, forwardOptions);
       const blocks: Float32Array[] = [];
       for (let i = 0; i < tokens.length; i += MAX_TOKENS_PER_CALL) {
-        const block = tokens.slice(i, i + MAX_TOKENS_PER_CALL);
+        block.length = Math.min(MAX_TOKENS_PER_CALL, tokens.length - i);
+        for (let t = 0; t < block.length; t++) block[t] = tokens[i + t];
         const last = i + MAX_TOKENS_PER_CALL >= tokens.length;
-        // Earlier blocks only fill the cache unless every position's output is wanted.
+        // Earlier blocks only fill the cache unless every position's output is wanted; results
+        // are views of the run state, so each kept one is copied before the next block.
         const result = arch.forward(args, ctx, block, startPos + i, forwardOptions);
-        if (forwardOptions.allLogits || last) blocks.push(result);
-        // A block of prefill leaves megabytes of dead activation arrays that the engines' GC
-        // collects late (peak RSS grew by hundreds of MB over a long prompt); collect between
-        // blocks so the peak stays one block above the steady state. Decode steps skip this.
-        if (!last) collectGarbage();
+        if (forwardOptions.allLogits || last) blocks.push(result.slice());
       }
       return blocks.length === 1 ? blocks[0] : concat(blocks);
     },
@@ -120,13 +130,6 @@ async function startThreads(
   const matrices = [...model.matrices.values()].filter((m) => tiedHead || m.name !== "model.embed_tokens.weight");
   const shardPool = await createShardPool({ threads, kernels: model.kernels, matrices, maxTokens: MAX_TOKENS_PER_CALL });
   return { threads, shardPool, note: " (row shards: no shared WebAssembly memory)" };
-}
-
-/** A synchronous collection where the runtime offers one (Bun; Deno/Node with --expose-gc). */
-function collectGarbage(): void {
-  const runtime = globalThis as { Bun?: { gc(force: boolean): void }; gc?: () => void };
-  if (runtime.Bun !== undefined) runtime.Bun.gc(true);
-  else runtime.gc?.();
 }
 
 function concat(parts: Float32Array[]): Float32Array {

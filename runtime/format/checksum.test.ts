@@ -2,7 +2,7 @@
 
 import { describe, expect, test } from "bun:test";
 import { formatChecksum, xxhash32, XxHash32 } from "./checksum.ts";
-import { seededBytes } from "./testing.ts";
+import { seededBytes } from "../../test/fixtures/format-samples.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 

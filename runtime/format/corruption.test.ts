@@ -19,7 +19,7 @@ import {
   verifyCheckpoint,
 } from "./index.ts";
 import { PREAMBLE, PREAMBLE_SIZE } from "./header.ts";
-import { assemble, SAMPLE_HEADER, sampleInput, seededBytes } from "./testing.ts";
+import { assemble, SAMPLE_HEADER, sampleInput, seededBytes } from "../../test/fixtures/format-samples.ts";
 
 const input = sampleInput();
 const file = serializeCheckpoint(input);

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { CrumbError, FormatError, InvalidArgumentError } from "../errors.ts";
 import { openCheckpoint, writeCheckpointFile } from "./file.ts";
 import { serializeCheckpoint } from "./index.ts";
-import { sampleInput } from "./testing.ts";
+import { sampleInput } from "../../test/fixtures/format-samples.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "crumb-format-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { type Encoding, encodingName } from "./encoding.ts";
 import { dequantizeLut, type LutEncoding, lutRow } from "./pack-lut.ts";
-import { quantizeRtn, randomFloats } from "../kernels/matmul-fixtures.ts";
+import { quantizeRtn, randomFloats } from "../../test/fixtures/matmul-fixtures.ts";
 
 const ENCODINGS: LutEncoding[] = [
   { kind: "bitplane", bits: 4, group: 64, scales: "zero-point" },

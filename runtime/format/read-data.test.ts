@@ -11,7 +11,7 @@ import { XxHash32 } from "./checksum.ts";
 import { type ByteSource, bytesSource, parseCheckpointHeader } from "./reader.ts";
 import { dataSectionBytes, readDataSection } from "./read-data.ts";
 import { serializeCheckpoint } from "./writer.ts";
-import { assemble, sampleInput, seededBytes } from "./testing.ts";
+import { assemble, sampleInput, seededBytes } from "../../test/fixtures/format-samples.ts";
 
 const file = serializeCheckpoint(sampleInput());
 const info = parseCheckpointHeader(file);

@@ -18,7 +18,7 @@ import {
   writeCheckpoint,
 } from "./index.ts";
 import { packF16, packF32, unpackF16, unpackF32 } from "./pack-f16.ts";
-import { SAMPLE_HEADER, sampleInput } from "./testing.ts";
+import { SAMPLE_HEADER, sampleInput } from "../../test/fixtures/format-samples.ts";
 
 describe("checkpoint round trip", () => {
   const input = sampleInput();

@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { KernelError, ShapeError } from "../errors.ts";
 import { attention, attentionTokens, attentionTokensScratchFloats, type CacheType } from "./elementwise.ts";
 import { attentionTokensRef, f16ToF32Ref, f32ToF16Ref } from "./reference.ts";
-import { alloc, expectClose, getF32, put, QUICK, randomF32, withArena } from "./test-data.ts";
+import { alloc, expectClose, getF32, put, QUICK, randomF32, withArena } from "../../test/fixtures/kernel-data.ts";
 import { loadKernels } from "./wasm.ts";
 
 const kern = loadKernels();

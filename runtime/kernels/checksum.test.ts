@@ -8,9 +8,9 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { KernelError } from "../errors.ts";
 import { XxHash32, xxhash32 } from "../format/checksum.ts";
-import { seededBytes } from "../format/testing.ts";
+import { seededBytes } from "../../test/fixtures/format-samples.ts";
 import { xxh32, xxh32StateBytes, xxh32StreamAt } from "./checksum.ts";
-import { withArena } from "./test-data.ts";
+import { withArena } from "../../test/fixtures/kernel-data.ts";
 import { Arena, instantiateKernels, type Kernels, loadKernels } from "./wasm.ts";
 
 const binary = (name: string) => new Uint8Array(readFileSync(new URL(`../../kernels-wasm/pkg/${name}.wasm`, import.meta.url)));

@@ -37,7 +37,7 @@ import {
   scaleRef,
   softmaxRef,
 } from "./reference.ts";
-import { alloc, createRng, expectClose, getF32, getU16, put, QUICK, randomF32, withArena } from "./test-data.ts";
+import { alloc, createRng, expectClose, getF32, getU16, put, QUICK, randomF32, withArena } from "../../test/fixtures/kernel-data.ts";
 import { loadKernels } from "./wasm.ts";
 
 const kern = loadKernels();

@@ -3,7 +3,9 @@
  * softmax,activation,attention,f16}.rs). Arguments are byte offsets into the kernels' shared
  * memory plus sizes; every wrapper checks shapes (ShapeError) and that each region is aligned,
  * inside the memory and not partly overlapping another (KernelError) before calling the export,
- * because the kernels themselves trust their arguments. Twins: ./reference/elementwise.ts.
+ * because the kernels themselves trust their arguments. `*CallArgs` does the checks and returns
+ * the export's argument list, so a call plan (runtime/ops/wasm-ops.ts) checks once and runs the
+ * list many times; the plain wrappers check and call. Twins: ./reference/elementwise.ts.
  */
 import { ShapeError } from "../errors.ts";
 import type { KernelInstance } from "./wasm.ts";
@@ -18,17 +20,23 @@ export interface RmsnormArgs {
   eps: number;
 }
 
-/** RMSNorm of each row: out = x / sqrt(mean(x²) + eps) · weight (HF Llama, in f32). */
-export function rmsnormF32(kern: KernelInstance, a: RmsnormArgs): void {
+/** Validates rmsnorm_f32's arguments and returns its argument list. */
+export function rmsnormCallArgs(kern: KernelInstance, a: RmsnormArgs): number[] {
   const op = "rmsnorm_f32";
   const rows = a.rows ?? 1;
   checkCount(op, "rows", rows);
   checkCount(op, "n", a.n);
+  if (!(a.eps >= 0)) throw new ShapeError(op, "eps ≥ 0", String(a.eps));
   const x = f32Region(kern, op, "x", a.x, rows * a.n);
   const out = f32Region(kern, op, "out", a.out, rows * a.n);
   const w = a.weight === null ? [] : [f32Region(kern, op, "weight", a.weight, a.n)];
   checkOverlap(op, [out], [x, ...w], true);
-  call(kern, op, [a.x, a.weight ?? 0, a.out, rows, a.n, a.eps]);
+  return [a.x, a.weight ?? 0, a.out, rows, a.n, a.eps];
+}
+
+/** RMSNorm of each row: out = x / sqrt(mean(x²) + eps) · weight (HF Llama, in f32). */
+export function rmsnormF32(kern: KernelInstance, a: RmsnormArgs): void {
+  call(kern, "rmsnorm_f32", rmsnormCallArgs(kern, a));
 }
 
 export interface LayernormArgs extends RmsnormArgs {
@@ -142,19 +150,29 @@ export function activationF32(kern: KernelInstance, name: Activation, a: { x: nu
   call(kern, op, [a.x, a.out, a.n]);
 }
 
-/** out = act(gate) · up elementwise (SwiGLU for "silu"); out may be gate or up. */
-export function gatedActivationF32(
+/** Validates a gated activation's arguments; returns the export's name and argument list. */
+export function gatedActivationCall(
   kern: KernelInstance,
   name: Activation,
   a: { gate: number; up: number; out: number; n: number },
-): void {
+): { exportName: string; args: number[] } {
   const op = `${activationExport("gated activation", name)}_mul_f32`;
   checkCount(op, "n", a.n);
   const gate = f32Region(kern, op, "gate", a.gate, a.n);
   const up = f32Region(kern, op, "up", a.up, a.n);
   const out = f32Region(kern, op, "out", a.out, a.n);
   checkOverlap(op, [out], [gate, up], true);
-  call(kern, op, [a.gate, a.up, a.out, a.n]);
+  return { exportName: op, args: [a.gate, a.up, a.out, a.n] };
+}
+
+/** out = act(gate) · up elementwise (SwiGLU for "silu"); out may be gate or up. */
+export function gatedActivationF32(
+  kern: KernelInstance,
+  name: Activation,
+  a: { gate: number; up: number; out: number; n: number },
+): void {
+  const { exportName, args } = gatedActivationCall(kern, name, a);
+  call(kern, exportName, args);
 }
 
 /** SwiGLU: out = silu(gate) · up. */
@@ -162,53 +180,73 @@ export function swigluF32(kern: KernelInstance, a: { gate: number; up: number; o
   gatedActivationF32(kern, "silu", a);
 }
 
-function binary(kern: KernelInstance, op: string, a: { a: number; b: number; out: number; n: number }): void {
+function binaryCallArgs(kern: KernelInstance, op: string, a: { a: number; b: number; out: number; n: number }): number[] {
   checkCount(op, "n", a.n);
   const ra = f32Region(kern, op, "a", a.a, a.n);
   const rb = f32Region(kern, op, "b", a.b, a.n);
   const out = f32Region(kern, op, "out", a.out, a.n);
   checkOverlap(op, [out], [ra, rb], true);
-  call(kern, op, [a.a, a.b, a.out, a.n]);
+  return [a.a, a.b, a.out, a.n];
+}
+
+/** Validates add_f32's arguments and returns its argument list. */
+export function addCallArgs(kern: KernelInstance, a: { a: number; b: number; out: number; n: number }): number[] {
+  return binaryCallArgs(kern, "add_f32", a);
 }
 
 /** out = a + b (residual add); out may be a or b. */
 export function addF32(kern: KernelInstance, a: { a: number; b: number; out: number; n: number }): void {
-  binary(kern, "add_f32", a);
+  call(kern, "add_f32", addCallArgs(kern, a));
 }
 
 /** out = a · b elementwise; out may be a or b. */
 export function mulF32(kern: KernelInstance, a: { a: number; b: number; out: number; n: number }): void {
-  binary(kern, "mul_f32", a);
+  call(kern, "mul_f32", binaryCallArgs(kern, "mul_f32", a));
 }
 
-/** out = x · s; out may be x. */
-export function scaleF32(kern: KernelInstance, a: { x: number; s: number; out: number; n: number }): void {
+/** Validates scale_f32's arguments and returns its argument list. */
+export function scaleCallArgs(kern: KernelInstance, a: { x: number; s: number; out: number; n: number }): number[] {
   const op = "scale_f32";
   checkCount(op, "n", a.n);
   const x = f32Region(kern, op, "x", a.x, a.n);
   const out = f32Region(kern, op, "out", a.out, a.n);
   checkOverlap(op, [out], [x], true);
-  call(kern, op, [a.x, a.s, a.out, a.n]);
+  return [a.x, a.s, a.out, a.n];
 }
 
-/** dst (n u16) = f16 bits of src (n f32), round to nearest even. */
-export function f32ToF16(kern: KernelInstance, a: { src: number; dst: number; n: number }): void {
+/** out = x · s; out may be x. */
+export function scaleF32(kern: KernelInstance, a: { x: number; s: number; out: number; n: number }): void {
+  call(kern, "scale_f32", scaleCallArgs(kern, a));
+}
+
+/** Validates f32_to_f16's arguments and returns its argument list. */
+export function f32ToF16CallArgs(kern: KernelInstance, a: { src: number; dst: number; n: number }): number[] {
   const op = "f32_to_f16";
   checkCount(op, "n", a.n);
   const src = f32Region(kern, op, "src", a.src, a.n);
   const dst = checkRegion(kern, op, { name: "dst", ptr: a.dst, bytes: a.n * 2 }, 2);
   checkOverlap(op, [dst], [src], false);
-  call(kern, op, [a.src, a.dst, a.n]);
+  return [a.src, a.dst, a.n];
 }
 
-/** dst (n f32) = values of the f16 bits at src (n u16). */
-export function f16ToF32(kern: KernelInstance, a: { src: number; dst: number; n: number }): void {
+/** dst (n u16) = f16 bits of src (n f32), round to nearest even. */
+export function f32ToF16(kern: KernelInstance, a: { src: number; dst: number; n: number }): void {
+  call(kern, "f32_to_f16", f32ToF16CallArgs(kern, a));
+}
+
+/** Validates f16_to_f32's arguments and returns its argument list. */
+export function f16ToF32CallArgs(kern: KernelInstance, a: { src: number; dst: number; n: number }): number[] {
   const op = "f16_to_f32";
   checkCount(op, "n", a.n);
   const src = checkRegion(kern, op, { name: "src", ptr: a.src, bytes: a.n * 2 }, 2);
   const dst = f32Region(kern, op, "dst", a.dst, a.n);
   checkOverlap(op, [dst], [src], false);
-  call(kern, op, [a.src, a.dst, a.n]);
+  return [a.src, a.dst, a.n];
+}
+
+/** dst (n f32) = values of the f16 bits at src (n u16). */
+export function f16ToF32(kern: KernelInstance, a: { src: number; dst: number; n: number }): void {
+  call(kern, "f16_to_f32", f16ToF32CallArgs(kern, a));
 }
 
 export interface AttentionArgs {

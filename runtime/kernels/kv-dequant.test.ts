@@ -16,7 +16,7 @@ import {
   quantizeRowGroups,
 } from "../engine/kv-cache/kv-quant.ts";
 import { kvDequantChannel, kvDequantToken } from "./kv-dequant.ts";
-import { alloc, getF32, randomF32, withArena } from "./test-data.ts";
+import { alloc, getF32, randomF32, withArena } from "../../test/fixtures/kernel-data.ts";
 import { loadKernels } from "./wasm.ts";
 
 const kern = loadKernels();

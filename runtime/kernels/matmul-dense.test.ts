@@ -23,7 +23,7 @@ import {
   quantizeI8,
   quantizeQ8Input,
 } from "./matmul.ts";
-import { quantizeRtn, randomFloats } from "./matmul-fixtures.ts";
+import { quantizeRtn, randomFloats } from "../../test/fixtures/matmul-fixtures.ts";
 import { gemmDense, gemmQ8I8, q8ActByteLength, quantizeI8 as quantizeI8Ref, quantizeQ8Act } from "./reference/matmul.ts";
 import { loadKernels } from "./wasm.ts";
 

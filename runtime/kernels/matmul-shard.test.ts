@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { KernelError, ShapeError } from "../errors.ts";
 import { type Encoding, encodingName } from "../format/encoding.ts";
 import { buildLut, createLut, createPackedMatrix, createQ8Input, gemm, gemmRows, quantizeQ8Input } from "./matmul.ts";
-import { quantizeRtn, randomFloats } from "./matmul-fixtures.ts";
+import { quantizeRtn, randomFloats } from "../../test/fixtures/matmul-fixtures.ts";
 import { loadKernels } from "./wasm.ts";
 
 const k = loadKernels();

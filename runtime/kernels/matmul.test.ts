@@ -17,7 +17,7 @@ import { encodingName, matrixLayout } from "../format/encoding.ts";
 import { dequantize } from "../format/pack-dequantize.ts";
 import { type LutEncoding, packBitplane, unpackLut } from "../format/pack-lut.ts";
 import { buildLut as buildLutWasm, createLut, createPackedMatrix, gemm, gemv, lutGroupSums as lutGroupSumsWasm } from "./matmul.ts";
-import { quantizeRtn, randomFloats } from "./matmul-fixtures.ts";
+import { quantizeRtn, randomFloats } from "../../test/fixtures/matmul-fixtures.ts";
 import { buildLut, gemmLut, lutByteLength, lutGroupSums, matmulF64 } from "./reference/matmul.ts";
 import { loadKernels } from "./wasm.ts";
 

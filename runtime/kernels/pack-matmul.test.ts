@@ -10,7 +10,7 @@ import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, packF16, roundToF16 } from ".
 import { dequantize } from "../format/pack-dequantize.ts";
 import { type BitplaneEncoding, packBitplane, packTernary, unpackLut } from "../format/pack-lut.ts";
 import { packQ8, unpackQ8 } from "../format/pack-q8.ts";
-import { rng } from "./matmul-fixtures.ts";
+import { rng } from "../../test/fixtures/matmul-fixtures.ts";
 
 const ROWS = 19;
 const COLS = 75;

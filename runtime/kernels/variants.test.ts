@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { type Encoding, encodingName } from "../format/encoding.ts";
 import { buildLut, createLut, createPackedMatrix, gemm } from "./matmul.ts";
-import { quantizeRtn, randomFloats } from "./matmul-fixtures.ts";
+import { quantizeRtn, randomFloats } from "../../test/fixtures/matmul-fixtures.ts";
 import { Arena, instantiateKernels, type Kernels, kernelVariant } from "./wasm.ts";
 
 const read = (name: string) => new Uint8Array(readFileSync(new URL(`../../kernels-wasm/pkg/${name}.wasm`, import.meta.url)));

@@ -3,110 +3,17 @@
  * RMSNorm → attention with rotate-half RoPE and grouped-query heads → residual, RMSNorm →
  * SwiGLU MLP → residual; final RMSNorm and lm_head (tied to the embedding when absent).
  * Follows transformers' modeling_llama.py. qwen2 and qwen3 reuse `decoderForward` with
- * their own features (q/k/v bias, q/k RMSNorm).
+ * their own features (q/k/v bias, q/k RMSNorm). The activations live in the run state of
+ * `stateLayout` (llama2.c's RunState); the ops run on handles to it.
  */
 import type { RawConfig } from "./types.ts";
-import type { ForwardContext, ForwardOptions } from "../ops/types.ts";
-import {
-  normalizeRopeScaling,
-  optionalBool,
-  optionalInt,
-  optionalNumber,
-  requireInt,
-  type RopeScaling,
-  tokenIdList,
-} from "./config.ts";
-import { ConfigError } from "../errors.ts";
+import type { Activation, AttentionInput, ForwardContext, ForwardOptions, MatrixHandle, Projection, StateLayout, VectorHandle } from "../ops/types.ts";
+import { type DecoderArgs, normalizeDecoderConfig } from "./decoder-args.ts";
 import { ropeInverseFrequencies } from "./rope-frequencies.ts";
 
-/** Normalised config of every decoder in this family; later code never sees undefined. */
-export interface DecoderArgs {
-  readonly modelType: string;
-  readonly hiddenSize: number;
-  readonly intermediateSize: number;
-  readonly numLayers: number;
-  readonly numHeads: number;
-  readonly numKvHeads: number;
-  readonly headDim: number;
-  readonly vocabSize: number;
-  readonly maxPositions: number;
-  readonly rmsNormEps: number;
-  readonly ropeTheta: number;
-  readonly ropeScaling: RopeScaling;
-  readonly tieWordEmbeddings: boolean;
-  readonly bosTokenId: number | undefined;
-  readonly eosTokenIds: readonly number[];
-  /** q_proj/k_proj/v_proj carry biases (qwen2). */
-  readonly attentionBias: boolean;
-  /** o_proj carries a bias too (llama and qwen3 with attention_bias; never qwen2). */
-  readonly outputBias: boolean;
-  /** RMSNorm over each head of q and k before RoPE (qwen3). */
-  readonly qkNorm: boolean;
-  /** Each query attends to at most this many most recent positions (Mistral); undefined = all. */
-  readonly slidingWindow: number | undefined;
-}
+export { type DecoderArgs, normalizeDecoderConfig };
 
 export type LlamaArgs = DecoderArgs;
-
-/** Shared by llama, qwen2 and qwen3; `features` are what the model_type fixes. */
-export function normalizeDecoderConfig(
-  raw: RawConfig,
-  features: {
-    attentionBias: boolean;
-    /** attention_bias also puts a bias on o_proj (transformers' llama and qwen3; not qwen2). */
-    biasOnOutput: boolean;
-    qkNorm: boolean;
-    defaultTheta: number;
-    defaultEps: number;
-    defaultHeadDim?: number;
-  },
-): DecoderArgs {
-  const hiddenSize = requireInt(raw, "hidden_size");
-  const numHeads = requireInt(raw, "num_attention_heads");
-  const numKvHeads = optionalInt(raw, "num_key_value_heads", numHeads);
-  if (numHeads % numKvHeads !== 0) {
-    throw new ConfigError(
-      `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`,
-      { key: "num_key_value_heads" },
-    );
-  }
-  const attentionBias = optionalBool(raw, "attention_bias", features.attentionBias);
-  const headDim = optionalInt(raw, "head_dim", features.defaultHeadDim ?? hiddenSize / numHeads);
-  if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
-    throw new ConfigError(
-      `head size ${headDim} (hidden_size ${hiddenSize} / num_attention_heads ${numHeads}) must be an even integer; set "head_dim"`,
-      { key: "head_dim" },
-    );
-  }
-  return {
-    modelType: String(raw.model_type),
-    hiddenSize,
-    intermediateSize: requireInt(raw, "intermediate_size"),
-    numLayers: requireInt(raw, "num_hidden_layers"),
-    numHeads,
-    numKvHeads,
-    headDim,
-    vocabSize: requireInt(raw, "vocab_size"),
-    maxPositions: optionalInt(raw, "max_position_embeddings", 2048),
-    rmsNormEps: optionalNumber(raw, "rms_norm_eps", features.defaultEps),
-    ropeTheta: optionalNumber(raw, "rope_theta", features.defaultTheta),
-    ropeScaling: normalizeRopeScaling(raw),
-    tieWordEmbeddings: optionalBool(raw, "tie_word_embeddings", false),
-    bosTokenId: tokenIdList(raw, "bos_token_id")[0],
-    eosTokenIds: tokenIdList(raw, "eos_token_id"),
-    attentionBias,
-    outputBias: attentionBias && features.biasOnOutput,
-    qkNorm: features.qkNorm,
-    slidingWindow: slidingWindow(raw),
-  };
-}
-
-/** Mistral sets sliding_window; Qwen2 sets it too but only uses it when use_sliding_window is true. */
-function slidingWindow(raw: RawConfig): number | undefined {
-  if (raw.use_sliding_window === false) return undefined;
-  const window = raw.sliding_window;
-  return window === undefined || window === null ? undefined : requireInt(raw, "sliding_window");
-}
 
 export function normalizeConfig(raw: RawConfig): LlamaArgs {
   return normalizeDecoderConfig(raw, { attentionBias: false, biasOnOutput: true, qkNorm: false, defaultTheta: 10000, defaultEps: 1e-6 });
@@ -139,82 +46,165 @@ function inverseFrequencies(args: DecoderArgs): Float32Array {
   return invFreq;
 }
 
+/** The run state of the decoder: floats per row of each buffer (each holds up to a prefill tile). */
+export function stateLayout(args: DecoderArgs): StateLayout<DecoderBuffer> {
+  const qDim = args.numHeads * args.headDim;
+  const kvDim = args.numKvHeads * args.headDim;
+  const { hiddenSize: hidden, intermediateSize: inter } = args;
+  // x: residual stream; h: normed input of a block, then o_proj / down_proj output; att: attention output.
+  return { x: hidden, h: hidden, q: qDim, k: kvDim, v: kvDim, att: qDim, gate: inter, up: inter, logits: args.vocabSize };
+}
+
+export type DecoderBuffer = "x" | "h" | "q" | "k" | "v" | "att" | "gate" | "up" | "logits";
+type Ctx = ForwardContext<MatrixHandle, VectorHandle, Activation, DecoderBuffer>;
+
+/** One block's weights, resolved once per context, with its fused projection groups. */
+interface Block {
+  readonly inputNorm: VectorHandle;
+  readonly postNorm: VectorHandle;
+  readonly qNorm?: VectorHandle;
+  readonly kNorm?: VectorHandle;
+  readonly qkv: readonly Projection[];
+  readonly o: readonly Projection[];
+  readonly gateUp: readonly Projection[];
+  readonly down: readonly Projection[];
+  /** The attention call: fixed but for the tokens' count and position, set per call (no allocation per token). */
+  readonly attend: { -readonly [K in keyof AttentionInput]: AttentionInput[K] };
+}
+
+const blockCache = new WeakMap<object, Block[]>();
+
+function block(args: DecoderArgs, ctx: Ctx, layer: number): Block {
+  let blocks = blockCache.get(ctx);
+  if (blocks === undefined) blockCache.set(ctx, blocks = []);
+  return blocks[layer] ??= resolveBlock(args, ctx, layer);
+}
+
+function resolveBlock(args: DecoderArgs, ctx: Ctx, layer: number): Block {
+  const { weights, state: s } = ctx;
+  const p = `model.layers.${layer}`;
+  const proj = (name: string, out: Activation, bias: boolean): Projection => ({
+    weight: weights.matrix(`${p}.${name}.weight`),
+    out,
+    bias: bias ? weights.vector(`${p}.${name}.bias`) : undefined,
+  });
+  return {
+    inputNorm: weights.vector(`${p}.input_layernorm.weight`),
+    postNorm: weights.vector(`${p}.post_attention_layernorm.weight`),
+    qNorm: args.qkNorm ? weights.vector(`${p}.self_attn.q_norm.weight`) : undefined,
+    kNorm: args.qkNorm ? weights.vector(`${p}.self_attn.k_norm.weight`) : undefined,
+    qkv: [proj("self_attn.q_proj", s.q, args.attentionBias), ...kvProjections(args, ctx, layer, s.k, s.v)],
+    o: [proj("self_attn.o_proj", s.h, args.outputBias)],
+    gateUp: [proj("mlp.gate_proj", s.gate, false), proj("mlp.up_proj", s.up, false)],
+    down: [proj("mlp.down_proj", s.h, false)],
+    attend: { layer, q: s.q, k: s.k, v: s.v, x: s.h, out: s.att, n: 0, startPos: 0 },
+  };
+}
+
+/** k_proj and v_proj of a layer writing to k and v. */
+function kvProjections(args: DecoderArgs, ctx: Pick<Ctx, "weights">, layer: number, k: Activation, v: Activation): Projection[] {
+  const p = `model.layers.${layer}.self_attn`;
+  const bias = (name: string) => args.attentionBias ? ctx.weights.vector(`${p}.${name}.bias`) : undefined;
+  return [
+    { weight: ctx.weights.matrix(`${p}.k_proj.weight`), out: k, bias: bias("k_proj") },
+    { weight: ctx.weights.matrix(`${p}.v_proj.weight`), out: v, bias: bias("v_proj") },
+  ];
+}
+
 /**
  * Runs n tokens starting at startPos through the decoder; returns the last position's logits
  * (vocab) or, with allLogits, every position's (n, vocab); with output "hidden", the final
- * normalised hidden states instead.
+ * normalised hidden states instead. The WASM backend returns a view of its run state.
  */
-export function decoderForward(
-  args: DecoderArgs,
-  ctx: ForwardContext,
-  tokens: readonly number[],
-  startPos: number,
-  options: ForwardOptions = {},
-): Float32Array {
-  const { ops, weights } = ctx;
+export function decoderForward(args: DecoderArgs, ctx: Ctx, tokens: readonly number[], startPos: number, options: ForwardOptions = LOGITS): Float32Array {
+  const { ops, weights, state: s } = ctx;
   const n = tokens.length;
-  const x = ops.embed(tokens, weights.matrix("model.embed_tokens.weight")); // (n, hidden)
-  for (let l = 0; l < args.numLayers; l++) {
-    ops.beginLayer?.(); // this layer's temporaries may reuse the previous layer's memory
-    decoderLayer(args, ctx, l, x, n, startPos);
-  }
-  ops.endLayers?.();
+  ops.embed(tokens, weights.matrix("model.embed_tokens.weight"), s.x); // (n, hidden)
+  for (let l = 0; l < args.numLayers; l++) decoderLayer(args, ctx, l, s.x, n, startPos);
 
   const rows = options.allLogits ? n : 1;
-  const last = options.allLogits ? x : x.subarray((n - 1) * args.hiddenSize, n * args.hiddenSize);
-  const normed = ops.rmsNorm(last, rows, weights.vector("model.norm.weight"), args.rmsNormEps);
-  if (options.output === "hidden") return normed; // (rows, hidden)
-  const head = args.tieWordEmbeddings && !weights.has("lm_head.weight") ? "model.embed_tokens.weight" : "lm_head.weight";
-  return ops.linear(normed, rows, weights.matrix(head)); // (rows, vocab)
+  ops.rmsNorm(options.allLogits ? s.x : ops.rows(s.x, n - 1), rows, weights.vector("model.norm.weight"), args.rmsNormEps, s.h);
+  if (options.output === "hidden") return ops.read(s.h, rows); // (rows, hidden)
+  ops.linear(s.h, rows, lmHead(args, ctx));
+  return ops.read(s.logits, rows); // (rows, vocab)
+}
+
+const LOGITS: ForwardOptions = {};
+const headCache = new WeakMap<object, Projection[]>();
+
+function lmHead(args: DecoderArgs, ctx: Ctx): Projection[] {
+  let head = headCache.get(ctx);
+  if (head === undefined) {
+    const tied = args.tieWordEmbeddings && !ctx.weights.has("lm_head.weight");
+    head = [{ weight: ctx.weights.matrix(tied ? "model.embed_tokens.weight" : "lm_head.weight"), out: ctx.state.logits }];
+    headCache.set(ctx, head);
+  }
+  return head;
 }
 
 /**
- * One decoder block on x (n, hidden) at positions startPos.., in place: x becomes the block's
- * output (RMSNorm → q projection, q-norm, RoPE → projectKv → attention → o_proj residual,
- * RMSNorm → SwiGLU MLP residual). The forward pass runs it per layer; layer-by-layer
- * calibration (quantizer/calibrate-stream.ts) runs it on one layer's weights at a time.
+ * One decoder block on x (n, hidden) in place: x becomes the block's output (RMSNorm → q/k/v
+ * projections, q/k norms, RoPE → attention → o_proj residual, RMSNorm → SwiGLU MLP residual).
+ * The forward pass runs it per layer; layer-by-layer calibration (quantizer/calibrate-stream.ts)
+ * runs it on one layer's weights at a time.
  */
-export function decoderLayer(args: DecoderArgs, ctx: ForwardContext, layer: number, x: Float32Array, n: number, startPos: number): void {
-  const { ops, weights } = ctx;
-  const { headDim, numHeads } = args;
-  const p = `model.layers.${layer}`;
-  const h = ops.rmsNorm(x, n, weights.vector(`${p}.input_layernorm.weight`), args.rmsNormEps);
-  const bias = (proj: string) => args.attentionBias ? weights.vector(`${p}.self_attn.${proj}.bias`) : undefined;
-  const q = ops.linear(h, n, weights.matrix(`${p}.self_attn.q_proj.weight`), bias("q_proj")); // (n, heads*headDim)
-  const qn = args.qkNorm ? ops.rmsNorm(q, n * numHeads, weights.vector(`${p}.self_attn.q_norm.weight`), args.rmsNormEps) : q;
-  ops.rope(qn, n, numHeads, headDim, startPos, inverseFrequencies(args));
-  const { k, v } = projectKv(args, ctx, layer, h, n, startPos);
-  const attended = ctx.attention.attend({ layer, q: qn, k, v, n, startPos, x: h });
-  const outputBias = args.outputBias ? weights.vector(`${p}.self_attn.o_proj.bias`) : undefined;
-  ops.addInPlace(x, ops.linear(attended, n, weights.matrix(`${p}.self_attn.o_proj.weight`), outputBias));
+export function decoderLayer(args: DecoderArgs, ctx: Ctx, layer: number, x: Activation, n: number, startPos: number): void {
+  const { ops, state: s } = ctx;
+  const { headDim, numHeads, rmsNormEps: eps } = args;
+  const b = block(args, ctx, layer);
+  ops.rmsNorm(x, n, b.inputNorm, eps, s.h);
+  ops.linear(s.h, n, b.qkv); // q (n, heads·headDim), k and v (n, kvHeads·headDim)
+  if (b.qNorm !== undefined) ops.rmsNorm(s.q, n * numHeads, b.qNorm, eps, s.q);
+  ops.rope(s.q, n, numHeads, headDim, startPos, inverseFrequencies(args));
+  finishKeys(args, ops, b.kNorm, s.k, n, startPos);
+  b.attend.n = n;
+  b.attend.startPos = startPos;
+  ctx.attention.attend(b.attend);
+  ops.linear(s.att, n, b.o); // into h
+  ops.add(x, s.h, n);
 
-  const h2 = ops.rmsNorm(x, n, weights.vector(`${p}.post_attention_layernorm.weight`), args.rmsNormEps);
-  const gate = ops.linear(h2, n, weights.matrix(`${p}.mlp.gate_proj.weight`)); // (n, intermediate)
-  const up = ops.linear(h2, n, weights.matrix(`${p}.mlp.up_proj.weight`));
-  ops.addInPlace(x, ops.linear(ops.siluMul(gate, up), n, weights.matrix(`${p}.mlp.down_proj.weight`)));
+  ops.rmsNorm(x, n, b.postNorm, eps, s.h);
+  ops.linear(s.h, n, b.gateUp); // (n, intermediate) each
+  ops.siluMul(s.gate, s.up, n, s.gate);
+  ops.linear(s.gate, n, b.down); // into h
+  ops.add(x, s.h, n);
+}
+
+/** k_norm (qwen3) and RoPE on keys k (n rows) at positions startPos..: shared by the forward and projectKv. */
+function finishKeys(args: DecoderArgs, ops: Ctx["ops"], kNorm: VectorHandle | undefined, k: Activation, n: number, startPos: number): void {
+  if (kNorm !== undefined) ops.rmsNorm(k, n * args.numKvHeads, kNorm, args.rmsNormEps, k);
+  ops.rope(k, n, args.numKvHeads, args.headDim, startPos, inverseFrequencies(args));
+}
+
+const kvGroups = new WeakMap<object, WeakMap<Activation, Projection[][]>>();
+
+/** The k/v group of a layer into k and v, kept per (weights, k) so the ops reuse its plan. */
+function cachedKvProjections(args: DecoderArgs, ctx: Pick<Ctx, "weights">, layer: number, k: Activation, v: Activation): Projection[] {
+  let byK = kvGroups.get(ctx.weights);
+  if (byK === undefined) kvGroups.set(ctx.weights, byK = new WeakMap());
+  let layers = byK.get(k);
+  if (layers === undefined) byK.set(k, layers = []);
+  const group = layers[layer];
+  return group !== undefined && group[1].out === v ? group : (layers[layer] = kvProjections(args, ctx, layer, k, v));
 }
 
 /**
- * Keys (q/k-normed and rotated) and values of layer `layer` for inputs h (n, hidden) at
- * positions startPos.. : the forward pass uses it, and XQuant caches call it to rebuild K/V
- * from cached layer inputs.
+ * Keys (k-normed and rotated) and values of layer `layer` for inputs h (n rows) at positions
+ * startPos.. into k and v: XQuant caches call it to rebuild K/V from cached layer inputs.
  */
 export function projectKv(
   args: DecoderArgs,
-  ctx: Pick<ForwardContext, "ops" | "weights">,
+  ctx: Pick<Ctx, "ops" | "weights">,
   layer: number,
-  h: Float32Array,
+  h: Activation,
   n: number,
   startPos: number,
-): { k: Float32Array; v: Float32Array } {
-  const { ops, weights } = ctx;
-  const p = `model.layers.${layer}`;
-  const bias = (proj: string) => args.attentionBias ? weights.vector(`${p}.self_attn.${proj}.bias`) : undefined;
-  const k = ops.linear(h, n, weights.matrix(`${p}.self_attn.k_proj.weight`), bias("k_proj")); // (n, kvHeads*headDim)
-  const v = ops.linear(h, n, weights.matrix(`${p}.self_attn.v_proj.weight`), bias("v_proj"));
-  const kn = args.qkNorm ? ops.rmsNorm(k, n * args.numKvHeads, weights.vector(`${p}.self_attn.k_norm.weight`), args.rmsNormEps) : k;
-  ops.rope(kn, n, args.numKvHeads, args.headDim, startPos, inverseFrequencies(args));
-  return { k: kn, v };
+  k: Activation,
+  v: Activation,
+): void {
+  ctx.ops.linear(h, n, cachedKvProjections(args, ctx, layer, k, v));
+  const kNorm = args.qkNorm ? ctx.weights.vector(`model.layers.${layer}.self_attn.k_norm.weight`) : undefined;
+  finishKeys(args, ctx.ops, kNorm, k, n, startPos);
 }
 
 export const forward = decoderForward;

@@ -4,7 +4,7 @@
  * may differ from hidden_size / num_heads (transformers' modeling_qwen3.py).
  */
 import type { RawConfig } from "./types.ts";
-import { type DecoderArgs, decoderForward, decoderLayer, expectedTensors, normalizeDecoderConfig, projectKv } from "./llama.ts";
+import { type DecoderArgs, decoderForward, decoderLayer, expectedTensors, normalizeDecoderConfig, projectKv, stateLayout } from "./llama.ts";
 
 export type Qwen3Args = DecoderArgs;
 
@@ -20,5 +20,5 @@ export function normalizeConfig(raw: RawConfig): Qwen3Args {
   });
 }
 
-export { decoderLayer, expectedTensors, projectKv };
+export { decoderLayer, expectedTensors, projectKv, stateLayout };
 export const forward = decoderForward;

@@ -3,9 +3,9 @@
  * in config are aliases (mistral → llama), not files.
  */
 import { ConfigError, FormatError, UnsupportedModelError } from "../errors.ts";
-import type { ForwardContext, ForwardOptions } from "../ops/types.ts";
+import type { Activation, ForwardContext, ForwardOptions, StateLayout } from "../ops/types.ts";
 import type { RawConfig } from "./types.ts";
-import type { DecoderArgs } from "./llama.ts";
+import type { DecoderArgs, DecoderBuffer } from "./llama.ts";
 import * as llama from "./llama.ts";
 import * as qwen2 from "./qwen2.ts";
 import * as qwen3 from "./qwen3.ts";
@@ -16,19 +16,26 @@ export interface Architecture {
   readonly modelType: string;
   normalizeConfig(raw: RawConfig): ModelArgs;
   expectedTensors(args: ModelArgs): string[];
+  /** The run state the forward pass needs (buffer name → floats per row). */
+  stateLayout(args: ModelArgs): StateLayout<StateBuffer>;
   forward(args: ModelArgs, ctx: ForwardContext, tokens: readonly number[], startPos: number, options?: ForwardOptions): Float32Array;
-  /** One decoder block on x (n, hidden) in place (what `forward` runs per layer). */
-  decoderLayer(args: ModelArgs, ctx: ForwardContext, layer: number, x: Float32Array, n: number, startPos: number): void;
-  /** Keys and values of one layer from its (normed) inputs; XQuant caches rematerialise with it. */
+  /** One decoder block on x (n rows of the state's x width) in place (what `forward` runs per layer). */
+  decoderLayer(args: ModelArgs, ctx: ForwardContext, layer: number, x: Activation, n: number, startPos: number): void;
+  /** Keys and values of one layer from its (normed) inputs into k and v; XQuant caches rematerialise with it. */
   projectKv(
     args: ModelArgs,
     ctx: Pick<ForwardContext, "ops" | "weights">,
     layer: number,
-    x: Float32Array,
+    x: Activation,
     n: number,
     startPos: number,
-  ): { k: Float32Array; v: Float32Array };
+    k: Activation,
+    v: Activation,
+  ): void;
 }
+
+/** Names of the run-state buffers. */
+export type StateBuffer = DecoderBuffer;
 
 const ARCHITECTURES: Record<string, Architecture> = {
   llama: { modelType: "llama", ...llama },

@@ -1,8 +1,16 @@
 /**
  * The operations a model's forward pass is written against. Model files see only this
- * interface: the reference backend (plain TypeScript, fp32) and the WASM backend implement
- * it, and `linear` dispatches on each weight's encoding, so no model file knows about
- * quantisation. Activations are row-major Float32Arrays: `n` rows (tokens) of a width.
+ * interface: the reference backend (plain TypeScript over Float32Arrays) and the WASM backend
+ * (kernels over WASM memory, ./wasm-ops.ts) implement it, and `linear` dispatches on each
+ * weight's encoding, so no model file knows about quantisation.
+ *
+ * Activations live in a run state the backend allocates once per model (`createState`): named
+ * buffers of up to `maxTokens` rows of a fixed width (llama2.c's RunState). Ops take handles to
+ * those buffers and the number of rows to use, write their results into handles the model
+ * names, and return nothing; the backend decides when the calls run (the WASM backend queues
+ * them and runs a whole layer or forward pass in one worker-pool dispatch). Only `read` hands
+ * values back to the host. Fused work is explicit: one `linear` call runs every projection of
+ * the same input (q/k/v, gate/up) together.
  */
 
 /** A weight matrix as the backend holds it (fp32 array, packed WASM tensor, ...). */
@@ -14,72 +22,112 @@ export interface MatrixHandle {
   readonly cols: number;
 }
 
+/** A 1-D fp32 parameter (norm weight, bias) as the backend holds it (a Float32Array is one). */
+export interface VectorHandle {
+  readonly length: number;
+}
+
+/** A buffer of the run state (or rows of one): up to `rows` rows of `width` floats. */
+export interface Activation {
+  readonly name: string;
+  readonly width: number;
+  /** Rows it can hold. */
+  readonly rows: number;
+}
+
 /** Named weights of one model, resolved by Hugging Face tensor name. */
-export interface WeightStore<M extends MatrixHandle = MatrixHandle> {
+export interface WeightStore<M extends MatrixHandle = MatrixHandle, V extends VectorHandle = VectorHandle> {
   has(name: string): boolean;
   /** A 2-D weight used by `linear` or `embed`; throws FormatError when missing. */
   matrix(name: string): M;
   /** A 1-D fp32 parameter (norm weights, biases); throws FormatError when missing. */
-  vector(name: string): Float32Array;
+  vector(name: string): V;
 }
 
-export interface Ops<M extends MatrixHandle = MatrixHandle> {
-  /** Rows of `table` for each token: (n, table.cols). */
-  embed(tokens: readonly number[], table: M): Float32Array;
-  /** x (n, w.cols) times wᵀ plus bias: (n, w.rows). */
-  linear(x: Float32Array, n: number, w: M, bias?: Float32Array): Float32Array;
-  /** RMSNorm of each row of x (n, weight.length), scaled by weight; returns a new buffer. */
-  rmsNorm(x: Float32Array, n: number, weight: Float32Array, eps: number): Float32Array;
-  /** Rotate-half RoPE in place on x (n, nHeads * headDim) at positions startPos..startPos+n-1. */
-  rope(x: Float32Array, n: number, nHeads: number, headDim: number, startPos: number, invFreq: Float32Array): void;
-  /** silu(gate) * up, elementwise; returns a new buffer. */
-  siluMul(gate: Float32Array, up: Float32Array): Float32Array;
-  /** a += b, elementwise. */
-  addInPlace(a: Float32Array, b: Float32Array): void;
+/** One output of a fused `linear`: out (n, weight.rows) = x · weightᵀ (+ bias). */
+export interface Projection<M extends MatrixHandle = MatrixHandle, V extends VectorHandle = VectorHandle, A extends Activation = Activation> {
+  readonly weight: M;
+  readonly out: A;
+  readonly bias?: V;
+}
+
+export interface Ops<M extends MatrixHandle = MatrixHandle, V extends VectorHandle = VectorHandle, A extends Activation = Activation> {
   /**
-   * Optional: a new decoder layer starts. Arrays this backend returned during the previous
-   * layer may be reused from here on, so a forward pass must not keep them across layers.
+   * The run state: one buffer per entry of `widths` (name → floats per row), each of `maxTokens`
+   * rows; positions (RoPE tables) up to `contextLength`. Allocated once per model.
    */
-  beginLayer?(): void;
-  /** Optional: the layers are done; arrays returned from now on are the caller's to keep. */
-  endLayers?(): void;
+  createState<K extends string>(widths: Readonly<Record<K, number>>, maxTokens: number, contextLength: number): Record<K, A>;
+  /** Rows first.. of `x` as a handle of its own (the same memory). */
+  rows(x: A, first: number): A;
+  /** Rows of `table` for each token into out (tokens.length, table.cols). */
+  embed(tokens: readonly number[], table: M, out: A): void;
+  /** Every projection of one input x (n, cols): the fused group runs together. */
+  linear(x: A, n: number, projections: readonly Projection<M, V, A>[]): void;
+  /** RMSNorm of `rows` rows of weight.length floats of x into out (may be x). */
+  rmsNorm(x: A, rows: number, weight: V, eps: number, out: A): void;
+  /** Rotate-half RoPE in place on x (n, nHeads·headDim) at positions startPos..startPos+n-1. */
+  rope(x: A, n: number, nHeads: number, headDim: number, startPos: number, invFreq: Float32Array): void;
+  /** out = silu(gate) · up over n rows. out may be gate or up. */
+  siluMul(gate: A, up: A, n: number, out: A): void;
+  /** x += y over n rows. */
+  add(x: A, y: A, n: number): void;
+  /**
+   * The first n rows of x, (n, width). The WASM backend returns a view of its memory, valid
+   * until the next op: copy what must outlive it.
+   */
+  read(x: A, n: number): Float32Array;
+  /** Copies data (n, width) into the first n rows of x. */
+  write(x: A, n: number, data: Float32Array): void;
 }
 
 /** What one layer hands to the attention state for a block of n new tokens. */
-export interface AttentionInput {
+export interface AttentionInput<A extends Activation = Activation> {
   readonly layer: number;
-  /** (n, nHeads * headDim), RoPE applied. */
-  readonly q: Float32Array;
-  /** (n, nKvHeads * headDim), RoPE applied. */
-  readonly k: Float32Array;
-  /** (n, nKvHeads * headDim). */
-  readonly v: Float32Array;
+  /** (n, nHeads·headDim), RoPE applied. */
+  readonly q: A;
+  /** (n, nKvHeads·headDim), RoPE applied. */
+  readonly k: A;
+  /** (n, nKvHeads·headDim). */
+  readonly v: A;
   readonly n: number;
   /** Position of the first of the n tokens. */
   readonly startPos: number;
   /** (n, hidden): the layer input after the attention norm, from which k and v were projected (XQuant caches this). */
-  readonly x: Float32Array;
+  readonly x: A;
+  /** (n, nHeads·headDim): where the attention output goes. */
+  readonly out: A;
 }
 
 /**
- * Recomputes keys and values (RoPE applied) of one layer from cached layer inputs X, for
- * caches that store X instead of K/V (XQuant). Rows are positions startPos..startPos+n-1.
+ * Recomputes keys and values (RoPE applied) of one layer from cached layer inputs X (n rows
+ * of x) into k and v, for caches that store X instead of K/V (XQuant). Rows are positions
+ * startPos..startPos+n-1.
  */
-export type KvProjector = (layer: number, x: Float32Array, n: number, startPos: number) => { k: Float32Array; v: Float32Array };
+export type KvProjector<A extends Activation = Activation> = (layer: number, x: A, n: number, startPos: number, k: A, v: A) => void;
 
 /**
- * The KV cache and attention together: stores the new keys/values of a layer and returns
- * causal attention of the new queries over everything cached, (n, nHeads * headDim).
- * Compressed caches (q8, q4, XQuant) implement the same contract.
+ * The KV cache and attention together: stores the new keys/values of a layer and writes
+ * causal attention of the new queries over everything cached into `out`. Compressed caches
+ * (q8, q4, XQuant) implement the same contract.
  */
-export interface AttentionState {
-  attend(input: AttentionInput): Float32Array;
+export interface AttentionState<A extends Activation = Activation> {
+  attend(input: AttentionInput<A>): void;
 }
 
-export interface ForwardContext<M extends MatrixHandle = MatrixHandle> {
-  readonly ops: Ops<M>;
-  readonly weights: WeightStore<M>;
-  readonly attention: AttentionState;
+/** The buffers a decoder's forward pass needs: name → floats per row. */
+export type StateLayout<K extends string = string> = Readonly<Record<K, number>>;
+
+export interface ForwardContext<
+  M extends MatrixHandle = MatrixHandle,
+  V extends VectorHandle = VectorHandle,
+  A extends Activation = Activation,
+  K extends string = string,
+> {
+  readonly ops: Ops<M, V, A>;
+  readonly weights: WeightStore<M, V>;
+  readonly attention: AttentionState<A>;
+  /** The run state, from `ops.createState(arch.stateLayout(args), ...)`. */
+  readonly state: Readonly<Record<K, A>>;
 }
 
 export interface ForwardOptions {

@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { TokenizerError, UnsupportedModelError } from "../errors.ts";
 import { tokenizerFromGguf } from "./from-gguf.ts";
-import { readGguf } from "../../quantizer/import/gguf.ts";
+import { readGguf } from "../import/gguf.ts";
 import { haveFiles, modelPath, readBytes, readJson, readVocabVectors } from "../../test/shared-data.ts";
 import { createTokenizer } from "./tokenizer.ts";
 

@@ -5,7 +5,7 @@
 # from npm (@oven/bun-linux-aarch64, same version as the project's Bun), fetched with `npm pack`
 # into .crumb-cache/ so package.json, the lock file and node_modules stay untouched.
 # CRUMB_QUICK_TESTS=1 shrinks the shape sweeps (every export still runs) because emulation is slow.
-# Usage: bash test/arm64/run.sh [bun test args...]   (default: runtime/kernels)
+# Usage: bash test/arm64/run.sh [bun test args...]   (default: runtime/kernels runtime/threads)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -26,5 +26,5 @@ if [ ! -x "$bun" ]; then
 fi
 
 echo "ARM64: $(qemu-aarch64 -L "$sysroot" "$bun" --version) under $(qemu-aarch64 --version | head -n 1)" >&2
-[ $# -gt 0 ] || set -- runtime/kernels
+[ $# -gt 0 ] || set -- runtime/kernels runtime/threads
 CRUMB_QUICK_TESTS=1 exec qemu-aarch64 -L "$sysroot" "$bun" test "$@"

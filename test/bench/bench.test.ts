@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { type BenchRow, ENCODINGS, HEAD_ENCODINGS, SHAPES } from "../../bench/config.ts";
 import { prepareModels } from "../../bench/models.ts";
 import { markdownReport, svgChart } from "../../bench/report.ts";
-import { readGguf } from "../../quantizer/import/gguf.ts";
+import { readGguf } from "../../runtime/import/gguf.ts";
 import { encodingName } from "../../runtime/format/encoding.ts";
 import { openCheckpoint } from "../../runtime/format/file.ts";
 import { randomModelConfig, tensorShapes } from "../fixtures/random-model.ts";

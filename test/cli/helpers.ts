@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { importModel } from "../../quantizer/import/index.ts";
+import { importModel } from "../../runtime/import/index.ts";
 import { writeCheckpointFile } from "../../runtime/format/file.ts";
 import { headerFor, packModel } from "../fixtures/pack-model.ts";
 import { modelPath } from "../shared-data.ts";

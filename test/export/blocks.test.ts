@@ -11,7 +11,7 @@ import { describe, expect, test } from "bun:test";
 import { InvalidArgumentError } from "../../runtime/errors.ts";
 import { dequantize } from "../../runtime/format/pack-dequantize.ts";
 import { roundToF16 } from "../../runtime/format/pack-f16.ts";
-import { randomFloats } from "../../runtime/kernels/matmul-fixtures.ts";
+import { randomFloats } from "../fixtures/matmul-fixtures.ts";
 import { quantizeAffine } from "../../quantizer/methods/affine.ts";
 import { packQuantized } from "../../quantizer/methods/types.ts";
 import { quantizeQ8 } from "../../quantizer/methods/q8.ts";

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { readGguf } from "../../quantizer/import/gguf.ts";
+import { readGguf } from "../../runtime/import/gguf.ts";
 import { writeRandomModel } from "../fixtures/write-model.ts";
 import { haveFiles, modelPath } from "../shared-data.ts";
 

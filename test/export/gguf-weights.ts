@@ -6,10 +6,10 @@
  */
 import type { ModelSource, TensorEntry } from "../../runtime/models/types.ts";
 import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
-import { type GgufFile, readGguf } from "../../quantizer/import/gguf.ts";
-import { ggufConfig } from "../../quantizer/import/gguf-model.ts";
-import { ggufRotaryRole, ggufToHfName } from "../../quantizer/import/gguf-names.ts";
-import { permuteMetaToHf } from "../../quantizer/import/rope-permute.ts";
+import { type GgufFile, readGguf } from "../../runtime/import/gguf.ts";
+import { ggufConfig } from "../../runtime/import/gguf-model.ts";
+import { ggufRotaryRole, ggufToHfName } from "../../runtime/import/gguf-names.ts";
+import { permuteMetaToHf } from "../../runtime/import/rope-permute.ts";
 import { TEST_DECODERS } from "./ggml-decoders.ts";
 
 /** Raw bytes of a tensor. */

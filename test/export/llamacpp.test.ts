@@ -25,8 +25,8 @@ import type { ModelSource, TokenizerFiles } from "../../runtime/models/types.ts"
 import { BYTE_TO_UNICODE, byteLevelBpeJson, byteLevelSetup } from "../../runtime/tokenizer/byte-level.ts";
 import { loadTokenizerFile } from "../../runtime/tokenizer/load-file.ts";
 import { exportGguf, type GgufExportType } from "../../quantizer/export/gguf-export.ts";
-import { importModel } from "../../quantizer/import/index.ts";
-import { readGguf } from "../../quantizer/import/gguf.ts";
+import { importModel } from "../../runtime/import/index.ts";
+import { readGguf } from "../../runtime/import/gguf.ts";
 import { quantizeModel } from "../../quantizer/quantize.ts";
 import { createRandomModel } from "../fixtures/random-model.ts";
 import { loadFixtureTokenizer } from "../fixtures/write-model.ts";

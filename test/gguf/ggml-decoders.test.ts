@@ -7,9 +7,9 @@
  * Comparisons are bit for bit.
  */
 import { describe, expect, test } from "bun:test";
-import { blockFormat, DEQUANTIZABLE, dequantizeGgml } from "../../quantizer/import/ggml-dequantize.ts";
-import { ggmlTypeByName } from "../../quantizer/import/gguf-types.ts";
-import { KSIGNS_IQ2XS } from "../../quantizer/import/ggml-grids.ts";
+import { blockFormat, DEQUANTIZABLE, dequantizeGgml } from "../../runtime/import/ggml-dequantize.ts";
+import { ggmlTypeByName } from "../../runtime/import/gguf-types.ts";
+import { KSIGNS_IQ2XS } from "../../runtime/import/ggml-grids.ts";
 import { type BlockFields, packBlock, PACKERS } from "./spec-blocks.ts";
 import { SPEC, specDecode } from "./spec-decoders.ts";
 

@@ -7,7 +7,7 @@
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { ggmlTypeByName } from "../../quantizer/import/gguf-types.ts";
+import { ggmlTypeByName } from "../../runtime/import/gguf-types.ts";
 
 export interface GgmlNative {
   /** ggml's dequantize_row_<type> on whole blocks. */

@@ -7,7 +7,7 @@
  * node-llama-cpp ships a CPU build (Linux x64/arm64); under CI=true a missing library fails.
  */
 import { describe, expect, test } from "bun:test";
-import { blockFormat, dequantizeGgml } from "../../quantizer/import/ggml-dequantize.ts";
+import { blockFormat, dequantizeGgml } from "../../runtime/import/ggml-dequantize.ts";
 import { ggmlNativeExpected, loadGgmlNative } from "./ggml-native.ts";
 
 const TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ2_XXS", "IQ2_XS", "IQ2_S",

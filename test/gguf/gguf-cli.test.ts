@@ -7,7 +7,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { tempDir } from "../../quantizer/import/test-util.ts";
+import { tempDir } from "../import/import-util.ts";
 import { q4KMTypes, writeGgufModel } from "./gguf-model-fixture.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;

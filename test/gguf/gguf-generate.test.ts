@@ -18,9 +18,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { readdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { packGgufInMemory } from "../../quantizer/gguf-load.ts";
-import { packedSource } from "../../quantizer/import/crumb.ts";
-import { importGguf } from "../../quantizer/import/gguf-model.ts";
-import { tempDir } from "../../quantizer/import/test-util.ts";
+import { packedSource } from "../../runtime/import/crumb.ts";
+import { importGguf } from "../../runtime/import/gguf-model.ts";
+import { tempDir } from "../import/import-util.ts";
 import { createEngine } from "../../runtime/engine/engine.ts";
 import { loadEngine } from "../../runtime/engine/load-engine.ts";
 import type { Engine } from "../../runtime/engine/types.ts";
@@ -69,7 +69,9 @@ describe("a Q4_K_M GGUF packed in memory generates the fp32 model's greedy token
       });
       const notes: string[] = [];
       const before = readdirSync(dir);
-      const fast = await loadEngine(file, { threads: 1, contextLength: 64, onNote: (n) => notes.push(n) });
+      // The runtime never imports the quantizer: without a packer a GGUF is refused with the ways out.
+      await expect(loadEngine(file, { threads: 1, contextLength: 64 })).rejects.toThrow(/is a GGUF file.*crumb generate\/serve.*packGguf.*crumb quantize model\.gguf/);
+      const fast = await loadEngine(file, { threads: 1, contextLength: 64, packGguf: packGgufInMemory, onNote: (n) => notes.push(n) });
       engines.push(fast);
       expect(readdirSync(dir)).toEqual(before); // packed in memory: nothing written
       expect(fast.backendName).toContain("wasm engine");

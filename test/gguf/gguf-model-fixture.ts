@@ -6,10 +6,10 @@
  * (byte fallback) and a byte-level BPE one for qwen2/qwen3. A "mistral" spec is written as
  * llama.cpp writes Mistral: architecture "llama" with llama.attention.sliding_window.
  */
-import { hfToGgufName } from "../../quantizer/import/gguf-names.ts";
-import { GgufValueType } from "../../quantizer/import/gguf-types.ts";
-import { ggufValue, type GgufWriteOptions, type GgufWriteTensor, writeGguf } from "../../quantizer/import/gguf-write.ts";
-import { permuteHfToMeta } from "../../quantizer/import/rope-permute.ts";
+import { hfToGgufName } from "../../runtime/import/gguf-names.ts";
+import { GgufValueType } from "../../runtime/import/gguf-types.ts";
+import { ggufValue, type GgufWriteOptions, type GgufWriteTensor, writeGguf } from "../../quantizer/export/gguf-write.ts";
+import { permuteHfToMeta } from "../../runtime/import/rope-permute.ts";
 import { BYTE_TO_UNICODE } from "../../runtime/tokenizer/byte-level.ts";
 import type { ModelSource, TensorEntry } from "../../runtime/models/types.ts";
 import { resolveModel } from "../../runtime/models/registry.ts";

@@ -8,8 +8,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import * as path from "node:path";
-import { importGguf } from "../../quantizer/import/gguf-model.ts";
-import { tempDir } from "../../quantizer/import/test-util.ts";
+import { importGguf } from "../../runtime/import/gguf-model.ts";
+import { tempDir } from "../import/import-util.ts";
 import { quantizeModel } from "../../quantizer/quantize.ts";
 import { formatReport } from "../../quantizer/report.ts";
 import { q4KMTypes, writeGgufModel } from "./gguf-model-fixture.ts";

@@ -5,8 +5,8 @@
  * (ggml-quants.c's reference arithmetic, binary32 at every step). Independent of the
  * importer's decoders; the grid tables are shared data.
  */
-import { IQ1S_GRID } from "../../quantizer/import/ggml-grid-iq1s.ts";
-import { IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS, KVALUES_IQ4NL } from "../../quantizer/import/ggml-grids.ts";
+import { IQ1S_GRID } from "../../runtime/import/ggml-grid-iq1s.ts";
+import { IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS, KVALUES_IQ4NL } from "../../runtime/import/ggml-grids.ts";
 import { halfToNumber } from "./spec-decoders.ts";
 
 const r = Math.fround;

@@ -6,8 +6,8 @@
  * it. They share no code with quantizer/import/ggml-*.ts (only the grid tables, which are data).
  * Arithmetic is binary32 at every step (ggml's float math), so results compare bit for bit.
  */
-import { IQ1S_GRID } from "../../quantizer/import/ggml-grid-iq1s.ts";
-import { IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS, KVALUES_IQ4NL } from "../../quantizer/import/ggml-grids.ts";
+import { IQ1S_GRID } from "../../runtime/import/ggml-grid-iq1s.ts";
+import { IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS, KVALUES_IQ4NL } from "../../runtime/import/ggml-grids.ts";
 
 const r = Math.fround;
 

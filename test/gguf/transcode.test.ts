@@ -9,9 +9,9 @@
 import { describe, expect, test } from "bun:test";
 import * as path from "node:path";
 import { transcodeTensor } from "../../quantizer/gguf-transcode.ts";
-import { ggmlBlocksOf, importGguf } from "../../quantizer/import/gguf-model.ts";
-import { writeGguf } from "../../quantizer/import/gguf-write.ts";
-import { tempDir } from "../../quantizer/import/test-util.ts";
+import { ggmlBlocksOf, importGguf } from "../../runtime/import/gguf-model.ts";
+import { writeGguf } from "../../quantizer/export/gguf-write.ts";
+import { tempDir } from "../import/import-util.ts";
 import { encodingName } from "../../runtime/format/encoding.ts";
 import { dequantize } from "../../runtime/format/pack-dequantize.ts";
 import type { ModelSource } from "../../runtime/models/types.ts";

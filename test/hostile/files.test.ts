@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runQuantize } from "../../quantizer/cli.ts";
-import { importModel } from "../../quantizer/import/index.ts";
+import { importModel } from "../../runtime/import/index.ts";
 import { parseServeArgs } from "../../runtime/cli/serve.ts";
 import { loadEngine } from "../../runtime/engine/load-engine.ts";
 import { FormatError, InvalidArgumentError } from "../../runtime/errors.ts";

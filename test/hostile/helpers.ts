@@ -6,7 +6,7 @@
  */
 import { expect } from "bun:test";
 import { readFileSync } from "node:fs";
-import { importModel } from "../../quantizer/import/index.ts";
+import { importModel } from "../../runtime/import/index.ts";
 import { createEngineOn } from "../../runtime/engine/engine.ts";
 import { createReferenceEngine } from "../../runtime/engine/reference-engine.ts";
 import { PREFILL_SLICE_TOKENS } from "../../runtime/engine/generate.ts";

@@ -19,7 +19,7 @@ import { InvalidArgumentError, ShapeError } from "../../runtime/errors.ts";
 import { checkCodeBits } from "../../runtime/engine/kv-cache/kv-quant.ts";
 import { createRopeTable, wasmRotation } from "../../runtime/engine/kv-cache/rope-table.ts";
 import { createWasmRowDequantizer, DEQUANT_CHUNK_ROWS, DEQUANT_SLOTS } from "../../runtime/engine/kv-cache/wasm-row-dequantizer.ts";
-import { createPool, disposePool } from "../../runtime/kernels/pool.ts";
+import { createPool, disposePool } from "../../runtime/threads/pool.ts";
 import { loadKernels } from "../../runtime/kernels/wasm.ts";
 
 function randomRows(count: number, seed: number, scale = 3): Float32Array {

@@ -112,7 +112,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "under Deno pool workers are Web Workers again (an idle engine keeps the script alive)",
-    file: "runtime/kernels/spawn-worker.ts",
+    file: "runtime/threads/spawn-worker.ts",
     find: "if (!(\"Deno\" in globalThis)) return new Worker(",
     replace: "if (true) return new Worker(",
     tests: [LIBRARY],

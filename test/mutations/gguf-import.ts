@@ -7,10 +7,10 @@
 import type { Mutation } from "./types.ts";
 
 const DECODERS = ["test/gguf/ggml-decoders.test.ts"];
-const LEGACY = "quantizer/import/ggml-legacy.ts";
-const K = "quantizer/import/ggml-kquants.ts";
-const I = "quantizer/import/ggml-iquants.ts";
-const T = "quantizer/import/ggml-ternary.ts";
+const LEGACY = "runtime/import/ggml-legacy.ts";
+const K = "runtime/import/ggml-kquants.ts";
+const I = "runtime/import/ggml-iquants.ts";
+const T = "runtime/import/ggml-ternary.ts";
 
 export const mutations: Mutation[] = [
   { name: "Q4_0: codes centred on 7", file: LEGACY, find: "(nibble(src, at + 2, k) - 8) * d", replace: "(nibble(src, at + 2, k) - 7) * d", tests: DECODERS },
@@ -37,7 +37,7 @@ export const mutations: Mutation[] = [
   { name: "TQ2_0: bit pairs from the wrong 32-weight run", file: T, find: "(2 * ((i >> 5) & 3))) & 3;", replace: "(2 * ((i >> 6) & 3))) & 3;", tests: DECODERS },
   {
     name: "IQ3_S grid: one entry mistranscribed (only llama.cpp's ggml can tell)",
-    file: "quantizer/import/ggml-grids.ts",
+    file: "runtime/import/ggml-grids.ts",
     find: "01010101 01010103 01010105",
     replace: "01010101 01010203 01010105",
     tests: ["test/gguf/ggml-oracle.test.ts"],
@@ -58,16 +58,16 @@ export const mutations: Mutation[] = [
   },
   {
     name: "import: llama q/k rows not un-permuted",
-    file: "quantizer/import/gguf-model.ts",
+    file: "runtime/import/gguf-model.ts",
     find: "const rowOrder = role === undefined ? undefined : metaToHfRowOrder(rows, heads);",
     replace: "const rowOrder = undefined;",
-    tests: ["quantizer/import/gguf.test.ts", "test/gguf/gguf-generate.test.ts"],
+    tests: ["test/import/gguf.test.ts", "test/gguf/gguf-generate.test.ts"],
   },
   {
     name: "import: Mistral's sliding window dropped",
-    file: "quantizer/import/gguf-model.ts",
+    file: "runtime/import/gguf-model.ts",
     find: "sliding_window: num(gguf, `${p}attention.sliding_window`, false),",
     replace: "",
-    tests: ["quantizer/import/gguf.test.ts", "test/gguf/gguf-generate.test.ts"],
+    tests: ["test/import/gguf.test.ts", "test/gguf/gguf-generate.test.ts"],
   },
 ];

@@ -17,8 +17,8 @@ export const mutations: Mutation[] = [
   {
     name: "embedding lookup of a LUT-encoded tied table always returns row 0",
     file: "runtime/ops/wasm-ops.ts",
-    find: "m.layout.byteLength), m.rows, m.cols, r);",
-    replace: "m.layout.byteLength), m.rows, m.cols, 0);",
+    find: "lutRow(e, bytes, table.rows, table.cols, token)",
+    replace: "lutRow(e, bytes, table.rows, table.cols, 0)",
     tests: ["test/wasm-engine.test.ts"],
     filter: "tied table",
   },
@@ -53,7 +53,7 @@ export const mutations: Mutation[] = [
   {
     name: "head statistics taken before the final RMSNorm",
     file: "quantizer/calibrate-stream.ts",
-    find: "const normed = hidden.map((x) => referenceOps.rmsNorm(x, x.length / args.hiddenSize, norm, args.rmsNormEps));",
+    find: "const normed = hidden.map((x) => rmsNormInto(new Float32Array(x.length), x, x.length / args.hiddenSize, norm, args.rmsNormEps));",
     replace: "const normed = hidden.map((x) => x.slice(0 * norm.length));",
     tests: ["test/quantizer/heads.test.ts"],
   },

@@ -210,7 +210,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "a damaged CRUMB magic reported as a bad llama2.c header",
-    file: "quantizer/import/index.ts",
+    file: "runtime/import/index.ts",
     find: 'if (String.fromCharCode(...head8).includes("CRUMB") || (head8[0] === 0x50 && head8[1] === 0x4b)) {',
     replace: "if (false) {",
     tests: ["test/hostile/files.test.ts"],

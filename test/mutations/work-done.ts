@@ -38,8 +38,8 @@ export const mutations: Mutation[] = [
     tests: ["runtime/format/read-data.test.ts"],
   },
   {
-    name: "checksums: quantizer/import/crumb.ts reads tensors without verifyTensor",
-    file: "quantizer/import/crumb.ts",
+    name: "checksums: runtime/import/crumb.ts reads tensors without verifyTensor",
+    file: "runtime/import/crumb.ts",
     find: "verifyTensor(record, bytes, { file: path });",
     replace: "",
     tests: ["test/loader-checksums.test.ts"],

@@ -11,11 +11,11 @@ import { createDenseEngine } from "../../quantizer/dense-engine.ts";
 import type { LayerStats } from "../../quantizer/methods/types.ts";
 import { quantizeModel } from "../../quantizer/quantize.ts";
 import { compareModels, compareModelsStreaming } from "../../quantizer/report.ts";
-import { packedSource } from "../../quantizer/import/crumb.ts";
+import { packedSource } from "../../runtime/import/crumb.ts";
 import { tokenStream } from "../../quantizer/texts.ts";
 import { SUPPORTED_MODEL_TYPES } from "../../runtime/models/registry.ts";
 import type { ModelSource } from "../../runtime/models/types.ts";
-import { referenceOps } from "../../runtime/ops/reference.ts";
+import { denseLinearInto } from "../../runtime/ops/reference.ts";
 import { createRandomModel } from "../fixtures/random-model.ts";
 
 const spec = (arch: string) => ({ arch, hidden: 64, intermediate: 96, layers: 2, heads: 4, kvHeads: 2, vocab: 80, maxPositions: 64 });
@@ -87,13 +87,15 @@ describe("dense engine", () => {
           const mark = engine.mark();
           const got = engine.matmul(x, n, engine.upload("w", data, rows, cols));
           engine.release(mark);
-          expect(relativeError(got, referenceOps.linear(x, n, { name: "w", rows, cols, data }))).toBeLessThan(1e-5);
+          const want = new Float32Array(n * rows);
+          denseLinearInto(x, n, { name: "w", rows, cols, data }, want);
+          expect(relativeError(got, want)).toBeLessThan(1e-5);
           if (cols > 1000) continue;
-          const want = new Float64Array(cols * cols);
-          accumulateXtxReference(want, x, n, cols);
+          const wantXtx = new Float64Array(cols * cols);
+          accumulateXtxReference(wantXtx, x, n, cols);
           const xtx = new Float64Array(cols * cols);
           engine.accumulateXtx(xtx, x, n, cols);
-          expect(relativeError(xtx, want)).toBeLessThan(1e-5);
+          expect(relativeError(xtx, wantXtx)).toBeLessThan(1e-5);
           for (let i = 1; i < cols; i++) expect(xtx[i * cols]).toBe(0); // lower triangle untouched
         }
       } finally {

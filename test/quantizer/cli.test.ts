@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { importModel } from "../../quantizer/import/index.ts";
+import { importModel } from "../../runtime/import/index.ts";
 import { openCheckpoint } from "../../runtime/format/file.ts";
 import { writeRandomModel } from "../fixtures/write-model.ts";
 import { haveFiles, modelPath } from "../shared-data.ts";

@@ -15,6 +15,7 @@ import { createReferenceCache } from "../../runtime/engine/kv-cache/reference-ca
 import { encodingName } from "../../runtime/format/encoding.ts";
 import { resolveModel } from "../../runtime/models/registry.ts";
 import type { ModelSource } from "../../runtime/models/types.ts";
+import type { ForwardContext } from "../../runtime/ops/types.ts";
 import { createReferenceWeights, referenceOps } from "../../runtime/ops/reference.ts";
 import { createRandomModel } from "../fixtures/random-model.ts";
 
@@ -39,7 +40,8 @@ function wholeModelHeadStats(source: ModelSource, tokens: number[], head: string
   for (let start = 0; start < tokens.length; start += window) {
     const chunk = tokens.slice(start, start + window);
     const attention = createReferenceCache({ ...args, contextLength: chunk.length });
-    arch.forward(args, { ops: recorder.ops, weights, attention }, chunk, 0, { allLogits: true });
+    const state = recorder.ops.createState(arch.stateLayout(args), chunk.length, chunk.length);
+    arch.forward(args, { ops: recorder.ops, weights, attention, state } as unknown as ForwardContext, chunk, 0, { allLogits: true });
   }
   return recorder.finish().get(head)!;
 }

@@ -1,7 +1,7 @@
 // The quantizer on real weights (stories260K): method ordering on mean KL (head fixed), greedy agreement at
 // 4 bits, the width policy for its 172-wide down_proj, and XQuant factors that rebuild K/V.
 import { afterAll, describe, expect, test } from "bun:test";
-import { importModel, packedSource } from "../../quantizer/import/index.ts";
+import { importModel, packedSource } from "../../runtime/import/index.ts";
 import { quantizeModel, type QuantizeOptions } from "../../quantizer/quantize.ts";
 import { createReferenceEngine } from "../../runtime/engine/reference-engine.ts";
 import { generateTokens } from "../../runtime/engine/generate-tokens.ts";

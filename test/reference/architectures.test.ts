@@ -25,7 +25,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { importModel } from "../../quantizer/import/index.ts";
+import { importModel } from "../../runtime/import/index.ts";
 import { createReferenceEngine } from "../../runtime/engine/reference-engine.ts";
 import type { WasmBackend } from "../../runtime/engine/wasm-backend.ts";
 import { f32WasmBackend, writeHfDirectory } from "./crumb-models.ts";

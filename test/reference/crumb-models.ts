@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeSafetensors } from "../../quantizer/import/index.ts";
+import { writeSafetensors } from "../../runtime/import/index.ts";
 import { quantizeModel } from "../../quantizer/quantize.ts";
 import { loadPackedModel } from "../../runtime/engine/packed-model.ts";
 import { createWasmBackend, type WasmBackend } from "../../runtime/engine/wasm-backend.ts";

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import OpenAI from "openai";
-import { importModel } from "../../quantizer/import/index.ts";
+import { importModel } from "../../runtime/import/index.ts";
 import { createEngine } from "../../runtime/engine/engine.ts";
 import type { Engine } from "../../runtime/engine/types.ts";
 import { type CountingBackend, countingReferenceEngine } from "../counting-backend.ts";

@@ -10,7 +10,7 @@ import { QWEN_TEMPLATE_PATH } from "./helpers.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { importModel } from "../../quantizer/import/index.ts";
+import { importModel } from "../../runtime/import/index.ts";
 import { writeCheckpointFile } from "../../runtime/format/file.ts";
 import { headerFor, packModel } from "../fixtures/pack-model.ts";
 

@@ -4,9 +4,8 @@
  * grouped-query ones) and xquant-cl (xquant-cl-cache.ts). XQuant modes get K/V back through
  * the architecture's projectKv bound to the backend's ops and weights.
  */
-import type { Pool } from "../../kernels/pool.ts";
-import type { Kernels } from "../../kernels/wasm.ts";
 import type { KvProjector } from "../../ops/types.ts";
+import type { WasmActivation, WasmOps } from "../../ops/wasm-ops.ts";
 import { createKiviCache } from "./kivi-cache.ts";
 import type { CacheShape } from "./reference-cache.ts";
 import type { KvCache, KvMode } from "./types.ts";
@@ -24,13 +23,13 @@ export interface KvOptions {
 }
 
 export interface KvCacheSources {
-  readonly kernels: Kernels;
-  readonly pool: Pool | undefined;
+  /** The backend's ops: their kernel queue runs the cache's kernels too. */
+  readonly ops: WasmOps;
   readonly shape: CacheShape;
   readonly hidden: number;
   readonly invFreq: Float32Array;
   /** K and V of a layer from its normed inputs X (the architecture's projectKv). */
-  readonly projector: KvProjector;
+  readonly projector: KvProjector<WasmActivation>;
   /** The SVD latent codec (grouped-query xquant); built only when asked for. */
   readonly latent: () => LatentCodec;
 }
@@ -41,21 +40,21 @@ export function usesLatents(shape: Pick<CacheShape, "numHeads" | "numKvHeads">):
 }
 
 export function createKvCache(mode: KvMode, sources: KvCacheSources, options: KvOptions = {}): KvCache {
-  const { kernels, pool, shape } = sources;
+  const { ops, shape } = sources;
   switch (mode) {
     case "f32":
     case "f16":
-      return createWasmCache(kernels, pool, shape, mode);
+      return createWasmCache(ops.queue, shape, mode);
     case "q8":
     case "q4":
-      return createKiviCache(kernels, pool, shape, { ...options.kivi, bits: mode === "q8" ? 8 : 4, invFreq: sources.invFreq });
+      return createKiviCache(ops, shape, { ...options.kivi, bits: mode === "q8" ? 8 : 4, invFreq: sources.invFreq });
     case "xquant":
-      return createXquantCache(kernels, pool, shape, {
+      return createXquantCache(ops, shape, {
         hidden: sources.hidden,
         projector: sources.projector,
         latent: usesLatents(shape) ? sources.latent() : undefined,
       }, options.xquant);
     case "xquant-cl":
-      return createXquantClCache(kernels, pool, shape, { hidden: sources.hidden, projector: sources.projector }, options.xquantCl);
+      return createXquantClCache(ops, shape, { hidden: sources.hidden, projector: sources.projector }, options.xquantCl);
   }
 }

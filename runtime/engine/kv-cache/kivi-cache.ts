@@ -10,17 +10,16 @@
  * kv_dequant kernels, re-applies RoPE with rope_f32 there, and runs the WASM attention_f32
  * kernel (a fused attention_q4 kernel reading codes directly is the speed-up left, README.md).
  */
-import type { Pool } from "../../kernels/pool.ts";
-import type { Kernels } from "../../kernels/wasm.ts";
 import type { AttentionInput } from "../../ops/types.ts";
+import type { WasmActivation, WasmOps } from "../../ops/wasm-ops.ts";
 import { checkCodeBits } from "./kv-quant.ts";
 import type { CacheShape } from "./reference-cache.ts";
 import { createRopeTable, wasmRotation } from "./rope-table.ts";
 import { createWasmRowDequantizer, rowDequantizerBytes } from "./wasm-row-dequantizer.ts";
 import { createRowStore, getStoreState, putStoreState, type RowStore } from "./row-store.ts";
-import { checkAttentionInput, createStagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
-import type { KvCache, KvCacheState, StateArray } from "./types.ts";
-import { ShapeError } from "../../errors.ts";
+import { createStagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
+import { checkMeta, type KvCache, type KvCacheState, type StateArray } from "./types.ts";
+import { checkAttentionInput } from "./wasm-cache.ts";
 
 export interface KiviOptions {
   /** 8 (q8) or 4 (q4); 2 and 3 work too. */
@@ -56,7 +55,8 @@ export function kiviCacheBytes(shape: CacheShape, options: Omit<KiviOptions, "in
   return { perToken, fixed: windowBytes + stagedAttentionBytes(shape) + rowDequantizerBytes(kvDim) + ropeTableBytes };
 }
 
-export function createKiviCache(kernels: Kernels, pool: Pool | undefined, shape: CacheShape, options: KiviOptions): KvCache {
+export function createKiviCache(ops: WasmOps, shape: CacheShape, options: KiviOptions): KvCache {
+  const { kernels, pool } = ops.queue;
   const s = kiviSettings(shape, options);
   const kvDim = shape.numKvHeads * shape.headDim;
   const rope = createRopeTable(options.invFreq, shape.numKvHeads, shape.headDim, shape.contextLength);
@@ -72,7 +72,7 @@ export function createKiviCache(kernels: Kernels, pool: Pool | undefined, shape:
     keys.push(createRowStore({ ...common, axis: "channel", group: s.group, transform: keyTransform }));
     values.push(createRowStore({ ...common, axis: "token", group: s.valueGroup }));
   }
-  const staged = createStagedAttention(kernels, pool, shape);
+  const staged = createStagedAttention(ops, shape);
   const mode = s.bits === 8 ? "q8" : "q4";
   const meta = { ...s, numLayers: shape.numLayers, kvDim, contextLength: shape.contextLength };
   const bytes = kiviCacheBytes(shape, s);
@@ -90,16 +90,17 @@ export function createKiviCache(kernels: Kernels, pool: Pool | undefined, shape:
         values[l].truncate(pos);
       }
     },
-    attend(input: AttentionInput): Float32Array {
-      const { layer, q, k, v, n, startPos } = input;
+    attend(input: AttentionInput<WasmActivation>) {
+      const { layer, q, k, v, n, startPos, out } = input;
       checkAttentionInput(shape, input, keys[layer].length());
-      keys[layer].append(k, n, startPos);
-      values[layer].append(v, n, startPos);
+      ops.flush(); // k and v computed; the staging free to overwrite
+      keys[layer].append(ops.read(k, n), n, startPos);
+      values[layer].append(ops.read(v, n), n, startPos);
       const base = staged.firstNeeded(startPos);
       const view = staged.views();
       keys[layer].read(base, startPos + n, view.k, 0);
       values[layer].read(base, startPos + n, view.v, 0);
-      return staged.run(q, n, startPos, base);
+      staged.run(q, out, n, startPos, base);
     },
     exportState(): KvCacheState {
       const arrays: Record<string, StateArray> = {};
@@ -117,11 +118,4 @@ export function createKiviCache(kernels: Kernels, pool: Pool | undefined, shape:
       }
     },
   };
-}
-
-/** Throws ShapeError unless a saved state was written by a cache with these settings. */
-export function checkMeta(mode: string, meta: Record<string, unknown>, state: KvCacheState): void {
-  const want = JSON.stringify({ mode, ...meta });
-  const got = JSON.stringify({ mode: state.mode, ...state.meta });
-  if (want !== got) throw new ShapeError("cache restore", `a state saved with ${want}`, got);
 }

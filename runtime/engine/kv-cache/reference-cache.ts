@@ -4,7 +4,8 @@
  * Clarity over speed: this is the oracle for the compressed caches.
  */
 import { ContextLengthError, ShapeError } from "../../errors.ts";
-import type { AttentionInput, AttentionState } from "../../ops/types.ts";
+import type { Activation, AttentionInput, AttentionState } from "../../ops/types.ts";
+import type { ArrayActivation } from "../../ops/reference.ts";
 
 export interface CacheShape {
   readonly numLayers: number;
@@ -17,7 +18,7 @@ export interface CacheShape {
   readonly slidingWindow?: number;
 }
 
-export interface ReferenceCache extends AttentionState {
+export interface ReferenceCache<A extends Activation = ArrayActivation> extends AttentionState<A> {
   readonly shape: CacheShape;
   /** Positions cached in layer 0 (all layers agree after a full forward). */
   length(): number;
@@ -43,20 +44,24 @@ export function createReferenceCache(shape: CacheShape): ReferenceCache {
     truncate(pos) {
       for (let l = 0; l < shape.numLayers; l++) lengths[l] = Math.min(lengths[l], pos);
     },
-    attend({ layer, q, k, v, n, startPos }: AttentionInput): Float32Array {
+    attend(input: AttentionInput<ArrayActivation>): void {
+      const { layer, n, startPos } = input;
       const { numHeads, headDim, contextLength } = shape;
       if (startPos + n > contextLength) throw new ContextLengthError(startPos, n, contextLength);
       if (startPos > lengths[layer]) {
         throw new ShapeError("attention", `start position <= cached length ${lengths[layer]}`, String(startPos));
       }
-      if (k.length !== n * kvDim || v.length !== n * kvDim || q.length !== n * numHeads * headDim) {
-        throw new ShapeError("attention", `q ${n}x${numHeads * headDim}, k/v ${n}x${kvDim}`, `${q.length}, ${k.length}, ${v.length}`);
+      const qDim = numHeads * headDim;
+      const { q: qa, k: ka, v: va, out: oa } = input;
+      if (ka.width !== kvDim || va.width !== kvDim || qa.width !== qDim || oa.width !== qDim || n > Math.min(qa.rows, ka.rows, va.rows, oa.rows)) {
+        throw new ShapeError("attention", `${n} rows of q/out ${qDim} wide, k/v ${kvDim} wide`, `${qa.width}, ${oa.width}, ${ka.width}, ${va.width}`);
       }
-      keys[layer].set(k, startPos * kvDim);
-      values[layer].set(v, startPos * kvDim);
+      const q = qa.data;
+      keys[layer].set(ka.data.subarray(0, n * kvDim), startPos * kvDim);
+      values[layer].set(va.data.subarray(0, n * kvDim), startPos * kvDim);
       lengths[layer] = startPos + n;
 
-      const out = new Float32Array(n * numHeads * headDim);
+      const out = oa.data;
       const scores = new Float64Array(startPos + n);
       for (let t = 0; t < n; t++) {
         const pos = startPos + t; // attends to positions first..pos
@@ -83,7 +88,6 @@ export function createReferenceCache(shape: CacheShape): ReferenceCache {
           }
         }
       }
-      return out;
     },
   };
 }

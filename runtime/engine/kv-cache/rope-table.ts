@@ -6,7 +6,7 @@
  * rows held in WASM memory (same table; f32 rounding instead of the loop's f64 products).
  */
 import { ropeCallArgs } from "../../kernels/elementwise.ts";
-import { CHUNKS_PER_THREAD, type Pool, splitRows } from "../../kernels/pool.ts";
+import { CHUNKS_PER_THREAD, type Pool, splitRows } from "../../threads/pool.ts";
 import { call } from "../../kernels/regions.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
 export interface RopeTable {

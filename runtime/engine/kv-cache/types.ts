@@ -1,8 +1,11 @@
 /**
  * What every attention state of the WASM engine offers beyond the reference contract: its
  * mode, its compact size (bytes per cached position, fixed buffers) and its content as named
- * arrays, which sessions write to a file and read back.
+ * arrays, which sessions write to a file and read back (checked against the settings by
+ * `checkMeta`).
  */
+import { ShapeError } from "../../errors.ts";
+import type { WasmActivation } from "../../ops/wasm-ops.ts";
 import type { ReferenceCache } from "./reference-cache.ts";
 
 export const KV_MODES = ["f32", "f16", "q8", "q4", "xquant", "xquant-cl"] as const;
@@ -20,7 +23,8 @@ export interface KvCacheState {
   readonly arrays: Record<string, StateArray>;
 }
 
-export interface KvCache extends ReferenceCache {
+/** An attention state of the WASM engine: it reads q, k, v and x from the run state and writes out there. */
+export interface KvCache extends ReferenceCache<WasmActivation> {
   readonly mode: KvMode;
   /** Compact bytes per cached position, all layers (the asymptotic cost of one more token). */
   readonly bytesPerToken: number;
@@ -31,4 +35,11 @@ export interface KvCache extends ReferenceCache {
   exportState(): KvCacheState;
   /** Replaces the content; throws ShapeError when the state was saved with other settings. */
   importState(state: KvCacheState): void;
+}
+
+/** Throws ShapeError unless a saved state was written by a cache with these settings. */
+export function checkMeta(mode: string, meta: Record<string, unknown>, state: KvCacheState): void {
+  const want = JSON.stringify({ mode, ...meta });
+  const got = JSON.stringify({ mode: state.mode, ...state.meta });
+  if (want !== got) throw new ShapeError("cache restore", `a state saved with ${want}`, got);
 }

@@ -1,47 +1,22 @@
 /**
- * KV cache in WebAssembly memory, f32 or f16 per element, with attention computed by the
- * WASM kernels (attention_* for one decode token, attention_tokens_* for a prefill block),
- * query heads split in small groups that the worker pool's threads claim dynamically.
- * Layout per layer: keys and values (contextLength, nKvHeads, headDim). A sliding window
- * (Mistral) attends the most recent `slidingWindow` positions only.
+ * KV cache in WebAssembly memory, f32 or f16 per element: the new keys and values are stored
+ * from the run state by the kernels (f32_to_f16 for f16; a copy for f32) and attention runs
+ * over the cache in place (./causal-attention.ts), all queued on the kernel queue, so a decode
+ * step's attention needs no host work. Layout per layer: keys and values (contextLength,
+ * nKvHeads, headDim). A sliding window (Mistral) attends the most recent `slidingWindow`
+ * positions only.
  */
 import { ContextLengthError, ShapeError } from "../../errors.ts";
-import { f32ToF16 } from "../../format/pack-f16.ts";
-import {
-  type AttentionArgs,
-  attentionCallArgs,
-  attentionTokensCallArgs,
-  attentionTokensScratchFloats,
-  type CacheType,
-} from "../../kernels/elementwise.ts";
-import type { Pool } from "../../kernels/pool.ts";
-import { CHUNKS_PER_THREAD, splitRows } from "../../kernels/pool.ts";
-import type { Kernels } from "../../kernels/wasm.ts";
+import { type CacheType, f32ToF16CallArgs, scaleCallArgs } from "../../kernels/elementwise.ts";
+import type { KernelQueue } from "../../threads/kernel-queue.ts";
 import type { AttentionInput } from "../../ops/types.ts";
+import type { WasmActivation } from "../../ops/wasm-ops.ts";
+import { attentionBuffersBytes, createCausalAttention, type KvRegion } from "./causal-attention.ts";
 import type { CacheShape } from "./reference-cache.ts";
-import { checkMeta } from "./kivi-cache.ts";
-import type { KvCache, StateArray } from "./types.ts";
+import { checkMeta, type KvCache, type StateArray } from "./types.ts";
 
 export interface WasmCache extends KvCache {
   readonly type: CacheType;
-}
-
-/** Query tokens per attention_tokens call: the staging buffers for q and out hold this many. */
-export const ATTENTION_BLOCK_TOKENS = 64;
-
-/**
- * Scratch floats that serve both kernels under any head split: the decode kernel takes one
- * row of contextLength per head, a block one shard 4 rows (attentionTokensScratchFloats), and
- * there are at most nHeads shards.
- */
-export function attentionScratchBound(nHeads: number, contextLength: number): number {
-  return 4 * nHeads * contextLength;
-}
-
-/** WASM bytes of the attention buffers: q and out of one block, and the scratch. */
-export function attentionBuffersBytes(shape: CacheShape): number {
-  const qDim = shape.numHeads * shape.headDim;
-  return (2 * ATTENTION_BLOCK_TOKENS * qDim + attentionScratchBound(shape.numHeads, shape.contextLength)) * 4 + 3 * 64;
 }
 
 /** Bytes a cache of this shape and type needs in WASM memory (for the fit check). */
@@ -52,128 +27,51 @@ export function wasmCacheBytes(shape: CacheShape, type: CacheType): number {
   return cache + attentionBuffersBytes(shape);
 }
 
-/** The q/out staging and scratch buffers of `attendCausal`, allocated once per cache. */
-export interface AttentionBuffers {
-  readonly q: number;
-  readonly out: number;
-  readonly scratch: number;
-}
-
-export function allocAttentionBuffers(kernels: Kernels, shape: CacheShape): AttentionBuffers {
+/** Checks a block of new tokens against a cache holding `cachedLength` positions. */
+export function checkAttentionInput(shape: CacheShape, input: AttentionInput<WasmActivation>, cachedLength: number): void {
+  const { n, startPos, q, k, v, out } = input;
+  const kvDim = shape.numKvHeads * shape.headDim;
   const qDim = shape.numHeads * shape.headDim;
-  return {
-    q: kernels.arena.alloc(ATTENTION_BLOCK_TOKENS * qDim * 4, 64),
-    out: kernels.arena.alloc(ATTENTION_BLOCK_TOKENS * qDim * 4, 64),
-    scratch: kernels.arena.alloc(attentionScratchBound(shape.numHeads, shape.contextLength) * 4, 64),
-  };
-}
-
-/**
- * One query token's attention with the query heads split across the pool (each shard gets
- * its own slice of `scratch`, which must hold nHeads * kvLen floats).
- */
-export function attendHeads(kernels: Kernels, pool: Pool | undefined, type: CacheType, args: AttentionArgs): void {
-  const shards = splitRows(args.nHeads, pool === undefined ? 1 : pool.threads * CHUNKS_PER_THREAD).map(([headBegin, headEnd]) =>
-    attentionCallArgs(kernels, type, { ...args, scratch: args.scratch + headBegin * args.kvLen * 4, headBegin, headEnd })
-  );
-  if (pool === undefined || shards.length === 1) kernels.exports[`attention_${type}`](...shards[0]);
-  else pool.runTasks(shards.map((args) => ({ exportName: `attention_${type}`, args })));
-}
-
-/**
- * Causal attention of q (n tokens at positions startPos..) over cached keys and values whose
- * row 0 is position `base` (kCache, vCache: WASM offsets of that row), the sliding window
- * applied when the shape has one; returns (n, nHeads·headDim). One token runs the decode
- * kernel, a block runs attention_tokens_* (one pool batch per ATTENTION_BLOCK_TOKENS tokens),
- * which equals the decode kernel per token bit for bit.
- */
-export function attendCausal(
-  kernels: Kernels,
-  pool: Pool | undefined,
-  type: CacheType,
-  buffers: AttentionBuffers,
-  shape: CacheShape,
-  at: { q: Float32Array; n: number; startPos: number; base: number; kCache: number; vCache: number },
-): Float32Array {
-  const { numHeads: nHeads, numKvHeads: nKvHeads, headDim } = shape;
-  const qDim = nHeads * headDim;
-  const kvDim = nKvHeads * headDim;
-  const elem = type === "f32" ? 4 : 2;
-  const window = shape.slidingWindow ?? 0;
-  const out = new Float32Array(at.n * qDim);
-  if (at.n === 1) {
-    const end = at.startPos + 1 - at.base; // attends staged rows first..end-1
-    const first = window > 0 ? Math.max(0, end - window) : 0;
-    new Float32Array(kernels.memory.buffer, buffers.q, qDim).set(at.q);
-    attendHeads(kernels, pool, type, {
-      q: buffers.q,
-      kCache: at.kCache + first * kvDim * elem,
-      vCache: at.vCache + first * kvDim * elem,
-      out: buffers.out,
-      scratch: buffers.scratch,
-      nHeads,
-      nKvHeads,
-      headDim,
-      kvLen: end - first,
-    });
-    out.set(new Float32Array(kernels.memory.buffer, buffers.out, qDim));
-    return out;
+  if (startPos + n > shape.contextLength) throw new ContextLengthError(startPos, n, shape.contextLength);
+  if (startPos > cachedLength) throw new ShapeError("attention", `start position <= cached length ${cachedLength}`, String(startPos));
+  if (k.width !== kvDim || v.width !== kvDim || q.width !== qDim || out.width !== qDim || n > k.rows || n > v.rows) {
+    throw new ShapeError("attention", `q/out of width ${qDim}, k/v of width ${kvDim}`, `${q.width}, ${out.width}, ${k.width}, ${v.width}`);
   }
-  const parts = pool === undefined ? 1 : pool.threads * CHUNKS_PER_THREAD;
-  for (let t0 = 0; t0 < at.n; t0 += ATTENTION_BLOCK_TOKENS) {
-    const nTokens = Math.min(ATTENTION_BLOCK_TOKENS, at.n - t0);
-    const end0 = at.startPos + t0 + 1 - at.base;
-    const kvMax = end0 + nTokens - 1;
-    new Float32Array(kernels.memory.buffer, buffers.q, nTokens * qDim).set(at.q.subarray(t0 * qDim, (t0 + nTokens) * qDim));
-    let scratch = buffers.scratch;
-    const shards = splitRows(nHeads, parts).map(([headBegin, headEnd]) => {
-      const args = attentionTokensCallArgs(kernels, type, {
-        q: buffers.q,
-        kCache: at.kCache,
-        vCache: at.vCache,
-        out: buffers.out,
-        scratch,
-        nHeads,
-        nKvHeads,
-        headDim,
-        end0,
-        nTokens,
-        window,
-        headBegin,
-        headEnd,
-      });
-      scratch += attentionTokensScratchFloats(kvMax) * 4;
-      return args;
-    });
-    const exportName = `attention_tokens_${type}`;
-    if (pool === undefined || shards.length === 1) kernels.exports[exportName](...shards[0]);
-    else pool.runTasks(shards.map((args) => ({ exportName, args })));
-    out.set(new Float32Array(kernels.memory.buffer, buffers.out, nTokens * qDim), t0 * qDim);
-  }
-  return out;
 }
 
-export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape: CacheShape, type: CacheType): WasmCache {
-  const { numLayers, numHeads, numKvHeads, headDim, contextLength } = shape;
+export function createWasmCache(queue: KernelQueue, shape: CacheShape, type: CacheType): WasmCache {
+  const kernels = queue.kernels;
+  const { numLayers, numKvHeads, headDim, contextLength } = shape;
   const elem = type === "f32" ? 4 : 2;
   const kvDim = numKvHeads * headDim;
   const layerBytes = contextLength * kvDim * elem;
-  const keys: number[] = [];
-  const values: number[] = [];
+  const regions: (KvRegion & { storage: number })[] = [];
   for (let l = 0; l < numLayers; l++) {
-    keys.push(kernels.arena.alloc(layerBytes, 64));
-    values.push(kernels.arena.alloc(layerBytes, 64));
+    const storage = queue.storage();
+    regions.push({ k: kernels.arena.alloc(layerBytes, 64), v: kernels.arena.alloc(layerBytes, 64), rows: contextLength, storage, storages: [storage] });
   }
-  const buffers = allocAttentionBuffers(kernels, shape);
+  const attention = createCausalAttention(queue, shape, type);
   const lengths = new Array<number>(numLayers).fill(0);
 
-  const store = (base: number, pos: number, rows: Float32Array) => {
-    const offset = base + pos * kvDim * elem;
-    if (type === "f32") new Float32Array(kernels.memory.buffer, offset, rows.length).set(rows);
-    else {
-      const bits = new Uint16Array(kernels.memory.buffer, offset, rows.length);
-      for (let i = 0; i < rows.length; i++) bits[i] = f32ToF16(rows[i]);
+  // Storing n rows of k or v into a layer's keys or values at a position: checked once per
+  // (target, source, rows) at the last position, the target row moved per call.
+  const store = queue.fn(type === "f32" ? "scale_f32" : "f32_to_f16");
+  const stores = new Map<number, Map<WasmActivation, { calls: number[][]; reads: number[]; writes: number[] }[]>>();
+  const storeCall = (src: WasmActivation, n: number, base: number, storage: number, pos: number) => {
+    let bySource = stores.get(base);
+    if (bySource === undefined) stores.set(base, bySource = new Map());
+    let byRows = bySource.get(src);
+    if (byRows === undefined) bySource.set(src, byRows = []);
+    let plan = byRows[n];
+    if (plan === undefined) {
+      const last = base + (contextLength - n) * kvDim * elem;
+      const args = type === "f32"
+        ? scaleCallArgs(kernels, { x: src.ptr, s: 1, out: last, n: n * kvDim }) // x·1: an exact copy
+        : f32ToF16CallArgs(kernels, { src: src.ptr, dst: last, n: n * kvDim });
+      byRows[n] = plan = { calls: [args], reads: [src.storage], writes: [storage] };
     }
+    plan.calls[0][type === "f32" ? 2 : 1] = base + pos * kvDim * elem;
+    queue.step(store, plan.calls, plan.reads, plan.writes);
   };
 
   const meta = { numLayers, kvDim, contextLength };
@@ -190,15 +88,17 @@ export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape:
     bytesPerToken: 2 * numLayers * kvDim * elem,
     fixedBytes: attentionBuffersBytes(shape),
     exportState() {
+      queue.flush();
       const arrays: Record<string, StateArray> = {};
       for (let l = 0; l < numLayers; l++) {
-        arrays[`k${l}`] = rowsOf(keys[l], lengths[l]);
-        arrays[`v${l}`] = rowsOf(values[l], lengths[l]);
+        arrays[`k${l}`] = rowsOf(regions[l].k, lengths[l]);
+        arrays[`v${l}`] = rowsOf(regions[l].v, lengths[l]);
       }
       return { mode: type, length: lengths[0], meta, arrays };
     },
     importState(state) {
       checkMeta(type, meta, state);
+      queue.flush();
       for (let l = 0; l < numLayers; l++) {
         const k = state.arrays[`k${l}`];
         const v = state.arrays[`v${l}`];
@@ -206,8 +106,8 @@ export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape:
         if (k === undefined || v === undefined || k.BYTES_PER_ELEMENT !== elem || v.length !== k.length || rows !== state.length) {
           throw new ShapeError("cache restore", `${state.length} rows of ${kvDim} ${type} keys and values in layer ${l}`, `${k?.length} and ${v?.length} values`);
         }
-        new Uint8Array(kernels.memory.buffer, keys[l], k.byteLength).set(new Uint8Array(k.buffer, k.byteOffset, k.byteLength));
-        new Uint8Array(kernels.memory.buffer, values[l], v.byteLength).set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+        new Uint8Array(kernels.memory.buffer, regions[l].k, k.byteLength).set(new Uint8Array(k.buffer, k.byteOffset, k.byteLength));
+        new Uint8Array(kernels.memory.buffer, regions[l].v, v.byteLength).set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
         lengths[l] = state.length;
       }
     },
@@ -215,19 +115,15 @@ export function createWasmCache(kernels: Kernels, pool: Pool | undefined, shape:
     truncate(pos) {
       for (let l = 0; l < numLayers; l++) lengths[l] = Math.min(lengths[l], pos);
     },
-    attend({ layer, q, k, v, n, startPos }: AttentionInput): Float32Array {
-      if (startPos + n > contextLength) throw new ContextLengthError(startPos, n, contextLength);
-      if (startPos > lengths[layer]) {
-        throw new ShapeError("attention", `start position <= cached length ${lengths[layer]}`, String(startPos));
-      }
-      if (k.length !== n * kvDim || v.length !== n * kvDim || q.length !== n * numHeads * headDim) {
-        throw new ShapeError("attention", `q ${n}x${numHeads * headDim}, k/v ${n}x${kvDim}`, `${q.length}, ${k.length}, ${v.length}`);
-      }
-      store(keys[layer], startPos, k);
-      store(values[layer], startPos, v);
+    attend(input) {
+      const { layer, q, k, v, n, startPos, out } = input as AttentionInput<WasmActivation>;
+      checkAttentionInput(shape, input as AttentionInput<WasmActivation>, lengths[layer]);
+      queue.boundary();
+      const region = regions[layer];
+      storeCall(k, n, region.k, region.storage, startPos);
+      storeCall(v, n, region.v, region.storage, startPos);
       lengths[layer] = startPos + n;
-
-      return attendCausal(kernels, pool, type, buffers, shape, { q, n, startPos, base: 0, kCache: keys[layer], vCache: values[layer] });
+      attention.run(region, q, out, n, startPos, 0);
     },
   };
 }

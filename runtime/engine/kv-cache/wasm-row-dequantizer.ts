@@ -9,7 +9,7 @@
  * on the calling thread: the compact rows are not in shared memory).
  */
 import { kvDequantChannelCallArgs, kvDequantTokenCallArgs } from "../../kernels/kv-dequant.ts";
-import type { Pool } from "../../kernels/pool.ts";
+import type { Pool } from "../../threads/pool.ts";
 import { call } from "../../kernels/regions.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
 import { ShapeError } from "../../errors.ts";

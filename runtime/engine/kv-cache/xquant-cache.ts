@@ -13,17 +13,15 @@
  * The newest `window` positions stay unquantised. The block being processed uses the k and v
  * the model just computed; only older positions are rematerialised.
  */
-import type { Pool } from "../../kernels/pool.ts";
-import type { Kernels } from "../../kernels/wasm.ts";
 import type { AttentionInput, KvProjector } from "../../ops/types.ts";
-import { MAX_TOKENS_PER_CALL } from "../../ops/wasm-ops.ts";
+import { MAX_TOKENS_PER_CALL, type WasmActivation, type WasmOps } from "../../ops/wasm-ops.ts";
 import { checkCodeBits } from "./kv-quant.ts";
-import { checkMeta } from "./kivi-cache.ts";
 import type { CacheShape } from "./reference-cache.ts";
 import { createRowStore, getStoreState, putStoreState, type RowStore, type RowStoreOptions } from "./row-store.ts";
 import { createWasmRowDequantizer, rowDequantizerBytes } from "./wasm-row-dequantizer.ts";
-import { checkAttentionInput, createStagedAttention, type StagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
-import type { KvCache, KvCacheState, StateArray } from "./types.ts";
+import { createStagedAttention, type StagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
+import { checkMeta, type KvCache, type KvCacheState, type StateArray } from "./types.ts";
+import { checkAttentionInput } from "./wasm-cache.ts";
 import type { LatentCodec } from "./xquant-svd.ts";
 
 export interface XquantOptions {
@@ -40,7 +38,7 @@ export interface XquantOptions {
 export interface XquantSources {
   readonly hidden: number;
   /** Multi-head path: K and V from X. */
-  readonly projector: KvProjector;
+  readonly projector: KvProjector<WasmActivation>;
   /** Grouped-query path: the SVD latent codec; when absent, X is cached. */
   readonly latent?: LatentCodec;
 }
@@ -73,16 +71,20 @@ export function xquantCacheBytes(shape: CacheShape, hidden: number, rank: number
     windows += (s.window + block) * s.width * 4;
   }
   const widest = Math.max(...streams.map((s) => s.width));
-  return { perToken: shape.numLayers * perLayer, fixed: shape.numLayers * windows + stagedAttentionBytes(shape) + rowDequantizerBytes(widest) };
+  const rematInput = MAX_TOKENS_PER_CALL * streams.reduce((w, s) => w + s.width, 0) * 4;
+  return {
+    perToken: shape.numLayers * perLayer,
+    fixed: shape.numLayers * windows + stagedAttentionBytes(shape) + rowDequantizerBytes(widest) + rematInput,
+  };
 }
 
 export function createXquantCache(
-  kernels: Kernels,
-  pool: Pool | undefined,
+  ops: WasmOps,
   shape: CacheShape,
   sources: XquantSources,
   options: XquantOptions = {},
 ): KvCache & { rematerialize(layer: number, from: number, to: number): { k: Float32Array; v: Float32Array } } {
+  const { kernels, pool } = ops.queue;
   const kvDim = shape.numKvHeads * shape.headDim;
   const rank = sources.latent?.rank;
   const specs = streamsFor(shape, sources.hidden, rank, options);
@@ -92,13 +94,15 @@ export function createXquantCache(
   for (let l = 0; l < shape.numLayers; l++) {
     stores.push(specs.map((s) => createRowStore({ ...s, capacity: shape.contextLength, dequantizer })));
   }
-  const staged: StagedAttention = createStagedAttention(kernels, pool, shape);
+  const staged: StagedAttention = createStagedAttention(ops, shape);
+  // Encoded rows (X or latents) of up to a tile of positions, as the projection reads them.
+  const input = ops.createState({ rows: width }, MAX_TOKENS_PER_CALL, shape.contextLength).rows;
   const meta = { specs, numLayers: shape.numLayers, kvDim, contextLength: shape.contextLength };
   const bytes = xquantCacheBytes(shape, sources.hidden, rank, options);
 
-  const encode = (layer: number, x: Float32Array, n: number) => sources.latent === undefined ? x : sources.latent.encode(layer, x, n);
-  const decode = (layer: number, rows: Float32Array, n: number, first: number) =>
-    sources.latent === undefined ? sources.projector(layer, rows, n, first) : sources.latent.decode(layer, rows, n, first);
+  const encode = (layer: number, x: WasmActivation, n: number) => sources.latent === undefined ? ops.read(x, n) : sources.latent.encode(layer, x, n);
+  const decode = (layer: number, n: number, first: number, k: WasmActivation, v: WasmActivation) =>
+    sources.latent === undefined ? sources.projector(layer, input, n, first, k, v) : sources.latent.decode(layer, input, n, first, k, v);
 
   /** Encoded rows from..to-1 of a layer, (to - from, width). */
   const readEncoded = (layer: number, from: number, to: number): Float32Array => {
@@ -129,13 +133,13 @@ export function createXquantCache(
     });
   };
 
-  /** Writes rematerialised K and V of positions from..to-1 into kOut/vOut from row outRow. */
-  const rematerializeInto = (layer: number, from: number, to: number, kOut: Float32Array, vOut: Float32Array, outRow: number) => {
+  /** Queues rematerialised K and V of positions from..to-1 into the staging rows from outRow. */
+  const rematerializeInto = (layer: number, from: number, to: number, outRow: number) => {
     for (let p = from; p < to; p += MAX_TOKENS_PER_CALL) {
       const m = Math.min(MAX_TOKENS_PER_CALL, to - p);
-      const { k, v } = decode(layer, readEncoded(layer, p, p + m), m, p);
-      kOut.set(k, (outRow + p - from) * kvDim);
-      vOut.set(v, (outRow + p - from) * kvDim);
+      ops.write(input, m, readEncoded(layer, p, p + m));
+      const rows = staged.rowsFrom(outRow + p - from);
+      decode(layer, m, p, rows.k, rows.v);
     }
   };
 
@@ -149,23 +153,25 @@ export function createXquantCache(
     truncate(pos: number) {
       for (const layer of stores) for (const s of layer) s.truncate(pos);
     },
-    attend(input: AttentionInput): Float32Array {
-      const { layer, q, k, v, n, startPos, x } = input;
-      checkAttentionInput(shape, input, stores[layer][0].length());
+    attend(attention: AttentionInput<WasmActivation>) {
+      const { layer, q, k, v, n, startPos, x, out } = attention;
+      checkAttentionInput(shape, attention, stores[layer][0].length());
+      ops.flush(); // x, k and v computed; the staging free to overwrite
       appendEncoded(layer, encode(layer, x, n), n, startPos);
       const base = staged.firstNeeded(startPos);
+      rematerializeInto(layer, base, startPos, 0);
+      ops.flush();
       const view = staged.views();
-      rematerializeInto(layer, base, startPos, view.k, view.v, 0);
-      view.k.set(k, (startPos - base) * kvDim);
-      view.v.set(v, (startPos - base) * kvDim);
-      return staged.run(q, n, startPos, base);
+      view.k.set(ops.read(k, n), (startPos - base) * kvDim);
+      view.v.set(ops.read(v, n), (startPos - base) * kvDim);
+      staged.run(q, out, n, startPos, base);
     },
     /** K and V of cached positions from..to-1 rebuilt from the cache (tests and sessions). */
     rematerialize(layer: number, from: number, to: number) {
-      const k = new Float32Array((to - from) * kvDim);
-      const v = new Float32Array((to - from) * kvDim);
-      rematerializeInto(layer, from, to, k, v, 0);
-      return { k, v };
+      rematerializeInto(layer, from, to, 0);
+      ops.flush();
+      const view = staged.views();
+      return { k: view.k.slice(0, (to - from) * kvDim), v: view.v.slice(0, (to - from) * kvDim) };
     },
     exportState(): KvCacheState {
       const arrays: Record<string, StateArray> = {};

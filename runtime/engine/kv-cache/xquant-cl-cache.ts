@@ -13,17 +13,15 @@
  * The layers of one block must arrive in order 0, 1, ..., as the forward pass calls them.
  */
 import { ShapeError } from "../../errors.ts";
-import type { Pool } from "../../kernels/pool.ts";
-import type { Kernels } from "../../kernels/wasm.ts";
 import type { AttentionInput, KvProjector } from "../../ops/types.ts";
-import { MAX_TOKENS_PER_CALL } from "../../ops/wasm-ops.ts";
+import { MAX_TOKENS_PER_CALL, type WasmActivation, type WasmOps } from "../../ops/wasm-ops.ts";
 import { checkCodeBits } from "./kv-quant.ts";
-import { checkMeta } from "./kivi-cache.ts";
 import type { CacheShape } from "./reference-cache.ts";
 import { createRowStore, getStoreState, putStoreState, type RowStore } from "./row-store.ts";
 import { createWasmRowDequantizer, rowDequantizerBytes } from "./wasm-row-dequantizer.ts";
-import { checkAttentionInput, createStagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
-import type { KvCache, KvCacheState, StateArray } from "./types.ts";
+import { createStagedAttention, stagedAttentionBytes } from "./staged-attention.ts";
+import { checkMeta, type KvCache, type KvCacheState, type StateArray } from "./types.ts";
+import { checkAttentionInput } from "./wasm-cache.ts";
 
 export interface XquantClOptions {
   /** Bits of the deltas; default 3. */
@@ -55,17 +53,17 @@ export function xquantClCacheBytes(shape: CacheShape, hidden: number, options: X
     perToken,
     accumulatorPerToken: 4 * hidden,
     fixed: shape.numLayers * (s.window + 1) * hidden * 4 + stagedAttentionBytes(shape) + shape.contextLength * hidden * 4 +
-      rowDequantizerBytes(hidden),
+      rowDequantizerBytes(hidden) + MAX_TOKENS_PER_CALL * hidden * 4,
   };
 }
 
 export function createXquantClCache(
-  kernels: Kernels,
-  pool: Pool | undefined,
+  ops: WasmOps,
   shape: CacheShape,
-  sources: { hidden: number; projector: KvProjector },
+  sources: { hidden: number; projector: KvProjector<WasmActivation> },
   options: XquantClOptions = {},
 ): KvCache & { rematerialize(layer: number, from: number, to: number): { k: Float32Array; v: Float32Array } } {
+  const { kernels, pool } = ops.queue;
   const { hidden, projector } = sources;
   const s = settings(shape, hidden, options);
   const kvDim = shape.numKvHeads * shape.headDim;
@@ -90,7 +88,17 @@ export function createXquantClCache(
       dequantizer,
     }));
   }
-  const staged = createStagedAttention(kernels, pool, shape);
+  const staged = createStagedAttention(ops, shape);
+  const input = ops.createState({ x: hidden }, MAX_TOKENS_PER_CALL, shape.contextLength).x; // X̂ rows a projection reads
+  /** Queues K and V of positions from..to-1 from X̂ rows xs (position p at row p) into the staging rows from outRow. */
+  const rematerializeInto = (layer: number, xs: Float32Array, from: number, to: number, outRow: number) => {
+    for (let p = from; p < to; p += MAX_TOKENS_PER_CALL) {
+      const m = Math.min(MAX_TOKENS_PER_CALL, to - p);
+      ops.write(input, m, xs.subarray(p * hidden, (p + m) * hidden));
+      const rows = staged.rowsFrom(outRow + p - from);
+      projector(layer, input, m, p, rows.k, rows.v);
+    }
+  };
   const meta = { ...s, numLayers: shape.numLayers, hidden, contextLength: shape.contextLength };
   const bytes = xquantClCacheBytes(shape, hidden, s);
   let nextLayer = 0;
@@ -107,16 +115,17 @@ export function createXquantClCache(
       for (const store of stores) store.truncate(pos);
       nextLayer = 0;
     },
-    attend(input: AttentionInput): Float32Array {
-      const { layer, q, k, v, n, startPos, x } = input;
-      checkAttentionInput(shape, input, stores[layer].length());
+    attend(attention: AttentionInput<WasmActivation>) {
+      const { layer, q, k, v, n, startPos, x, out } = attention;
+      checkAttentionInput(shape, attention, stores[layer].length());
+      ops.flush(); // x, k and v computed; the staging free to overwrite
       if (layer !== 0 && (layer !== nextLayer || startPos !== blockStart)) {
         throw new ShapeError("xquant-cl attention", `layer ${nextLayer} of the block at ${blockStart} (layers run in order)`, `layer ${layer} at ${startPos}`);
       }
       nextLayer = layer + 1;
       blockStart = startPos;
       const store = stores[layer];
-      store.append(x, n, startPos);
+      store.append(ops.read(x, n), n, startPos);
       const end = startPos + n;
       // X̂_layer for every cached position: quantised rows add their delta, window rows are X itself.
       const quantized = store.quantizedEnd();
@@ -130,16 +139,12 @@ export function createXquantClCache(
         store.read(quantized, end, accumulator, quantized);
       }
       const base = staged.firstNeeded(startPos);
+      rematerializeInto(layer, accumulator, base, startPos, 0);
+      ops.flush();
       const view = staged.views();
-      for (let p = base; p < startPos; p += MAX_TOKENS_PER_CALL) {
-        const m = Math.min(MAX_TOKENS_PER_CALL, startPos - p);
-        const kv = projector(layer, accumulator.slice(p * hidden, (p + m) * hidden), m, p);
-        view.k.set(kv.k, (p - base) * kvDim);
-        view.v.set(kv.v, (p - base) * kvDim);
-      }
-      view.k.set(k, (startPos - base) * kvDim);
-      view.v.set(v, (startPos - base) * kvDim);
-      return staged.run(q, n, startPos, base);
+      view.k.set(ops.read(k, n), (startPos - base) * kvDim);
+      view.v.set(ops.read(v, n), (startPos - base) * kvDim);
+      staged.run(q, out, n, startPos, base);
     },
     /** K and V of cached positions from..to-1 rebuilt through layers 0..layer (tests). */
     rematerialize(layer: number, from: number, to: number) {
@@ -152,15 +157,10 @@ export function createXquantClCache(
         for (let i = 0; i < delta.length; i++) xs[i] += delta[i];
         stores[l].read(quantized, to, xs, quantized);
       }
-      const k = new Float32Array((to - from) * kvDim);
-      const v = new Float32Array((to - from) * kvDim);
-      for (let p = from; p < to; p += MAX_TOKENS_PER_CALL) {
-        const m = Math.min(MAX_TOKENS_PER_CALL, to - p);
-        const kv = projector(layer, xs.slice(p * hidden, (p + m) * hidden), m, p);
-        k.set(kv.k, (p - from) * kvDim);
-        v.set(kv.v, (p - from) * kvDim);
-      }
-      return { k, v };
+      rematerializeInto(layer, xs, from, to, 0);
+      ops.flush();
+      const view = staged.views();
+      return { k: view.k.slice(0, (to - from) * kvDim), v: view.v.slice(0, (to - from) * kvDim) };
     },
     exportState(): KvCacheState {
       const arrays: Record<string, StateArray> = {};

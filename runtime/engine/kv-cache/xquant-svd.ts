@@ -2,9 +2,9 @@
  * The SVD factors XQuant needs for grouped-query models (arXiv 2508.10395, §GQA): per layer
  * and projection W (kvDim, hidden), Wᵀ = U·Σ·Bᵀ with U (hidden, rank) and Σ·Bᵀ (rank, kvDim).
  * The quantizer stores them as f16 tensors `model.layers.{L}.self_attn.{k,v}_proj.xquant_u`
- * and `.xquant_sb` (header.extra.xquant, quantizer/xquant.ts); a checkpoint without them gets
+ * and `.xquant_sb` (header.extra.xquant, quantizer/quantize.ts); a checkpoint without them gets
  * them computed here at load time from the dequantised packed weights, with the same
- * routine. The codec packs them for the dense f16 GEMM:
+ * routine (./xquant-factors.ts). The codec packs them for the dense f16 GEMM:
  *   encode: X (n, hidden) · [Uk | Uv] → latents (n, 2·rank) = [X·Uk | X·Uv]
  *   decode: projectKv over latents with k_proj := [Σk·Bkᵀ ; 0]ᵀ and v_proj := [0 ; Σv·Bvᵀ]ᵀ,
  *           so the bias, k_norm and RoPE come from the architecture's own code.
@@ -14,31 +14,22 @@ import { dequantize } from "../../format/pack-dequantize.ts";
 import { packF16 } from "../../format/pack-f16.ts";
 import { createPackedMatrix } from "../../kernels/matmul.ts";
 import type { Kernels } from "../../kernels/wasm.ts";
-import type { ModelArgs } from "../../models/registry.ts";
-import type { Ops, WeightStore } from "../../ops/types.ts";
-import type { WasmMatrix } from "../../ops/wasm-ops.ts";
-import { xquantFactors, xquantNames } from "../../../quantizer/xquant.ts";
+import type { Architecture, ModelArgs } from "../../models/registry.ts";
+import type { ForwardContext, WeightStore } from "../../ops/types.ts";
+import { MAX_TOKENS_PER_CALL, type WasmActivation, type WasmMatrix, type WasmOps, type WasmVector } from "../../ops/wasm-ops.ts";
+import { xquantFactors, xquantNames } from "./xquant-factors.ts";
 
 export interface LatentCodec {
   /** Latent channels per projection (kvDim). */
   readonly rank: number;
-  /** (n, 2·rank): [X·Uk | X·Uv]. */
-  encode(layer: number, x: Float32Array, n: number): Float32Array;
-  /** K (RoPE at positions first..) and V from latents (n, 2·rank). */
-  decode(layer: number, latents: Float32Array, n: number, first: number): { k: Float32Array; v: Float32Array };
+  /** (n, 2·rank): [X·Uk | X·Uv] of x (n rows); a view valid until the next op. */
+  encode(layer: number, x: WasmActivation, n: number): Float32Array;
+  /** K (RoPE at positions first..) and V from latents (n rows, 2·rank wide) into k and v (queued). */
+  decode(layer: number, latents: WasmActivation, n: number, first: number, k: WasmActivation, v: WasmActivation): void;
 }
 
-export type ProjectKv = (
-  args: ModelArgs,
-  ctx: { ops: Ops<WasmMatrix>; weights: WeightStore<WasmMatrix> },
-  layer: number,
-  x: Float32Array,
-  n: number,
-  first: number,
-) => { k: Float32Array; v: Float32Array };
-
 /** Factors of one projection: u (hidden, rank) and sb (rank, kvDim), row-major f32. */
-export function projectionFactors(kernels: Kernels, weights: WeightStore<WasmMatrix>, projection: string): { u: Float32Array; sb: Float32Array; stored: boolean } {
+export function projectionFactors(kernels: Kernels, weights: WeightStore<WasmMatrix, WasmVector>, projection: string): { u: Float32Array; sb: Float32Array; stored: boolean } {
   const names = xquantNames(projection);
   const read = (m: WasmMatrix) => dequantize(m.encoding, new Uint8Array(kernels.memory.buffer, m.ptr, m.layout.byteLength), m.rows, m.cols);
   if (weights.has(names.u) && weights.has(names.sb)) {
@@ -50,12 +41,12 @@ export function projectionFactors(kernels: Kernels, weights: WeightStore<WasmMat
 }
 
 export function createLatentCodec(
-  kernels: Kernels,
-  ops: Ops<WasmMatrix>,
-  weights: WeightStore<WasmMatrix>,
+  ops: WasmOps,
+  weights: WeightStore<WasmMatrix, WasmVector>,
   args: ModelArgs,
-  projectKv: ProjectKv,
+  projectKv: Architecture["projectKv"],
 ): LatentCodec & { readonly storedFactors: boolean } {
+  const kernels = ops.queue.kernels;
   const hidden = args.hiddenSize;
   const kvDim = args.numKvHeads * args.headDim;
   const rank = kvDim;
@@ -87,18 +78,28 @@ export function createLatentCodec(
     rebuild.push({ k: matrix(`${p}.k_proj.weight`, kvDim, 2 * rank, kRe), v: matrix(`${p}.v_proj.weight`, kvDim, 2 * rank, vRe) });
   }
 
+  const latents = ops.createState({ latents: 2 * rank }, MAX_TOKENS_PER_CALL, 1).latents;
+  const encoding = encoders.map((weight) => [{ weight, out: latents }]);
+  // projectKv through weights whose k_proj and v_proj are the rebuild matrices of the layer.
+  const overlays = rebuild.map(({ k, v }, layer) => {
+    const p = `model.layers.${layer}.self_attn`;
+    const overlay: WeightStore<WasmMatrix, WasmVector> = {
+      has: weights.has,
+      vector: weights.vector,
+      matrix: (name) => name === `${p}.k_proj.weight` ? k : name === `${p}.v_proj.weight` ? v : weights.matrix(name),
+    };
+    return { ops, weights: overlay } as Pick<ForwardContext, "ops" | "weights">;
+  });
+
   return {
     rank,
     storedFactors,
-    encode: (layer, x, n) => ops.linear(x, n, encoders[layer]),
-    decode(layer, latents, n, first) {
-      const p = `model.layers.${layer}.self_attn`;
-      const overlay: WeightStore<WasmMatrix> = {
-        has: weights.has,
-        vector: weights.vector,
-        matrix: (name) => name === `${p}.k_proj.weight` ? rebuild[layer].k : name === `${p}.v_proj.weight` ? rebuild[layer].v : weights.matrix(name),
-      };
-      return projectKv(args, { ops, weights: overlay }, layer, latents, n, first);
+    encode(layer, x, n) {
+      ops.linear(x, n, encoding[layer]);
+      return ops.read(latents, n);
+    },
+    decode(layer, input, n, first, k, v) {
+      projectKv(args, overlays[layer], layer, input, n, first, k, v);
     },
   };
 }
