@@ -125,21 +125,49 @@ export function createQ8Input(k: Kernels, cols: number, group: number, m = 1): Q
   return { kind: "q8", cols, group, m, ptr: k.arena.alloc(stride * m, TENSOR_ALIGN), stride };
 }
 
-function prepare(k: Kernels, op: string, buf: PreparedInput, x: F32Source, m: number, run: (xp: number) => number): void {
+/** One call preparing rows of a prepared input. */
+export interface PrepareCall {
+  readonly exportName: string;
+  /** Arguments preparing tokens [begin, end) (the input of token t at buf.ptr + t·stride). */
+  argsFor(begin: number, end: number): number[];
+}
+
+/**
+ * The checked call preparing `m` tokens of f32 activations at byte offset x (m, buf.cols)
+ * into buf: LUT tables or int8 blocks. Checked once; the engine's plans queue its token
+ * ranges every step without checks.
+ */
+export function checkedPrepareCall(k: Kernels, buf: PreparedInput, x: number, m: number): PrepareCall {
+  const op = buf.kind === "lut" ? "buildLut" : "quantizeQ8Input";
   checkCount(op, "m", m);
   if (m > buf.m) throw new ShapeError(op, `at most ${buf.m} input vectors (the buffer's capacity)`, String(m));
   checkRegion(k, `${op} buffer`, buf.ptr, buf.stride * buf.m, TENSOR_ALIGN);
-  withInput(k, op, x, m * buf.cols, (xp) => status(op, run(xp)));
+  checkRegion(k, `${op} input`, x, 4 * m * buf.cols, 4);
+  if (x < buf.ptr + buf.stride * buf.m && buf.ptr < x + 4 * m * buf.cols) throw new KernelError(`${op}: the input overlaps the prepared buffer`);
+  const { cols, group, stride } = buf;
+  return {
+    exportName: buf.kind === "lut" ? "build_lut_f32_batch" : "quantize_q8_act",
+    argsFor: (begin, end) => [x + 4 * begin * cols, cols, end - begin, cols, group, buf.ptr + begin * stride],
+  };
+}
+
+function prepare(k: Kernels, buf: PreparedInput, x: F32Source, m: number): void {
+  const op = buf.kind === "lut" ? "buildLut" : "quantizeQ8Input";
+  checkCount(op, "m", m);
+  withInput(k, op, x, m * buf.cols, (xp) => {
+    const call = checkedPrepareCall(k, buf, xp, m);
+    status(op, k.exports[call.exportName](...call.argsFor(0, m)) as number);
+  });
 }
 
 /** Builds the tables of `m` input vectors (m, lut.cols) into `lut` (reuse it across matrices). */
 export function buildLut(k: Kernels, lut: LutBuffer, x: F32Source, m = 1): void {
-  prepare(k, "buildLut", lut, x, m, (xp) => k.exports.build_lut_f32_batch(xp, lut.cols, m, lut.cols, lut.group, lut.ptr));
+  prepare(k, lut, x, m);
 }
 
 /** Quantises `m` tokens (m, buf.cols) to int8 per block of buf.group into `buf`. */
 export function quantizeQ8Input(k: Kernels, buf: Q8Input, x: F32Source, m = 1): void {
-  prepare(k, "quantizeQ8Input", buf, x, m, (xp) => k.exports.quantize_q8_act(xp, buf.cols, m, buf.cols, buf.group, buf.ptr));
+  prepare(k, buf, x, m);
 }
 
 /** Per-token int8 quantisation (absmax, BitNet activations): returns the codes and the scale. */

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { KernelError, ShapeError } from "../errors.ts";
 import { type Encoding, encodingName } from "../format/encoding.ts";
-import { buildLut, createLut, createPackedMatrix, createQ8Input, gemm, gemmRows, quantizeQ8Input } from "./matmul.ts";
+import { buildLut, checkedPrepareCall, createLut, createPackedMatrix, createQ8Input, gemm, gemmRows, quantizeQ8Input } from "./matmul.ts";
 import { quantizeRtn, randomFloats } from "../../test/fixtures/matmul-fixtures.ts";
 import { loadKernels } from "./wasm.ts";
 
@@ -75,6 +75,27 @@ describe("gemmRows shards equal the full gemm", () => {
         quantizeRtn({ kind: "q8", group: 32 }, new Float32Array(2 * COLS), 2, COLS),
       );
       expect(() => gemmRows(k, q, out, 1, 0, 1, out)).toThrow(ShapeError);
+    } finally {
+      k.arena.release(mark);
+    }
+  });
+
+  test("preparing an input: the checked call refuses overlap, overflow and a full buffer, and its token ranges add up", () => {
+    const mark = k.arena.mark();
+    try {
+      const lut = createLut(k, COLS, 32, 4);
+      const x = k.arena.alloc(4 * 4 * COLS, 64);
+      new Float32Array(k.memory.buffer, x, 4 * COLS).set(randomFloats(4 * COLS, 9));
+      expect(() => checkedPrepareCall(k, lut, lut.ptr + 64, 1)).toThrow(/overlaps the prepared buffer/);
+      expect(() => checkedPrepareCall(k, lut, x, 5)).toThrow(ShapeError);
+      expect(() => checkedPrepareCall(k, lut, k.memory.buffer.byteLength - 8, 1)).toThrow(KernelError);
+      // Tokens [0, 1) and [1, 4) as two calls build the same tables as buildLut on all four.
+      const call = checkedPrepareCall(k, lut, x, 4);
+      for (const [b, e] of [[0, 1], [1, 4]]) k.exports[call.exportName](...call.argsFor(b, e));
+      const split = new Uint8Array(k.memory.buffer, lut.ptr, lut.stride * 4).slice();
+      const whole = createLut(k, COLS, 32, 4);
+      buildLut(k, whole, new Float32Array(k.memory.buffer, x, 4 * COLS).slice(), 4);
+      expect(split).toEqual(new Uint8Array(k.memory.buffer, whole.ptr, whole.stride * 4).slice());
     } finally {
       k.arena.release(mark);
     }

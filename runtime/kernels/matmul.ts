@@ -40,12 +40,14 @@ import type { Kernels } from "./wasm.ts";
 
 export {
   buildLut,
+  checkedPrepareCall,
   checkRegion,
   createLut,
   createQ8Input,
   type F32Source,
   type LutBuffer,
   lutStride,
+  type PrepareCall,
   type PreparedInput,
   type Q8Input,
   q8InputStride,
@@ -89,8 +91,13 @@ export function packedMatrixAt(k: Kernels, encoding: Encoding, rows: number, col
 }
 
 /** The prepared input kind a matrix reads: LUT tables, q8 codes, or plain f32. */
-function inputKind(e: Encoding): "lut" | "q8" | "f32" {
+export function inputKind(e: Encoding): "lut" | "q8" | "f32" {
   return e.kind === "bitplane" || e.kind === "ternary" ? "lut" : e.kind === "q8" ? "q8" : "f32";
+}
+
+/** The weight group a matrix's prepared input is built for (0 for f32/f16 matrices). */
+export function inputGroup(e: Encoding): number {
+  return e.kind === "f32" || e.kind === "f16" ? 0 : e.group;
 }
 
 function checkInputFits(k: Kernels, op: string, a: PackedMatrix, x: PreparedInput, m: number): void {
@@ -103,7 +110,7 @@ function checkInputFits(k: Kernels, op: string, a: PackedMatrix, x: PreparedInpu
       `a ${x.kind} prepared input`,
     );
   }
-  const group = e.kind === "f32" || e.kind === "f16" ? 0 : e.group;
+  const group = inputGroup(e);
   if (x.cols !== a.cols || x.group !== group) {
     throw new ShapeError(op, `an input for cols ${a.cols}, group ${group}`, `cols ${x.cols}, group ${x.group}`);
   }
@@ -166,18 +173,42 @@ export function gemmShardCall(a: PackedMatrix, x: number | PreparedInput, m: num
   };
 }
 
-function runRows(
+/**
+ * The checked call computing rows [begin, end) (default: all) of out (m, outStride) = x · Wᵀ:
+ * x is the prepared input (LUT and q8 matrices) or the byte offset of m·cols f32 activations
+ * (f32/f16 matrices). Every pointer and shape is checked here once; row shards of the call are
+ * then in bounds when they stay inside [begin, end) and respect `align` (splitRows does), so
+ * the engine's plans (runtime/ops/wasm-ops.ts) queue them every token without checks.
+ */
+export function checkedGemmCall(
   k: Kernels,
   a: PackedMatrix,
   x: number | PreparedInput,
   m: number,
-  rowStart: number,
-  rowCount: number,
   out: number,
   outStride: number,
-): void {
-  const call = gemmShardCall(a, x, m, out, outStride);
-  const code = k.exports[call.exportName](...call.argsFor(rowStart, rowStart + rowCount));
+  begin = 0,
+  end = a.rows,
+): ShardCall {
+  const op = `gemm ${encodingName(a.encoding)}`;
+  checkCount(op, "m", m);
+  if (!Number.isSafeInteger(begin) || !Number.isSafeInteger(end) || begin < 0 || end <= begin || end > a.rows) {
+    throw new ShapeError(op, `a row range inside [0, ${a.rows})`, `[${begin}, ${end})`);
+  }
+  const kind = inputKind(a.encoding);
+  if (kind === "lut" && begin % ROW_TILE !== 0) throw new ShapeError(op, `a first row that is a multiple of ${ROW_TILE} for LUT matrices`, String(begin));
+  if (!Number.isSafeInteger(outStride) || outStride < end) throw new ShapeError(op, `an output row stride >= ${end}`, String(outStride));
+  checkMatrix(k, a);
+  checkRegion(k, `${op} output`, out, 4 * ((m - 1) * outStride + end), 4);
+  if (isPrepared(x)) checkInputFits(k, op, a, x, m);
+  else if (kind !== "f32") throw new ShapeError(op, `a ${kind} prepared input for a ${encodingName(a.encoding)} matrix`, "a pointer");
+  else checkRegion(k, `${op} input`, x, 4 * m * a.cols, 4);
+  return gemmShardCall(a, x, m, out, outStride);
+}
+
+function runRows(k: Kernels, a: PackedMatrix, x: number | PreparedInput, m: number, begin: number, end: number, out: number, outStride: number): void {
+  const call = checkedGemmCall(k, a, x, m, out, outStride, begin, end);
+  const code = k.exports[call.exportName](...call.argsFor(begin, end));
   if (typeof code === "number") status("gemm", code);
 }
 
@@ -198,10 +229,7 @@ export function gemm(k: Kernels, a: PackedMatrix, x: F32Source | PreparedInput, 
   const e = a.encoding;
   const { rows, cols } = a;
   const run = (input: number | PreparedInput) => withOutput(k, "gemm", out, m * rows, (op) => runRows(k, a, input, m, 0, rows, op, rows));
-  if (isPrepared(x)) {
-    checkInputFits(k, "gemm", a, x, m);
-    return run(x);
-  }
+  if (isPrepared(x)) return run(x);
   if (e.kind === "f32" || e.kind === "f16") return withInput(k, "gemm", x, m * cols, run);
   const mark = k.arena.mark();
   try {
@@ -234,25 +262,8 @@ export function gemmRows(
   out: number,
   outStride = a.rows,
 ): void {
-  checkCount("gemmRows", "m", m);
   checkCount("gemmRows", "rowCount", rowCount);
-  if (!Number.isSafeInteger(rowStart) || rowStart < 0 || rowStart + rowCount > a.rows) {
-    throw new ShapeError("gemmRows", `a row range inside [0, ${a.rows})`, `[${rowStart}, ${rowStart + rowCount})`);
-  }
-  if (!Number.isSafeInteger(outStride) || outStride < rowStart + rowCount) {
-    throw new ShapeError("gemmRows", `an output row stride >= ${rowStart + rowCount}`, String(outStride));
-  }
-  checkMatrix(k, a);
-  checkRegion(k, "gemmRows output", out, 4 * ((m - 1) * outStride + rowStart + rowCount), 4);
-  const kind = inputKind(a.encoding);
-  if (kind === "lut" && rowStart % ROW_TILE !== 0) {
-    throw new ShapeError("gemmRows", `rowStart a multiple of ${ROW_TILE} for LUT matrices`, String(rowStart));
-  }
-  if (isPrepared(x)) checkInputFits(k, "gemmRows", a, x, m);
-  else if (kind !== "f32") {
-    throw new ShapeError("gemmRows", `a ${kind} prepared input for a ${encodingName(a.encoding)} matrix`, "a pointer");
-  } else checkRegion(k, "gemmRows input", x, 4 * m * a.cols, 4);
-  runRows(k, a, x, m, rowStart, rowCount, out, outStride);
+  runRows(k, a, x, m, rowStart, rowStart + rowCount, out, outStride);
 }
 
 /** One token: out (rows) = W · x. See `gemm`. */

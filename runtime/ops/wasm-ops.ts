@@ -3,7 +3,7 @@
  * weights, and every op is a kernel call on byte offsets into it (RMSNorm, RoPE, SwiGLU,
  * residual adds, biases, embedding rows, LUT tables and matmuls). The host only sequences:
  * each op's calls are checked once, when its plan is first built for those buffers and that
- * many rows (runtime/kernels: the *CallArgs wrappers and linear-calls.ts), and from then on
+ * many rows (runtime/kernels: the *CallArgs wrappers, checkedGemmCall and checkedPrepareCall), and from then on
  * queued as they are (runtime/threads/kernel-queue.ts), so a decode step allocates nothing and
  * validates nothing per token, and with a worker pool a layer or a whole step runs as one
  * dispatch with barriers between dependent steps.
@@ -16,8 +16,7 @@
 import { ShapeError, UnsupportedModelError } from "../errors.ts";
 import { type LutEncoding, lutRow } from "../format/pack-lut.ts";
 import { addCallArgs, f16ToF32CallArgs, gatedActivationCall, rmsnormCallArgs, ropeCallArgs, scaleCallArgs } from "../kernels/elementwise.ts";
-import { checkedGemmCall, checkedPrepareCall, inputGroup, inputKind } from "../kernels/linear-calls.ts";
-import { createLut, createQ8Input, type PackedMatrix, type PreparedInput } from "../kernels/matmul.ts";
+import { checkedGemmCall, checkedPrepareCall, createLut, createQ8Input, inputGroup, inputKind, type PackedMatrix, type PreparedInput } from "../kernels/matmul.ts";
 import { addRowsCallArgs, q8RowCallArgs } from "../kernels/rows.ts";
 import type { KernelQueue } from "../threads/kernel-queue.ts";
 import { splitRows } from "../threads/pool.ts";
@@ -152,13 +151,13 @@ export function createWasmOps(queue: KernelQueue, options: { shardPool?: ShardPo
   // Prepared inputs (T-MAC tables, int8 blocks) for up to MAX_TOKENS_PER_CALL tokens, per (kind, cols, group).
   const prepared = new Map<string, { buffer: PreparedInput; storage: number }>();
   const preparedFor = (w: WasmMatrix) => {
-    const kind = inputKind(w);
-    const key = `${kind}/${w.cols}/${inputGroup(w)}`;
+    const kind = inputKind(w.encoding);
+    const key = `${kind}/${w.cols}/${inputGroup(w.encoding)}`;
     let entry = prepared.get(key);
     if (entry === undefined) {
       const buffer = kind === "q8"
-        ? createQ8Input(k, w.cols, inputGroup(w), MAX_TOKENS_PER_CALL)
-        : createLut(k, w.cols, inputGroup(w), MAX_TOKENS_PER_CALL);
+        ? createQ8Input(k, w.cols, inputGroup(w.encoding), MAX_TOKENS_PER_CALL)
+        : createLut(k, w.cols, inputGroup(w.encoding), MAX_TOKENS_PER_CALL);
       prepared.set(key, entry = { buffer, storage: queue.storage() });
     }
     return entry;
@@ -179,8 +178,8 @@ export function createWasmOps(queue: KernelQueue, options: { shardPool?: ShardPo
       if (out.width !== w.rows) throw new ShapeError(op, `output of width ${w.rows}`, `${out.name} of width ${out.width}`);
       checkRows(op, out, n);
       if (out.storage === x.storage) throw new ShapeError(op, "an output apart from the input", out.name);
-      const kind = inputKind(w);
-      const inputKey = kind === "f32" ? "f32" : `${kind}/${w.cols}/${inputGroup(w)}`;
+      const kind = inputKind(w.encoding);
+      const inputKey = kind === "f32" ? "f32" : `${kind}/${w.cols}/${inputGroup(w.encoding)}`;
       let input = inputs.get(inputKey);
       if (input === undefined) {
         if (kind === "f32") input = { input: x.ptr, storage: x.storage };

@@ -96,4 +96,27 @@ export const mutations: Mutation[] = [
     tests: [MATMUL],
     filter: "column blocks",
   },
+  {
+    name: "checked matmul call: a LUT row range off the 16-row tile accepted",
+    file: "runtime/kernels/matmul.ts",
+    find: "if (kind === \"lut\" && begin % ROW_TILE !== 0) throw",
+    replace: "if (kind === \"lut\" && begin % ROW_TILE !== 0 && false) throw",
+    tests: ["runtime/kernels/matmul-shard.test.ts"],
+    filter: "bad shards",
+  },
+  {
+    name: "checked prepare call: an input overlapping the prepared buffer accepted",
+    file: "runtime/kernels/matmul-inputs.ts",
+    find: "if (x < buf.ptr + buf.stride * buf.m && buf.ptr < x + 4 * m * buf.cols) throw",
+    replace: "if (x < buf.ptr + buf.stride * buf.m && buf.ptr < x + 4 * m * buf.cols && false) throw",
+    tests: ["runtime/kernels/matmul-shard.test.ts"],
+    filter: "preparing an input",
+  },
+  {
+    name: "checked prepare call: token ranges after the first start at token 0's activations",
+    file: "runtime/kernels/matmul-inputs.ts",
+    find: "argsFor: (begin, end) => [x + 4 * begin * cols, cols,",
+    replace: "argsFor: (begin, end) => [x, cols,",
+    tests: ["runtime/kernels/matmul-shard.test.ts", "test/engine-v2.test.ts"],
+  },
 ];
