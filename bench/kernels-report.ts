@@ -67,7 +67,7 @@ export function markdownReport(report: KernelReport): string {
     "",
     `Shapes: ${report.convention}. Timing: ${report.timing}` +
     (report.passes > 1 ? `; each figure is the best of ${report.passes} passes over the whole grid.` : "."),
-    "Weights are random bytes with finite f16 scales; packings: q2/q3/q4 bit-planes, group 64, zero point; ternary group 64;",
+    "Weights are random bytes with finite f16 scales; packings: q2/q3/q4 bit-planes, group 64, zero point; ternary group 256 (as TQ2_0);",
     "q8 group 32.",
     "",
     ...targetLines(report),
