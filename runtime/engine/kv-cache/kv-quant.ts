@@ -34,12 +34,28 @@ function f16Ceil(value: number): number {
   return h;
 }
 
-/** The f16 parameters of one group spanning [lo, hi]. */
-function groupParams(lo: number, hi: number, levels: number): { minBits: number; stepBits: number; min: number; step: number } {
+interface GroupParams {
+  minBits: number;
+  stepBits: number;
+  min: number;
+  step: number;
+}
+
+/**
+ * The f16 parameters of one group spanning [lo, hi], in one object reused by every call (read
+ * them before the next): a fresh object per group was 1.6 million objects, about 100 MB of
+ * garbage, in one 4K-token prefill of a 1.1B model with a q4 cache.
+ */
+const groupScratch: GroupParams = { minBits: 0, stepBits: 0, min: 0, step: 0 };
+function groupParams(lo: number, hi: number, levels: number): GroupParams {
   const minBits = f32ToF16(Math.max(-F16_MAX, Math.min(F16_MAX, lo)));
   const min = f16ToF32(minBits);
   const stepBits = hi > min ? f16Ceil((hi - min) / levels) : 0;
-  return { minBits, stepBits, min, step: f16ToF32(stepBits) };
+  groupScratch.minBits = minBits;
+  groupScratch.stepBits = stepBits;
+  groupScratch.min = min;
+  groupScratch.step = f16ToF32(stepBits);
+  return groupScratch;
 }
 
 function encode(x: number, min: number, step: number, levels: number): number {
@@ -205,9 +221,9 @@ export function fakeQuantize(values: ArrayLike<number>, bits: number): Float32Ar
   const levels = 2 ** bits - 1;
   const lo = Math.min(...Array.from(values));
   const hi = Math.max(...Array.from(values));
-  const p = groupParams(lo, hi, levels);
+  const { min, step } = groupParams(lo, hi, levels);
   return Float32Array.from(values, (x) => {
-    const code = p.step > 0 ? Math.min(levels, Math.max(0, Math.round((x - p.min) / p.step))) : 0;
-    return p.min + code * p.step;
+    const code = step > 0 ? Math.min(levels, Math.max(0, Math.round((x - min) / step))) : 0;
+    return min + code * step;
   });
 }
