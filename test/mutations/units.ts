@@ -105,4 +105,20 @@ export const mutations: Mutation[] = [
     replace: "const MAX_WHITESPACE = 5;",
     tests: [JSON_PREFIXES],
   },
+  {
+    name: "KV row store: a run of appended rows written one row early",
+    file: "runtime/engine/kv-cache/row-store.ts",
+    find: "fp.set(rows.subarray(r * width, (r + m) * width), (length - quantized) * width);",
+    replace: "fp.set(rows.subarray(r * width, (r + m) * width), Math.max(0, length - quantized - 1) * width);",
+    tests: ["test/kv-cache/kv-quant.test.ts"],
+    filter: "row store",
+  },
+  {
+    name: "KV row store: the oldest block quantised from a stale copy",
+    file: "runtime/engine/kv-cache/row-store.ts",
+    find: "    rows.set(fp.subarray(0, block * width));",
+    replace: "    if (quantized === 0) rows.set(fp.subarray(0, block * width));",
+    tests: ["test/kv-cache/kv-quant.test.ts"],
+    filter: "row store",
+  },
 ];
