@@ -121,4 +121,18 @@ export const mutations: Mutation[] = [
     tests: ["test/kv-cache/kv-quant.test.ts"],
     filter: "row store",
   },
+  {
+    name: "XQuant: a tile's latent streams read back into the first stream's columns",
+    file: "runtime/engine/kv-cache/xquant-cache.ts",
+    find: "for (let c = 0; c < s.width; c++) out[r * width + col + c] = part[r * s.width + c];",
+    replace: "for (let c = 0; c < s.width; c++) out[r * width + c] = part[r * s.width + c];",
+    tests: ["test/kv-cache/rematerialize.test.ts"],
+  },
+  {
+    name: "XQuant: appended rows split into streams from the first stream's columns",
+    file: "runtime/engine/kv-cache/xquant-cache.ts",
+    find: "for (let c = 0; c < s.width; c++) part[r * s.width + c] = rows[r * width + col + c];",
+    replace: "for (let c = 0; c < s.width; c++) part[r * s.width + c] = rows[r * width + c];",
+    tests: ["test/kv-cache/rematerialize.test.ts"],
+  },
 ];

@@ -56,14 +56,15 @@ export function createLatentCodec(
   const matrix = (name: string, rows: number, cols: number, values: Float32Array): WasmMatrix =>
     ({ ...createPackedMatrix(kernels, { kind: "f16" }, rows, cols, packF16(values)), name });
 
+  // One set of staging arrays for every layer (each is packed into WASM memory before the next).
+  const enc = new Float32Array(2 * rank * hidden); // (2·rank, hidden): rows j = U[:, j]
+  const kRe = new Float32Array(kvDim * 2 * rank); // (kvDim, 2·rank)
+  const vRe = new Float32Array(kvDim * 2 * rank);
   for (let l = 0; l < args.numLayers; l++) {
     const p = `model.layers.${l}.self_attn`;
     const fk = projectionFactors(kernels, weights, `${p}.k_proj`);
     const fv = projectionFactors(kernels, weights, `${p}.v_proj`);
     storedFactors &&= fk.stored && fv.stored;
-    const enc = new Float32Array(2 * rank * hidden); // (2·rank, hidden): rows j = U[:, j]
-    const kRe = new Float32Array(kvDim * 2 * rank); // (kvDim, 2·rank)
-    const vRe = new Float32Array(kvDim * 2 * rank);
     for (let j = 0; j < rank; j++) {
       for (let h = 0; h < hidden; h++) {
         enc[j * hidden + h] = fk.u[h * rank + j];
