@@ -150,6 +150,14 @@ export interface BenchRow {
   readonly llamacpp: LlamaCppResult | null;
 }
 
+/**
+ * Decode steps both engines run before the timed prompt (then their caches are cleared): the
+ * steady state a server reaches after its first request. Without them crumb's first 16 decode
+ * steps with a worker pool ran at about 0.75x of the later ones (the workers' decode code not
+ * yet compiled by the JIT), which a 32-step measurement mostly averaged in.
+ */
+export const WARMUP_DECODE_STEPS = 16;
+
 /** One timed run in a fresh process: fill the cache to ctx - decodeTokens, then decode. */
 export interface RunSpec {
   readonly engine: "crumb" | "llamacpp";

@@ -1,6 +1,7 @@
 /**
  * One crumb measurement, run inside a fresh process: load the packed file into WASM memory,
- * build the WASM backend, warm it up with one token, then time the prompt (ctx - N tokens,
+ * build the WASM backend, warm it up with one token and WARMUP_DECODE_STEPS decode steps (then
+ * reset), then time the prompt (ctx - N tokens,
  * prefill in GEMM tiles, up to the first greedy token = time to first token) and N greedy
  * decode steps. Uses the backend's forward pass directly, as the llama.cpp side uses its
  * evaluate loop: no sampler beyond an argmax, no detokenisation.
@@ -9,7 +10,7 @@ import { loadPackedModel } from "../runtime/engine/packed-model.ts";
 import { createWasmBackend, KV_TYPES, type KvType } from "../runtime/engine/wasm-backend.ts";
 import { resolveModel } from "../runtime/models/registry.ts";
 import { InvalidArgumentError } from "../runtime/errors.ts";
-import { argmax, peakRssMb, promptIds, type RunResult, type RunSpec } from "./config.ts";
+import { argmax, peakRssMb, promptIds, type RunResult, type RunSpec, WARMUP_DECODE_STEPS } from "./config.ts";
 
 /** KV cache types the WASM backend accepts in this build. */
 export function supportedKvTypes(): readonly string[] {
@@ -32,7 +33,8 @@ export async function measureCrumb(spec: RunSpec): Promise<RunResult> {
   const backend = await createWasmBackend(model, { threads: spec.threads, kv, contextLength: spec.ctx });
   try {
     const vocab = spec.vocab;
-    backend.forward([promptIds(1, spec.seed + 1, vocab)[0]]);
+    let warm = argmax(backend.forward([promptIds(1, spec.seed + 1, vocab)[0]]));
+    for (let i = 0; i < WARMUP_DECODE_STEPS; i++) warm = argmax(backend.forward([warm]));
     backend.reset();
 
     const prompt = promptIds(prefillTokens, spec.seed, vocab);

@@ -46,7 +46,6 @@ const DENO = fileURLToPath(new URL("../node_modules/deno/deno", import.meta.url)
 /** The command of a measurement process: `bun bench/worker.ts`, or the same under Deno. */
 function workerCommand(spec: RunSpec): [string, string[]] {
   const arg = JSON.stringify(spec);
-  // --expose-gc lets the backend collect between prefill blocks, as Bun.gc does under Bun.
   if (spec.runtime === "deno") return [DENO, ["run", "-A", "--quiet", "--v8-flags=--expose-gc", WORKER, arg]];
   return [process.execPath, [WORKER, arg]];
 }

@@ -1,12 +1,12 @@
 /**
  * One llama.cpp measurement through node-llama-cpp's prebuilt CPU binaries, inside a fresh
  * process: load the GGUF (CPU only, mmap), a context of ctx tokens with exactly `threads`
- * threads, warm up on one token, then time the same prompt as crumb (ctx - N ids) up to the
+ * threads, warm up on one token and WARMUP_DECODE_STEPS greedy steps (then clear), then time the same prompt as crumb (ctx - N ids) up to the
  * first greedy token, and N greedy decode steps. Uses LlamaContextSequence.evaluate, the
  * lowest-level generating loop the package exposes (native greedy sampling, one token per
  * batch); its async-iterator hop per token is included in decode time.
  */
-import { peakRssMb, promptIds, type RunResult, type RunSpec } from "./config.ts";
+import { peakRssMb, promptIds, type RunResult, type RunSpec, WARMUP_DECODE_STEPS } from "./config.ts";
 
 export async function measureLlamaCpp(spec: RunSpec): Promise<RunResult> {
   const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
@@ -22,7 +22,11 @@ export async function measureLlamaCpp(spec: RunSpec): Promise<RunResult> {
       threads: { ideal: spec.threads, min: spec.threads },
     });
     const sequence = context.getSequence();
-    await sequence.evaluateWithoutGeneratingNewTokens(promptIds(1, spec.seed + 1, spec.vocab) as never);
+    const warmup = sequence.evaluate(promptIds(1, spec.seed + 1, spec.vocab) as never, { temperature: 0 });
+    for (let i = 0; i <= WARMUP_DECODE_STEPS; i++) {
+      if ((await warmup.next()).done) break;
+    }
+    await warmup.return();
     await sequence.clearHistory();
 
     const prompt = promptIds(prefillTokens, spec.seed, spec.vocab);

@@ -3,7 +3,7 @@
  * bar chart of decode tokens/s (crumb next to llama.cpp per configuration), as plain text.
  */
 import { cpus } from "node:os";
-import type { BenchRow } from "./config.ts";
+import { type BenchRow, WARMUP_DECODE_STEPS } from "./config.ts";
 
 const fmt = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : "-");
 const ratio = (a: number, b: number | undefined) => (b === undefined || b <= 0 ? "-" : `${(a / b).toFixed(2)}x`);
@@ -34,7 +34,8 @@ export function markdownReport(rows: readonly BenchRow[], context: ReportContext
     "otherwise); untied token embeddings q8 (ggml Q8_0 on the llama.cpp side). llama.cpp (node-llama-cpp prebuilt CPU",
     "build, f16 KV cache) runs the same weights exported to GGUF: Q2_K for q2 and q3, Q4_0 for q4, TQ2_0 for ternary, the",
     "head Q6_K (Q8_0 where rows do not fill 256-blocks, as Qwen2.5-0.5B's 896 do, whose Q2_K matrices then fall back to",
-    "Q4_0), as llama-quantize writes them. Every configuration runs in a fresh process: warm-up token,",
+    "Q4_0), as llama-quantize writes them. Every configuration runs in a fresh process: a warm-up token and",
+    `${WARMUP_DECODE_STEPS} decode steps (then the cache is cleared),`,
     `then a prompt of ctx - ${context.decodeTokens} tokens (prefill tokens/s = prompt / time to first token), then`,
     `${context.decodeTokens} greedy decode steps at that depth. RSS is the process peak (VmHWM). Ratios are crumb / llama.cpp`,
     "within one run (a --merge run's llama.cpp figure replaces the older one for the same configuration in every row);",
