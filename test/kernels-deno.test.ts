@@ -30,16 +30,21 @@ async function runUnderDeno(env: Record<string, string>): Promise<{ code: number
 }
 
 for (const variant of ["relaxed-simd", "simd128"] as const) {
-  test(`under Deno, the ${variant} binary: LUT tables, gemm/gemv in every flavour, q8 and XXH32 equal their twins`, async () => {
-    const { code, report } = await runUnderDeno({ CRUMB_KERNELS: variant, CRUMB_PARITY_SELFTEST: "" });
-    expect(report.mismatches).toEqual([]);
-    expect(code).toBe(0);
-    expect(report.runtime).toBe("deno");
-    expect(report.variant).toBe(variant);
-    // 43 LUT encodings: tables, then gemm and gemv per flavour; 2 q8 groups; 7 hash lengths.
-    expect(report.flavors).toEqual(variant === "relaxed-simd" ? ["madd", "dot"] : ["madd"]);
-    expect(report.checked).toBe(43 * (1 + 2 * report.flavors.length) + 2 + 7);
-  }, 120_000);
+  test(
+    `under Deno, the ${variant} binary: LUT tables, gemm/gemv in every flavour, q8, XXH32, row kernels, RMSNorm and attention match their twins`,
+    async () => {
+      const { code, report } = await runUnderDeno({ CRUMB_KERNELS: variant, CRUMB_PARITY_SELFTEST: "" });
+      expect(report.mismatches).toEqual([]);
+      expect(code).toBe(0);
+      expect(report.runtime).toBe("deno");
+      expect(report.variant).toBe(variant);
+      // 43 LUT encodings: tables, then gemm and gemv per flavour; 2 q8 groups; 7 hash lengths;
+      // add_rows, q8_row and RMSNorm at 3 lengths; f32 and f16 attention on 2 shapes.
+      expect(report.flavors).toEqual(variant === "relaxed-simd" ? ["madd", "dot"] : ["madd"]);
+      expect(report.checked).toBe(43 * (1 + 2 * report.flavors.length) + 2 + 7 + 9 + 4);
+    },
+    120_000,
+  );
 }
 
 test("the Deno parity script reports an altered expectation (it is not vacuous)", async () => {
