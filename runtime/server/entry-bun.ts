@@ -5,8 +5,8 @@
  * request's body is in, the app lifts that limit for it (`keepOpen`), so a long prefill on a Pi
  * or a stream between keep-alive comments is never cut. Bun itself closes a connection whose
  * headers do not complete within about 10 s and answers headers beyond 16 KiB with a bare 431
- * (the app's own OpenAI-shaped 431 covers headers between 8 and 16 KiB). Run directly (`bun
- * runtime/server/entry-bun.ts <model> ...`) it is `crumb serve`.
+ * (the app's own OpenAI-shaped 431 covers headers between 8 and 16 KiB). `crumb serve`
+ * (runtime/cli/serve.ts) starts it.
  */
 import type { Hono } from "hono";
 import type { AppEnv } from "./context.ts";
@@ -55,6 +55,3 @@ export function listenBun(app: Hono<AppEnv>, options: { hostname: string; port: 
     },
   });
 }
-
-// Run directly, it is `crumb serve` (not awaited: the dispatcher imports this module back).
-if (import.meta.main) void import("../cli/main.ts").then(({ runCliMain }) => runCliMain(["serve", ...process.argv.slice(2)]));

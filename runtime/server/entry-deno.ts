@@ -2,8 +2,8 @@
  * The Deno listener: Deno.serve around the Hono app. Deno keeps idle HTTP connections open, so
  * long prefills are not cut; the app's read deadline covers bodies (408), but Deno.serve has no
  * option to time out headers that never complete (checked on Deno 2.9: a connection stalled
- * mid-headers stays open), so behind Deno the header timeout is a reverse proxy's job. Run directly (`deno run -A runtime/server/entry-deno.ts
- * <model> ...`, or `deno task serve`) it is `crumb serve`.
+ * mid-headers stays open), so behind Deno the header timeout is a reverse proxy's job. `crumb
+ * serve` (runtime/cli/serve.ts, `deno task serve`) starts it.
  */
 import type { Hono } from "hono";
 import type { AppEnv } from "./context.ts";
@@ -14,7 +14,6 @@ declare const Deno: {
     options: { hostname: string; port: number; onListen?: (addr: { hostname: string; port: number }) => void },
     handler: (request: Request) => Response | Promise<Response>,
   ): { finished: Promise<void>; shutdown(): Promise<void> };
-  args: string[];
 };
 
 export function listenDeno(app: Hono<AppEnv>, options: { hostname: string; port: number }): Promise<Listener> {
@@ -34,6 +33,3 @@ export function listenDeno(app: Hono<AppEnv>, options: { hostname: string; port:
     }, (request) => app.fetch(request));
   });
 }
-
-// Run directly, it is `crumb serve` (not awaited: the dispatcher imports this module back).
-if (import.meta.main) void import("../cli/main.ts").then(({ runCliMain }) => runCliMain(["serve", ...Deno.args]));
