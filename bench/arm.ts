@@ -30,14 +30,14 @@ import { tokenizerFromGguf } from "../runtime/tokenizer/index.ts";
 import { readGguf } from "../runtime/import/gguf.ts";
 import type { GgufExportType } from "../quantizer/export/gguf-export.ts";
 import type { Encoding } from "../runtime/format/encoding.ts";
-import { ENCODING_NAMES, type EncodingName, ENCODINGS, LLAMACPP_TYPE, promptIds, SHAPES } from "./config.ts";
-import { defaultCacheDir, prepareModels } from "./models.ts";
+import { type EncodingName, ENCODINGS, LLAMACPP_TYPE, promptIds, SHAPES } from "./config.ts";
+import { prepareModels } from "./models.ts";
 import type { DriverResult, DriverSpec } from "./arm/driver.ts";
 import {
   arm64Bun,
   buildPlugin,
   type Counts,
-  DEFAULT_CPU,
+  CRUMB_ENV,
   type Mark,
   missingTools,
   qemuVersion,
@@ -46,233 +46,14 @@ import {
   SYSROOT,
   totalCount,
 } from "./arm/qemu.ts";
+import { type ArmOptions, parseArgs, USAGE, UsageError } from "./arm/options.ts";
+import { type ArmDocument, type DecodeRow, fmtM, type KernelRowArm, markdownReport, mergeDocuments } from "./arm/report.ts";
 
 const VOCAB_GGUF = fileURLToPath(new URL("../../shared/models/gguf-vocab/ggml-vocab-llama-spm.gguf", import.meta.url));
-const RESULTS = fileURLToPath(new URL("./results/", import.meta.url));
 const DRIVER = fileURLToPath(new URL("./arm/driver.ts", import.meta.url));
 
-/** The targets of issue 13: crumb / llama.cpp instructions per token at most this. */
-export const TARGETS: Partial<Record<EncodingName, number>> = { q2: 0.35, ternary: 0.6 };
 /** The GEMV shapes of --kernels: the 1.1B model's matrices (rows x cols). */
 const KERNEL_SHAPES: readonly [number, number][] = [[2048, 2048], [256, 2048], [5632, 2048], [2048, 5632]];
-const DEFAULT_PROMPT = "Once upon a time, there was a little robot who lived in a small town by the sea.";
-
-const USAGE = `usage: bun bench/arm.ts [--shapes 1.1B] [--encodings q2,ternary,q4] [--tokens 8,24] [--ctx 64] [--kv f16]
-  [--llamacpp PATH (aarch64 llama-completion; or env CRUMB_LLAMACPP_ARM64)] [--no-llamacpp]
-  [--method marks|runs] [--repeat N (identical runs, to check they agree)] [--jobs N (qemu runs at a time)]
-  [--kernels] [--kernel-calls 32] [--no-decode]
-  [--cpu cortex-a76] [--prompt TEXT] [--seed 0] [--cache DIR] [--out DIR] [--merge] [--json]`;
-
-class UsageError extends Error {}
-
-export interface ArmOptions {
-  shapes: string[];
-  encodings: EncodingName[];
-  tokens: [number, number];
-  ctx: number;
-  kv: string;
-  llamacpp: string | undefined;
-  method: "marks" | "runs";
-  repeat: number;
-  jobs: number;
-  kernels: boolean;
-  kernelCalls: number;
-  decode: boolean;
-  cpu: string;
-  prompt: string;
-  seed: number;
-  cacheDir: string;
-  out: string;
-  merge: boolean;
-  json: boolean;
-}
-
-/** One engine's decode cost on one model. Counts are guest instructions per decoded token. */
-export interface DecodeRow {
-  readonly shape: string;
-  readonly engine: "crumb" | "llama.cpp";
-  /** crumb encoding, or the llama.cpp GGUF type. */
-  readonly weights: string;
-  /** Main thread (vCPU 0), mean over the repeated runs: the headline figure. */
-  readonly insns_per_token: number;
-  /** Every guest thread together (first run; so is the SDOT count). */
-  readonly all_threads_per_token: number;
-  readonly sdot_per_token: number;
-  /** insns_per_token of each repeated measurement (identical runs). */
-  readonly repeats: readonly number[];
-  /** crumb: the median single token (tokens N1+1..N2) of each repeated measurement. */
-  readonly repeat_medians?: readonly number[];
-  /** crumb: the main-thread count of single tokens N1+1..N2 (min, median, max), from markers. */
-  readonly token_min?: number;
-  readonly token_median?: number;
-  readonly token_max?: number;
-  /** crumb with --method runs: the same figure from the markers of the N2-token run (a cross-check). */
-  readonly marks_check?: number;
-  readonly prompt_tokens: number;
-  readonly method: "marks" | "runs";
-  readonly seconds: number;
-}
-
-export interface KernelRowArm {
-  /** A bench encoding, or one with "-bf16": the same with bf16 group scales (a kernel-only variant). */
-  readonly encoding: string;
-  readonly rows: number;
-  readonly cols: number;
-  readonly export: string;
-  /** Calls made. */
-  readonly calls: number;
-  /** The cheapest call's instructions (after JIT tier-up), and per 1024 weights. */
-  readonly insns_per_call: number;
-  readonly insns_per_kweight: number;
-  readonly first_call: number;
-  readonly sdot_per_call: number;
-  /** Building the call's input (LUT or q8 codes) for one token (median of the calls). */
-  readonly prepare_insns: number;
-}
-
-export interface ArmDocument {
-  readonly date: string;
-  readonly command: string;
-  readonly cpu: string;
-  readonly qemu: string;
-  readonly bun: string;
-  /** crumb's kernel binary under that Bun (relaxed-simd: SDOT through the "dot" LUT flavour). */
-  readonly kernels_binary: string;
-  readonly llamacpp: string | null;
-  /** llama.cpp's command line (model and prompt elided). */
-  readonly llamacpp_args: string;
-  readonly tokens: readonly number[];
-  readonly ctx: number;
-  readonly kv: string;
-  readonly prompt: string;
-  readonly rows: DecodeRow[];
-  readonly kernels: KernelRowArm[];
-  readonly notes: string[];
-}
-
-function parseArgs(argv: readonly string[]): ArmOptions {
-  const o: ArmOptions = {
-    shapes: ["1.1B"],
-    encodings: ["q2", "ternary", "q4"],
-    tokens: [8, 24],
-    ctx: 64,
-    kv: "f16",
-    llamacpp: process.env.CRUMB_LLAMACPP_ARM64 || undefined,
-    method: "marks",
-    repeat: 1,
-    jobs: 1,
-    kernels: false,
-    kernelCalls: 32,
-    decode: true,
-    cpu: DEFAULT_CPU,
-    prompt: DEFAULT_PROMPT,
-    seed: 0,
-    cacheDir: defaultCacheDir(),
-    out: RESULTS,
-    merge: false,
-    json: false,
-  };
-  const value = (flag: string, v: string | undefined): string => {
-    if (v === undefined || v.startsWith("--")) throw new UsageError(`${flag} needs a value`);
-    return v;
-  };
-  const list = (flag: string, v: string | undefined) => value(flag, v).split(",").map((s) => s.trim()).filter((s) => s !== "");
-  const int = (flag: string, v: string | undefined, min: number) => {
-    const n = Number(value(flag, v));
-    if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} must be an integer >= ${min}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const next = () => argv[++i];
-    switch (arg) {
-      case "--shapes": {
-        o.shapes = list(arg, next());
-        const bad = o.shapes.find((s) => SHAPES[s] === undefined);
-        if (bad !== undefined) throw new UsageError(`unknown shape "${bad}"; choose from ${Object.keys(SHAPES).join(", ")}`);
-        break;
-      }
-      case "--encodings": {
-        const e = list(arg, next());
-        const bad = e.find((x) => !(ENCODING_NAMES as readonly string[]).includes(x));
-        if (bad !== undefined) throw new UsageError(`unknown encoding "${bad}"; choose from ${ENCODING_NAMES.join(", ")}`);
-        o.encodings = e as EncodingName[];
-        break;
-      }
-      case "--tokens": {
-        const t = list(arg, next()).map(Number);
-        if (t.length !== 2 || !t.every(Number.isInteger) || !(t[0] >= 1 && t[1] > t[0])) {
-          throw new UsageError("--tokens takes N1,N2 with 1 <= N1 < N2");
-        }
-        o.tokens = [t[0], t[1]];
-        break;
-      }
-      case "--ctx":
-        o.ctx = int(arg, next(), 8);
-        break;
-      case "--kv":
-        o.kv = value(arg, next());
-        break;
-      case "--llamacpp":
-        o.llamacpp = value(arg, next());
-        break;
-      case "--no-llamacpp":
-        o.llamacpp = undefined;
-        break;
-      case "--method": {
-        const m = value(arg, next());
-        if (m !== "marks" && m !== "runs") throw new UsageError("--method is marks or runs");
-        o.method = m;
-        break;
-      }
-      case "--repeat":
-        o.repeat = int(arg, next(), 1);
-        break;
-      case "--jobs":
-        o.jobs = int(arg, next(), 1);
-        break;
-      case "--kernels":
-        o.kernels = true;
-        break;
-      case "--kernel-calls":
-        o.kernelCalls = int(arg, next(), 1);
-        break;
-      case "--no-decode":
-        o.decode = false;
-        break;
-      case "--cpu":
-        o.cpu = value(arg, next());
-        break;
-      case "--prompt":
-        o.prompt = value(arg, next());
-        break;
-      case "--seed":
-        o.seed = int(arg, next(), 0);
-        break;
-      case "--cache":
-        o.cacheDir = value(arg, next());
-        break;
-      case "--out":
-        o.out = value(arg, next());
-        break;
-      case "--merge":
-        o.merge = true;
-        break;
-      case "--json":
-        o.json = true;
-        break;
-      case "--help":
-      case "-h":
-        console.error(USAGE);
-        process.exit(0);
-        break;
-      default:
-        throw new UsageError(`unknown argument "${arg}"`);
-    }
-  }
-  if (o.llamacpp !== undefined && !existsSync(o.llamacpp)) throw new UsageError(`llama.cpp binary ${o.llamacpp} does not exist`);
-  return o;
-}
 
 const log = (m: string) => console.error(m);
 
@@ -311,13 +92,6 @@ interface Context {
   readonly variants: string[];
   readonly limit: <T>(task: () => Promise<T>) => Promise<T>;
 }
-
-/**
- * Environment of every crumb run, for counts that do not depend on timing: JIT compilation
- * and garbage collection on the main thread (counted there), and no Bun GC timer (under
- * emulation a wall-clock timer fires every few tokens, where natively it would every hundred).
- */
-export const CRUMB_ENV = { BUN_JSC_useConcurrentJIT: "0", BUN_JSC_useConcurrentGC: "0", BUN_GC_TIMER_DISABLE: "1" };
 
 async function runDriver(ctx: Context, spec: DriverSpec): Promise<{ counts: Counts; result: DriverResult; seconds: number }> {
   const run = await runCounted(ctx.bun, [DRIVER, JSON.stringify(spec)], {
@@ -578,137 +352,6 @@ function measureKernels(ctx: Context): Promise<KernelRowArm[]> {
     e,
   ) => (ENCODINGS[e].kind === "bitplane" || ENCODINGS[e].kind === "ternary" ? [e, `${e}-bf16`] : [e]));
   return Promise.all(names.flatMap((e) => KERNEL_SHAPES.map(([r, c]) => one(e, r, c))));
-}
-
-const fmtM = (v: number) => (Number.isFinite(v) ? `${(v / 1e6).toFixed(1)} M` : "-");
-const fmtRatio = (v: number) => (Number.isFinite(v) ? `${v.toFixed(2)}x` : "-");
-
-/** The spread of identical runs as a fraction of the smallest. */
-function spread(values: readonly number[]): number {
-  if (values.length < 2) return NaN;
-  return (Math.max(...values) - Math.min(...values)) / Math.min(...values);
-}
-
-export function markdownReport(doc: ArmDocument): string {
-  const [n1, n2] = doc.tokens;
-  const lines = [
-    "# ARM64 instruction counts (bench:arm)",
-    "",
-    `\`${doc.command}\`, ${
-      doc.date.slice(0, 10)
-    }: ${doc.qemu}, \`-cpu ${doc.cpu}\`, ${doc.bun} for linux-aarch64 (crumb kernels: ${doc.kernels_binary})` +
-    `${doc.llamacpp !== null ? `; llama.cpp: ${doc.llamacpp}` : ""}.`,
-    "",
-    "Guest instructions per decoded token on the main thread (1 thread), counted by bench/arm/insn-count.c: the",
-    `instruction count after token ${n2} minus the count after token ${n1}, divided by ${n2 - n1} (mean of the repeated runs), so`,
-    `start-up, loading, the prompt and JIT warm-up cancel out; for crumb also its median single token (the steadier figure`,
-    `for judging a kernel change: a garbage collection lands in the window in some runs and not others).`,
-    `The prompt text is the same for both engines (ctx ${doc.ctx}, greedy; crumb kv ${doc.kv}).`,
-    "crumb: Bun runs bench/arm/driver.ts (loadEngine + generate, one thread) with " +
-    Object.entries(CRUMB_ENV).map(([k, v]) => `${k}=${v}`).join(" ") + " (JIT compilation and GC",
-    "on the main thread, where they are counted; no wall-clock GC timer), markers after each token (one run).",
-    `llama.cpp: \`${doc.llamacpp_args}\`, one run of ${n1} and one of ${n2} tokens`,
-    "(with one thread its compute runs on the main thread: compare the all-threads column).",
-    "Random-weight models of real shapes from bench/models.ts (crumb: bit-planes group 64 / ternary group 256 as",
-    "bench/config.ts packs them, embeddings q8, lm_head the quantizer's default for the width (q4 g64 for q2, q8 g128",
-    "otherwise); llama.cpp: the same weights exported to Q2_K / TQ2_0 / Q4_0 with Q8_0 embeddings and a Q6_K head).",
-    "Instruction counts are a proxy, not time: qemu models no caches, memory bandwidth or instruction latencies.",
-    "",
-    "| shape | crumb | instr/token | median token | all threads | SDOT/token | llama.cpp | instr/token | SDOT/token | crumb / llama.cpp | target |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
-  ];
-  const crumbRows = doc.rows.filter((r) => r.engine === "crumb");
-  for (const r of crumbRows) {
-    const type = LLAMACPP_TYPE[r.weights as EncodingName];
-    const l = doc.rows.find((x) => x.engine === "llama.cpp" && x.shape === r.shape && x.weights === type);
-    const ratio = l !== undefined ? r.insns_per_token / l.insns_per_token : NaN;
-    const target = TARGETS[r.weights as EncodingName];
-    const verdict = target === undefined
-      ? "-"
-      : Number.isFinite(ratio)
-      ? `<= ${target}x: ${ratio <= target ? "met" : "not met"}`
-      : `<= ${target}x`;
-    lines.push(
-      `| ${r.shape} | ${r.weights} | ${fmtM(r.insns_per_token)} | ${r.token_median !== undefined ? fmtM(r.token_median) : "-"} | ${
-        fmtM(r.all_threads_per_token)
-      } | ${fmtM(r.sdot_per_token)} | ${l?.weights ?? type} | ${l !== undefined ? fmtM(l.insns_per_token) : "-"} | ${
-        l !== undefined ? fmtM(l.sdot_per_token) : "-"
-      } | ${fmtRatio(ratio)} | ${verdict} |`,
-    );
-  }
-  for (
-    const l of doc.rows.filter((x) =>
-      x.engine === "llama.cpp" && !crumbRows.some((r) => r.shape === x.shape && LLAMACPP_TYPE[r.weights as EncodingName] === x.weights)
-    )
-  ) {
-    lines.push(`| ${l.shape} | - | - | - | - | - | ${l.weights} | ${fmtM(l.insns_per_token)} | ${fmtM(l.sdot_per_token)} | - | - |`);
-  }
-  lines.push(
-    "",
-    "Per measurement: instructions per token (the headline figure) of each identical run and their spread; for crumb",
-    "also the single tokens N1+1..N2 of the first run (min / median / max: a garbage collection or a JIT compilation",
-    "landing in the window makes the maximum) and the median token of each run with its spread.",
-    "",
-    "| shape | engine | weights | method | prompt tokens | instr/token, each run | spread | token min / median / max | median token, each run | spread | qemu s |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
-  );
-  const pct = (v: number) => (Number.isFinite(v) ? `${(v * 100).toFixed(3)}%` : "-");
-  const list = (v: readonly number[]) => v.map((x) => x.toLocaleString("en-US")).join(", ");
-  for (const r of doc.rows) {
-    lines.push(
-      `| ${r.shape} | ${r.engine} | ${r.weights} | ${r.method} | ${r.prompt_tokens} | ${list(r.repeats)} | ${pct(spread(r.repeats))} | ${
-        r.token_min !== undefined ? `${fmtM(r.token_min)} / ${fmtM(r.token_median!)} / ${fmtM(r.token_max!)}` : "-"
-      } | ${r.repeat_medians !== undefined ? list(r.repeat_medians) : "-"} | ${
-        r.repeat_medians !== undefined ? pct(spread(r.repeat_medians)) : "-"
-      } | ${r.seconds} |`,
-    );
-  }
-  for (const r of doc.rows.filter((x) => x.marks_check !== undefined)) {
-    lines.push(
-      "",
-      `${r.shape} ${r.weights}: two runs give ${fmtM(r.insns_per_token)} per token, the markers of the longer one ${fmtM(r.marks_check!)}.`,
-    );
-  }
-  if (doc.kernels.length > 0) {
-    lines.push(
-      "",
-      `One kernel call class: the GEMV export for one token on random packed codes (the cheapest of ${
-        doc.kernels[0].calls
-      } calls: after JIT`,
-      "tier-up; the first call for comparison), and building its input (the activation LUT, or q8 codes; median call).",
-      "`-bf16`: the same encoding with bf16 group scales (kernel only: the bench's models carry f16 scales).",
-      "",
-      "| encoding | rows x cols | export | instr/call | per 1024 weights | SDOT/call | first call | input build |",
-      "|---|---|---|---|---|---|---|---|",
-    );
-    for (const k of doc.kernels) {
-      lines.push(
-        `| ${k.encoding} | ${k.rows}x${k.cols} | ${k.export} | ${fmtM(k.insns_per_call)} | ${k.insns_per_kweight} | ${
-          fmtM(k.sdot_per_call)
-        } | ${fmtM(k.first_call)} | ${fmtM(k.prepare_insns)} |`,
-      );
-    }
-  }
-  if (doc.notes.length > 0) lines.push("", "Notes:", "", ...doc.notes.map((n) => `- ${n}`));
-  return lines.join("\n") + "\n";
-}
-
-function mergeDocuments(previous: ArmDocument, fresh: ArmDocument): ArmDocument {
-  const key = (r: DecodeRow) => `${r.shape}|${r.engine}|${r.weights}`;
-  const kkey = (k: KernelRowArm) => `${k.encoding}|${k.rows}|${k.cols}`;
-  const rows = new Map(previous.rows.map((r) => [key(r), r]));
-  for (const r of fresh.rows) rows.set(key(r), r);
-  const kernels = new Map(previous.kernels.map((k) => [kkey(k), k]));
-  for (const k of fresh.kernels) kernels.set(kkey(k), k);
-  return {
-    ...fresh,
-    command: `${previous.command}; ${fresh.command}`,
-    llamacpp: fresh.llamacpp ?? previous.llamacpp,
-    kernels_binary: [...new Set([previous.kernels_binary, fresh.kernels_binary].filter((v) => v !== "-"))].join(", ") || "-",
-    rows: [...rows.values()],
-    kernels: [...kernels.values()],
-    notes: [...new Set([...previous.notes, ...fresh.notes])],
-  };
 }
 
 async function main(): Promise<void> {

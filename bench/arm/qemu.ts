@@ -17,6 +17,13 @@ export const SYSROOT = "/usr/aarch64-linux-gnu";
 /** The CPU qemu models: a Raspberry Pi 5's core (ARMv8.2-A with dot product, fp16, no i8mm/SVE). */
 export const DEFAULT_CPU = "cortex-a76";
 
+/**
+ * Environment of every crumb run, for counts that do not depend on timing: JIT compilation
+ * and garbage collection on the main thread (counted there), and no Bun GC timer (under
+ * emulation a wall-clock timer fires every few tokens, where natively it would every hundred).
+ */
+export const CRUMB_ENV = { BUN_JSC_useConcurrentJIT: "0", BUN_JSC_useConcurrentGC: "0", BUN_GC_TIMER_DISABLE: "1" };
+
 /** First marker descriptor; must match MARK_BASE in insn-count.c. */
 export const MARK_BASE = 0x63730000;
 export const MARK_SPAN = 65536;

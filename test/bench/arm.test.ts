@@ -15,8 +15,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SHAPES } from "../../bench/config.ts";
 import { prepareModels } from "../../bench/models.ts";
-import { CRUMB_ENV, tokenizerFile } from "../../bench/arm.ts";
-import { arm64Bun, buildPlugin, type Counts, missingTools, REPO, runCounted } from "../../bench/arm/qemu.ts";
+import { tokenizerFile } from "../../bench/arm.ts";
+import { arm64Bun, buildPlugin, type Counts, CRUMB_ENV, missingTools, REPO, runCounted } from "../../bench/arm/qemu.ts";
 import { haveFiles, modelPath } from "../shared-data.ts";
 
 const DRIVER = fileURLToPath(new URL("../../bench/arm/driver.ts", import.meta.url));
