@@ -22,16 +22,8 @@ import { CrumbError, InvalidArgumentError } from "../errors.ts";
 import { yieldToEventLoop } from "../engine/generate.ts";
 import type { CrumbTokenizer } from "../tokenizer/tokenizer.ts";
 import { fewestTokens, longestTokenChars } from "./token-bounds.ts";
-import {
-  closingLength,
-  closingOffName,
-  feed,
-  initialState,
-  isComplete,
-  keyMayBeRequired,
-  type MachineState,
-  type State,
-} from "./json-machine.ts";
+import { closingLength, closingOffName } from "./json-closing.ts";
+import { feed, initialState, isComplete, keyMayBeRequired, type MachineState, type State } from "./json-machine.ts";
 import { compileSchema, type SchemaNode } from "./json-schema.ts";
 
 interface TrieNode {

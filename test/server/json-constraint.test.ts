@@ -2,7 +2,8 @@
 // on a real engine (stories260K): constrained output always parses and follows the schema.
 import { describe, expect, test } from "bun:test";
 import { createJsonConstraint } from "../../runtime/server/json-constraint.ts";
-import { closingLength, feedText, initialState, isComplete } from "../../runtime/server/json-machine.ts";
+import { closingLength } from "../../runtime/server/json-closing.ts";
+import { feedText, initialState, isComplete } from "../../runtime/server/json-machine.ts";
 import { compileSchema } from "../../runtime/server/json-schema.ts";
 import { haveFiles } from "../shared-data.ts";
 import { storiesEngine } from "./helpers.ts";

@@ -13,7 +13,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { compileConstraint } from "../../runtime/server/json-constraint.ts";
-import { closingLength, feed, isComplete, type MachineState, type State } from "../../runtime/server/json-machine.ts";
+import { closingLength } from "../../runtime/server/json-closing.ts";
+import { feed, isComplete, type MachineState, type State } from "../../runtime/server/json-machine.ts";
 import { type JsonSpec, judgePrefix, keysWrittenPlainly, validateDocument, type Verdict } from "./json-oracle.ts";
 
 /** The machine's start for a spec, as the server compiles it. */
