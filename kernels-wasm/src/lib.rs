@@ -21,6 +21,7 @@ mod softmax;
 mod vmath;
 mod dense;
 mod gemm;
+mod lut_sums;
 mod lut;
 mod q8dot;
 // The benchmark's measuring sticks (dequantise-then-dot GEMV, streaming read) live beside the

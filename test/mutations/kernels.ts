@@ -34,7 +34,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "LUT kernel: offset mode's plane pair weighted (2, 1) instead of (1, 2)",
-    file: "kernels-wasm/src/gemm.rs",
+    file: "kernels-wasm/src/lut_sums.rs",
     find: "MODE_OFFSET => Weights { w: [(0, pair(1 << (2 * u), 2 << (2 * u))), (0, 0)], n: 1 },",
     replace: "MODE_OFFSET => Weights { w: [(0, pair(2 << (2 * u), 1 << (2 * u))), (0, 0)], n: 1 },",
     tests: [MATMUL],
@@ -66,7 +66,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "LUT kernel, dot flavour only: the lone plane's rows 4-7 of half 1 take half 0's byte",
-    file: "kernels-wasm/src/gemm.rs",
+    file: "kernels-wasm/src/lut_sums.rs",
     find: "for (h, r, shift) in [(0, 0, 0), (1, 0, 8), (0, 1, 16), (1, 1, 24)] {",
     replace: "for (h, r, shift) in [(0, 0, 0), (1, 0, 8), (0, 1, 16), (1, 1, 16)] {",
     tests: [MATMUL],
@@ -74,7 +74,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "LUT kernel, madd flavour only: the lone plane's half 1 reads the low byte",
-    file: "kernels-wasm/src/gemm.rs",
+    file: "kernels-wasm/src/lut_sums.rs",
     find: "let (w0, w1) = (i16x8_splat(w as i16), i16x8_splat((w << 8) as i16));",
     replace: "let (w0, w1) = (i16x8_splat(w as i16), i16x8_splat(w as i16));",
     tests: [MATMUL],
