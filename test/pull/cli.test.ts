@@ -67,7 +67,11 @@ describe("pull CLI", () => {
   test("deno task pull works with the task's permissions (no os.homedir(), which needs --allow-sys)", async () => {
     const result = await runDenoTask(["acme/cli-model", "--quiet"]);
     expect(result.stderr).toBe("");
-    expect(result).toEqual({ code: 0, stdout: `${path.join(cache, ".cache", "crumb", "models", "acme--cli-model", COMMIT)}\n`, stderr: "" });
+    expect(result).toEqual({
+      code: 0,
+      stdout: `${path.join(cache, ".cache", "crumb", "models", "acme--cli-model", COMMIT)}\n`,
+      stderr: "",
+    });
   }, 30_000);
 
   test("prints only the snapshot directory on stdout and one line per file on stderr", async () => {

@@ -6,19 +6,19 @@
  * quants, `--include` globs, a llama2.c .bin fetched with its tokenizer, offline answers from
  * the cache, and the CLI printing the model file. No test leaves 127.0.0.1.
  */
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { execFile } from "node:child_process";
 import { promises as fs } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { InvalidArgumentError } from "../../runtime/errors.ts";
 import { HubError, IntegrityError } from "../../quantizer/pull/errors.ts";
-import { pullModel, type PullOptions } from "../../quantizer/pull/pull.ts";
+import { pullModel } from "../../quantizer/pull/pull.ts";
 import { parsePullSpec } from "../../quantizer/pull/spec.ts";
 import { globToRegExp } from "../../quantizer/pull/select-include.ts";
-import { bytesOf, type FakeFile, type FakeHub, type FakeHubOptions, startFakeHub } from "./fake-hub.ts";
+import { bytesOf, type FakeFile, type FakeHub } from "./fake-hub.ts";
+import { hubSessions } from "./hub-session.ts";
 
 const COMMIT = "fedcba9876543210fedcba9876543210fedcba98";
 const text = (value: string) => new TextEncoder().encode(value);
@@ -46,20 +46,7 @@ const TINYLLAMAS: FakeFile[] = [
 ];
 const contentOf = (files: FakeFile[], name: string) => files.find((f) => f.path === name)!.content;
 
-const hubs: FakeHub[] = [];
-const caches: string[] = [];
-afterEach(async () => {
-  for (const hub of hubs.splice(0)) await hub.close();
-  for (const cache of caches.splice(0)) await fs.rm(cache, { recursive: true, force: true });
-});
-
-async function setUp(overrides: Partial<FakeHubOptions> = {}): Promise<{ hub: FakeHub; options: PullOptions; cache: string }> {
-  const hub = await startFakeHub({ org: "acme", name: "tiny-gguf", commit: COMMIT, files: GGUF_FILES, ...overrides });
-  hubs.push(hub);
-  const cache = await fs.mkdtemp(path.join(os.tmpdir(), "crumb-pull-gguf-"));
-  caches.push(cache);
-  return { hub, cache, options: { env: { HF_ENDPOINT: hub.endpoint, CRUMB_CACHE: cache }, retries: 3, retryDelayMs: 1, idleTimeoutMs: 5000 } };
-}
+const setUp = hubSessions({ org: "acme", name: "tiny-gguf", commit: COMMIT, files: GGUF_FILES }, "crumb-pull-gguf-");
 
 async function rejection(promise: Promise<unknown>): Promise<Error> {
   try {
@@ -70,22 +57,40 @@ async function rejection(promise: Promise<unknown>): Promise<Error> {
   throw new Error("expected the promise to reject");
 }
 
-const fileRequests = (hub: FakeHub) => hub.requests.filter((r) => r.path.includes("/resolve/")).map((r) => r.path.replace(`/acme/${hubName(hub)}/resolve/${COMMIT}/`, ""));
+const fileRequests = (hub: FakeHub) =>
+  hub.requests.filter((r) => r.path.includes("/resolve/")).map((r) => r.path.replace(`/acme/${hubName(hub)}/resolve/${COMMIT}/`, ""));
 const hubName = (hub: FakeHub) => (hub.requests.find((r) => r.path.startsWith("/api/models/"))?.path.split("/")[4] ?? "");
 
 describe("pull specs", () => {
   test("org/repo:quant, hf.co/, huggingface.co URLs and page URLs parse to the same repository", () => {
-    expect(parsePullSpec("acme/tiny-gguf:Q4_K_M")).toEqual({ repo: { org: "acme", name: "tiny-gguf", id: "acme/tiny-gguf" }, quant: "Q4_K_M" });
-    for (const spelling of ["hf.co/acme/tiny-gguf:q4_k_m", "https://hf.co/acme/tiny-gguf:q4_k_m", "https://huggingface.co/acme/tiny-gguf:q4_k_m"]) {
+    expect(parsePullSpec("acme/tiny-gguf:Q4_K_M")).toEqual({
+      repo: { org: "acme", name: "tiny-gguf", id: "acme/tiny-gguf" },
+      quant: "Q4_K_M",
+    });
+    for (
+      const spelling of [
+        "hf.co/acme/tiny-gguf:q4_k_m",
+        "https://hf.co/acme/tiny-gguf:q4_k_m",
+        "https://huggingface.co/acme/tiny-gguf:q4_k_m",
+      ]
+    ) {
       expect(parsePullSpec(spelling)).toMatchObject({ repo: { id: "acme/tiny-gguf" }, quant: "q4_k_m" });
     }
-    expect(parsePullSpec("https://huggingface.co/acme/tiny-gguf/")).toEqual({ repo: { org: "acme", name: "tiny-gguf", id: "acme/tiny-gguf" }, quant: undefined });
+    expect(parsePullSpec("https://huggingface.co/acme/tiny-gguf/")).toEqual({
+      repo: { org: "acme", name: "tiny-gguf", id: "acme/tiny-gguf" },
+      quant: undefined,
+    });
     expect(parsePullSpec("https://huggingface.co/acme/tiny-gguf/tree/v2")).toMatchObject({ revision: "v2" });
-    expect(parsePullSpec("https://huggingface.co/acme/tiny-gguf/blob/main/Q6_K/a%20b.gguf")).toMatchObject({ revision: "main", file: "Q6_K/a b.gguf" });
+    expect(parsePullSpec("https://huggingface.co/acme/tiny-gguf/blob/main/Q6_K/a%20b.gguf")).toMatchObject({
+      revision: "main",
+      file: "Q6_K/a b.gguf",
+    });
   });
 
   test("malformed spellings are refused naming the value and the accepted forms", () => {
-    for (const bad of ["acme", "acme/tiny:Q4 K", "https://example.com/acme/tiny", "acme/tiny/extra:Q4_K_M", "hf.co/acme/tiny/tree/main:Q4_K_M"]) {
+    for (
+      const bad of ["acme", "acme/tiny:Q4 K", "https://example.com/acme/tiny", "acme/tiny/extra:Q4_K_M", "hf.co/acme/tiny/tree/main:Q4_K_M"]
+    ) {
       const error = (() => {
         try {
           parsePullSpec(bad);
@@ -134,10 +139,15 @@ describe("pull <org/repo>:<quant>", () => {
   test("a split GGUF is pulled whole and part 1 is the model file", async () => {
     const { options } = await setUp();
     const result = await pullModel("acme/tiny-gguf:Q6_K", options);
-    expect(result.files.map((f) => f.path)).toEqual(["Q6_K/Tiny-Llama-Q6_K-00001-of-00002.gguf", "Q6_K/Tiny-Llama-Q6_K-00002-of-00002.gguf"]);
+    expect(result.files.map((f) => f.path)).toEqual([
+      "Q6_K/Tiny-Llama-Q6_K-00001-of-00002.gguf",
+      "Q6_K/Tiny-Llama-Q6_K-00002-of-00002.gguf",
+    ]);
     expect(result.primary).toBe(path.join(result.dir, "Q6_K", "Tiny-Llama-Q6_K-00001-of-00002.gguf"));
     expect(result.notes[0]).toContain("split GGUF: 2 parts, all pulled");
-    for (const f of result.files) expect(new Uint8Array(await fs.readFile(path.join(result.dir, f.path)))).toEqual(contentOf(GGUF_FILES, f.path));
+    for (const f of result.files) {
+      expect(new Uint8Array(await fs.readFile(path.join(result.dir, f.path)))).toEqual(contentOf(GGUF_FILES, f.path));
+    }
   });
 
   test("a split set whose listing lacks a part is refused before downloading", async () => {
@@ -237,7 +247,9 @@ describe("pull --include", () => {
     expect(notes).toEqual(["also pulling tokenizer.bin, the llama2.c tokenizer for stories15M.bin (pass it with --tokenizer)"]);
     const nested = await pullModel("acme/tinyllamas", { ...options, include: ["stories260K/stories260K.bin"] });
     expect(nested.files.map((f) => f.path)).toEqual(["stories260K/stories260K.bin", "stories260K/tok512.bin"]);
-    expect(new Uint8Array(await fs.readFile(path.join(nested.dir, "stories260K/tok512.bin")))).toEqual(contentOf(TINYLLAMAS, "stories260K/tok512.bin"));
+    expect(new Uint8Array(await fs.readFile(path.join(nested.dir, "stories260K/tok512.bin")))).toEqual(
+      contentOf(TINYLLAMAS, "stories260K/tok512.bin"),
+    );
 
     const { options: bare } = await setUp({ name: "tinyllamas", files: TINYLLAMAS.filter((f) => f.path !== "tokenizer.bin") });
     const alone = await pullModel("acme/tinyllamas", { ...bare, include: ["stories42M.bin"] });
@@ -248,19 +260,14 @@ describe("pull --include", () => {
 
 describe("pull CLI with a quant tag", () => {
   const CLI = fileURLToPath(new URL("../../quantizer/pull/cli.ts", import.meta.url));
-  let cliHub: FakeHub | undefined;
-  afterAll(async () => await cliHub?.close());
-
   test("prints the chosen GGUF on stdout and the choice on stderr", async () => {
-    cliHub = await startFakeHub({ org: "acme", name: "tiny-gguf", commit: COMMIT, files: GGUF_FILES });
-    const cache = await fs.mkdtemp(path.join(os.tmpdir(), "crumb-pull-gguf-cli-"));
-    caches.push(cache);
+    const { hub, cache } = await setUp();
     const run = (args: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
         execFile(
           process.execPath,
           [CLI, ...args],
-          { env: { PATH: process.env.PATH ?? "", HOME: cache, HF_ENDPOINT: cliHub!.endpoint, CRUMB_CACHE: cache }, timeout: 20_000 },
+          { env: { PATH: process.env.PATH ?? "", HOME: cache, HF_ENDPOINT: hub.endpoint, CRUMB_CACHE: cache }, timeout: 20_000 },
           (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number((error as { code?: number }).code ?? 1), stdout, stderr }),
         );
       });

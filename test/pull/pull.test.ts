@@ -5,14 +5,14 @@
  * hostile file names and the mapping of hub answers to typed errors. No test leaves
  * 127.0.0.1.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { promises as fs } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { CrumbError, InvalidArgumentError, UnsupportedModelError } from "../../runtime/errors.ts";
 import { HubError, IntegrityError } from "../../quantizer/pull/errors.ts";
-import { pullModel, type PullOptions } from "../../quantizer/pull/pull.ts";
-import { bytesOf, type FakeFile, type FakeHub, type FakeHubOptions, startFakeHub } from "./fake-hub.ts";
+import { pullModel } from "../../quantizer/pull/pull.ts";
+import { bytesOf, type FakeFile } from "./fake-hub.ts";
+import { hubSessions } from "./hub-session.ts";
 
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 const text = (value: string) => new TextEncoder().encode(value);
@@ -45,22 +45,7 @@ const WANTED = [
   "model-00002-of-00002.safetensors",
 ];
 
-const hubs: FakeHub[] = [];
-const caches: string[] = [];
-
-afterEach(async () => {
-  for (const hub of hubs.splice(0)) await hub.close();
-  for (const cache of caches.splice(0)) await fs.rm(cache, { recursive: true, force: true });
-});
-
-async function setUp(overrides: Partial<FakeHubOptions> = {}): Promise<{ hub: FakeHub; options: PullOptions; cache: string }> {
-  const hub = await startFakeHub({ org: "acme", name: "tiny-llama", commit: COMMIT, files: FILES, ...overrides });
-  hubs.push(hub);
-  const cache = await fs.mkdtemp(path.join(os.tmpdir(), "crumb-pull-"));
-  caches.push(cache);
-  const env = { HF_ENDPOINT: hub.endpoint, CRUMB_CACHE: cache, ...(overrides.token ? { HF_TOKEN: overrides.token } : {}) };
-  return { hub, cache, options: { env, retries: 3, retryDelayMs: 1, idleTimeoutMs: 5000 } };
-}
+const setUp = hubSessions({ org: "acme", name: "tiny-llama", commit: COMMIT, files: FILES }, "crumb-pull-");
 
 async function listTree(dir: string): Promise<string[]> {
   const out: string[] = [];
